@@ -35,7 +35,9 @@ def test_similarity_scales_distances():
 
 def test_sample_surface_is_area_weighted_and_on_surface():
     # two unit squares in z=0 and x=0, the second twice as large
-    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 2, 0], [0, 2, 1], [0, 0, 1]], float)
+    v = np.array(
+        [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0], [0, 2, 0], [0, 2, 1], [0, 0, 1]], float
+    )
     f = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
     pts, normals, face = sample_surface(v, f, 30000, rng=1)
     on_floor = np.isclose(pts[:, 2], 0, atol=1e-6)

@@ -33,5 +33,6 @@ def test_notebook_in_sync_with_source_and_rendered(source):
     assert [(c.cell_type, c.source) for c in nb.cells] == [(c.cell_type, c.source) for c in expected.cells], (
         f"{built.name} differs from {source.name}: rebuild it with scripts/build_notebooks.py"
     )
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
     assert images >= 3, f"{built.name} keeps only {images} rendered figures"
