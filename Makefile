@@ -37,7 +37,7 @@ system-deps:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check fourdcontrast fourdviz tests benchmarks
+	$(BIN)/ruff check fourdcontrast fourdviz tests benchmarks scripts
 
 test: $(STAMP) system-deps lint
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
