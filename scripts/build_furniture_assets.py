@@ -4,7 +4,8 @@
 Only ``BlendSwap-CC-0.sh3f`` (CC0 1.0) is used. Get it without installing::
 
     cd /tmp && apt-get download sweethome3d-furniture && dpkg-deb -x sweethome3d-furniture_*.deb /tmp/sh3d
-    python scripts/build_furniture_assets.py --sh3f /tmp/sh3d/usr/share/sweethome3d/furniture/BlendSwap-CC-0.sh3f
+    python scripts/build_furniture_assets.py \
+        --sh3f /tmp/sh3d/usr/share/sweethome3d/furniture/BlendSwap-CC-0.sh3f
 
 For every curated model (``CURATED``: model folder → category) it reads the OBJ (y up, centimetres),
 rotates it to z up, scales each axis to the catalog's width/depth/height (as Sweet Home 3D does), puts it
@@ -113,7 +114,8 @@ def convert(zf: zipfile.ZipFile, folder: str, entry: dict[str, str], tmp: Path):
     points, normals, _ = sample_surface(v, mesh.faces, n, np.random.default_rng(SEED))
     lo, hi = points.min(axis=0), points.max(axis=0)
     q = np.round((points - lo) / np.maximum(hi - lo, 1e-9) * 65535.0).astype(np.uint16)
-    return q, lo, hi, np.round(normals * 127.0).astype(np.int8), area, size, len(mesh.vertices), len(mesh.faces)
+    normals_q = np.round(normals * 127.0).astype(np.int8)
+    return q, lo, hi, normals_q, area, size, len(mesh.vertices), len(mesh.faces)
 
 
 def main(argv: list[str] | None = None) -> int:

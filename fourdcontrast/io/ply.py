@@ -266,7 +266,7 @@ def write_ply(
     path = Path(path)
     vertices = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
     n = len(vertices)
-    columns: list[tuple[str, np.ndarray]] = [("x", vertices[:, 0]), ("y", vertices[:, 1]), ("z", vertices[:, 2])]
+    columns: list[tuple[str, np.ndarray]] = [(axis, vertices[:, i]) for i, axis in enumerate("xyz")]
     if colors is not None:
         c = _colors_u8(colors)
         for i, name in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]]):
