@@ -217,3 +217,29 @@ def default_objects(seed: RngLike = 0, n: int = OBJECT_POINTS,
         logger.info("no shipped CC-0 model for %s; skipped", ", ".join(missing))
     present = [c for c in categories if c in shipped]
     return [sample_object(obj, n, rng) for obj in load_furniture(present)]
+
+
+def read_object(path: str | os.PathLike, category: str, n: int = OBJECT_POINTS, rng: RngLike = None,
+                up_axis: str = "z", scale: float | None = None,
+                sizes: dict[str, tuple[str, float]] | None = None) -> ShapeObject:
+    """Read an object mesh (PLY, OFF, OBJ, GLB, NPZ; any units and up axis) as an ``n``-point
+    :class:`ShapeObject` in the canonical pose and at a real size (see :func:`normalize_mesh`).
+
+    Example: a Sweet Home 3D OBJ (y up, centimetres) is ``read_object(p, "chair", up_axis="y",
+    scale=0.01)``; a ModelNet OFF (z up, no scale) is ``read_object(p, "chair")``.
+    """
+    from fourdcontrast.io.mesh import read_mesh
+
+    path = Path(path)
+    mesh = normalize_mesh(read_mesh(path), category, up_axis, scale, sizes)
+    if mesh.is_point_cloud and len(mesh.vertices) < 2:
+        raise ValueError(f"{path}: a single point is not an object")
+    if not mesh.is_point_cloud and not np.any(_areas(mesh) > 0):
+        raise ValueError(f"{path}: mesh has no triangle of positive area")
+    return sample_object(mesh, n, rng, category=category, name=path.stem)
+
+
+def _areas(mesh: Mesh) -> np.ndarray:
+    from fourdcontrast.geometry import triangle_areas
+
+    return triangle_areas(mesh.vertices, mesh.faces)
