@@ -231,11 +231,15 @@ def read_object(path: str | os.PathLike, category: str, n: int = OBJECT_POINTS, 
     from fourdcontrast.io.mesh import read_mesh
 
     path = Path(path)
-    mesh = normalize_mesh(read_mesh(path), category, up_axis, scale, sizes)
+    mesh = read_mesh(path)
     if mesh.is_point_cloud and len(mesh.vertices) < 2:
         raise ValueError(f"{path}: a single point is not an object")
     if not mesh.is_point_cloud and not np.any(_areas(mesh) > 0):
         raise ValueError(f"{path}: mesh has no triangle of positive area")
+    try:
+        mesh = normalize_mesh(mesh, category, up_axis, scale, sizes)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     return sample_object(mesh, n, rng, category=category, name=path.stem)
 
 

@@ -53,6 +53,8 @@ CLEARANCE = 0.08
 """Least gap between two pieces of furniture, metres."""
 GRID = 0.05
 """Cell size of the occupancy grid used for collision tests, metres."""
+UNDER_TOP = 0.6
+"""Below this height (metres) a desk's or table's parts are legs and drawers a chair must not enter."""
 TUCK = 0.08
 """How far a chair at a desk or table reaches under its top, metres."""
 PLACEMENT_TRIES = 40
@@ -153,6 +155,7 @@ class _Model:
     area: float
     extent: np.ndarray
     footprint: np.ndarray
+    low_footprint: np.ndarray
 
 
 @dataclass
@@ -163,6 +166,7 @@ class _Placed:
     position: np.ndarray  # (3,) the object origin in the room
     yaw: float
     cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    low_cells: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # flat indices
 
 
 _CLASS_COLORS = {
@@ -252,10 +256,12 @@ class _Layout:
         self.occupied[a[0]:b[0], a[1]:b[1]] = _RESERVED
 
 
-def _footprint(obj: ShapeObject) -> np.ndarray:
-    """(K, 2) local xy points covering the piece's footprint at half the grid size."""
+def _footprint(points: np.ndarray) -> np.ndarray:
+    """(K, 2) local xy points covering the footprint of (N, 3) ``points`` at half the grid size."""
     half = GRID / 2
-    cells = np.floor(obj.points[:, :2] / half).astype(np.int64)
+    if len(points) == 0:
+        return np.zeros((0, 2))
+    cells = np.floor(points[:, :2] / half).astype(np.int64)
     lo = cells.min(axis=0)
     mask = np.zeros(cells.max(axis=0) - lo + 1, dtype=bool)
     mask[cells[:, 0] - lo[0], cells[:, 1] - lo[1]] = True
@@ -263,7 +269,9 @@ def _footprint(obj: ShapeObject) -> np.ndarray:
 
 
 def _model(obj: ShapeObject, area: float) -> _Model:
-    return _Model(obj, area, obj.points.max(axis=0) - obj.points.min(axis=0), _footprint(obj))
+    low = obj.points[obj.points[:, 2] < UNDER_TOP]
+    return _Model(obj, area, obj.points.max(axis=0) - obj.points.min(axis=0), _footprint(obj.points),
+                  _footprint(low))
 
 
 def _wall_pose(rng, wall: int, width: float, depth: float, ext: np.ndarray, along: float | None):
@@ -314,11 +322,15 @@ def _furnish(rng, plan, pools, areas, layout: _Layout, floor: _Floor, width: flo
                 cells = layout.cells(world)
                 if cells is None or not layout.free(cells, ignore=host):
                     continue
+                flat = cells[:, 0] * layout.shape[1] + cells[:, 1]
+                if host is not None and np.isin(flat, placed[host].low_cells).any():
+                    continue  # a chair may reach under a top, not into legs or drawers
                 grown = layout.cells(world, CLEARANCE)
                 layout.mark(grown, len(placed))
                 zf = float(floor(xy[None])[0])
+                low = layout.cells(_yaw_points(model.low_footprint, yaw) + xy, margin=0.01)
                 placed.append(_Placed(model.obj, model.area, model.extent, np.array([xy[0], xy[1], zf]), yaw,
-                                      cells))
+                                      cells, low[:, 0] * layout.shape[1] + low[:, 1]))
                 break
     return placed
 
