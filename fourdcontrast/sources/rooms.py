@@ -9,7 +9,7 @@ of each door are kept clear so that the moving object has room (paper, Sec. 3.3)
 
 Scan-like imperfections: about ``spacing`` (2 cm) between surface points, uneven density (a smooth
 random keep-probability field), Gaussian noise, missing regions (balls of points removed), no floor
-under furniture, and no ceiling unless ``ceiling=True``. Every point has a semantic label
+under the bases of furniture, and no ceiling unless ``ceiling=True``. Every point has a semantic label
 (:data:`~fourdcontrast.sources.classes.CLASS_NAMES`) and an instance id (floor, each wall, each piece).
 """
 
@@ -53,6 +53,9 @@ CLEARANCE = 0.08
 """Least gap between two pieces of furniture, metres."""
 GRID = 0.05
 """Cell size of the occupancy grid used for collision tests, metres."""
+BASE_HEIGHT = 0.2
+"""Floor is removed under the parts of a piece below this height (metres): bases, legs, plinths; the
+floor under a table top stays visible, as in a scan."""
 UNDER_TOP = 0.6
 """Below this height (metres) a desk's or table's parts are legs and drawers a chair must not enter."""
 TUCK = 0.08
@@ -156,6 +159,7 @@ class _Model:
     extent: np.ndarray
     footprint: np.ndarray
     low_footprint: np.ndarray
+    base_footprint: np.ndarray
 
 
 @dataclass
@@ -167,6 +171,7 @@ class _Placed:
     yaw: float
     cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     low_cells: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # flat indices
+    base_cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
 
 _CLASS_COLORS = {
@@ -270,8 +275,9 @@ def _footprint(points: np.ndarray) -> np.ndarray:
 
 def _model(obj: ShapeObject, area: float) -> _Model:
     low = obj.points[obj.points[:, 2] < UNDER_TOP]
+    base = obj.points[obj.points[:, 2] < BASE_HEIGHT]
     return _Model(obj, area, obj.points.max(axis=0) - obj.points.min(axis=0), _footprint(obj.points),
-                  _footprint(low))
+                  _footprint(low), _footprint(base))
 
 
 def _wall_pose(rng, wall: int, width: float, depth: float, ext: np.ndarray, along: float | None):
@@ -329,8 +335,9 @@ def _furnish(rng, plan, pools, areas, layout: _Layout, floor: _Floor, width: flo
                 layout.mark(grown, len(placed))
                 zf = float(floor(xy[None])[0])
                 low = layout.cells(_yaw_points(model.low_footprint, yaw) + xy, margin=0.01)
+                base = layout.cells(_yaw_points(model.base_footprint, yaw) + xy, margin=0.01)
                 placed.append(_Placed(model.obj, model.area, model.extent, np.array([xy[0], xy[1], zf]), yaw,
-                                      cells, low[:, 0] * layout.shape[1] + low[:, 1]))
+                                      cells, low[:, 0] * layout.shape[1] + low[:, 1], base))
                 break
     return placed
 
@@ -485,8 +492,7 @@ def make_room(rng: RngLike = None, config: RoomConfig | None = None,
     xy = _jittered_grid(rng, width, depth, config.spacing)
     under = np.zeros((*layout.shape,), dtype=bool)
     for p in placed:
-        if len(p.cells):
-            under[p.cells[:, 0], p.cells[:, 1]] = True
+        under[p.base_cells[:, 0], p.base_cells[:, 1]] = True
     cell = np.minimum(np.floor(xy / GRID).astype(np.int64), np.array(layout.shape) - 1)
     xy = xy[~under[cell[:, 0], cell[:, 1]]]
     parts.append(_Part(np.column_stack([xy, floor(xy)]), class_id("floor"), 0,
