@@ -182,9 +182,20 @@ _CLASS_COLORS = {
 }
 
 
+def _linear(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``x @ matrix`` for (N, k) ``x`` and a small (k, m) matrix, by broadcasting: a BLAS call for so
+    thin a product is slow, and very slow when the cores are shared."""
+    x = np.asarray(x)
+    out = x[:, 0:1] * matrix[0]
+    for i in range(1, matrix.shape[0]):
+        out = out + x[:, i:i + 1] * matrix[i]
+    return out
+
+
 def _yaw_points(points: np.ndarray, yaw: float) -> np.ndarray:
+    """(N, 2) xy of (N, ≥2) ``points`` turned by ``yaw`` radians about z."""
     c, s = math.cos(yaw), math.sin(yaw)
-    return np.asarray(points, dtype=np.float64)[..., :2] @ np.array([[c, s], [-s, c]])
+    return _linear(np.asarray(points, dtype=np.float64)[:, :2], np.array([[c, s], [-s, c]]))
 
 
 class _Floor:
@@ -200,8 +211,8 @@ class _Floor:
 
     def __call__(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, dtype=np.float64)
-        bumps = np.sin(xy @ self.freq.T + self.phase).mean(axis=-1)
-        return xy @ self.gradient + self.amp * bumps
+        bumps = np.sin(_linear(xy, self.freq.T) + self.phase).mean(axis=-1)
+        return _linear(xy, self.gradient[:, None])[:, 0] + self.amp * bumps
 
 
 def _jittered_grid(rng: np.random.Generator, u_len: float, v_len: float, spacing: float) -> np.ndarray:
@@ -217,7 +228,8 @@ def _smooth_field(rng: np.random.Generator, points: np.ndarray, terms: int = 4) 
     """(N,) values in [0, 1] varying smoothly over metres (a sum of random plane waves)."""
     freq = (rng.normal(size=(terms, 3)) * 2.0).astype(np.float32)
     phase = rng.uniform(0, 2 * math.pi, size=terms).astype(np.float32)
-    f = np.cos(points.astype(np.float32) @ freq.T + phase).sum(axis=1) / np.float32(math.sqrt(terms / 2.0))
+    f = np.cos(_linear(points.astype(np.float32), freq.T) + phase).sum(axis=1)
+    f /= np.float32(math.sqrt(terms / 2.0))
     return 1.0 / (1.0 + np.exp(-1.5 * f))
 
 
