@@ -17,7 +17,7 @@ from fourdcontrast.sparse.quantize import Quantization, quantize
 
 # isort: split
 # --- sources: readers, shipped CC-0 furniture, procedural labelled rooms ---
-from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh
+from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
 from fourdcontrast.io.modelnet import list_modelnet, load_modelnet, read_modelnet
 from fourdcontrast.io.off import read_off, write_off
 from fourdcontrast.io.ply import PlyData, read_ply, write_ply
@@ -76,4 +76,5 @@ __all__ = [
     "write_mesh",
     "write_off",
     "write_ply",
+    "write_scene",
 ]

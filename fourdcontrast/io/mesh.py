@@ -188,6 +188,50 @@ def write_mesh(path: str | os.PathLike, mesh: Mesh) -> Path:
 
 
 def read_scene(path: str | os.PathLike, name: str | None = None) -> Scene:
-    """Read a scan (mesh or point cloud, metres, z up) as a :class:`Scene` of its vertices and colours."""
+    """Read a scan (mesh or point cloud, metres, z up) as a :class:`Scene` of its vertices.
+
+    Colours are read when present; so are per-point ``label`` and ``instance`` (PLY vertex properties
+    or NPZ arrays ``labels``/``instances``, as :func:`write_scene` writes them) and, from NPZ,
+    ``class_names``.
+    """
+    path = Path(path)
     mesh = read_mesh(path)
-    return Scene(mesh.vertices.astype(np.float32), colors=mesh.colors, name=name or mesh.name)
+    labels = instances = class_names = None
+    if path.suffix.lower() == ".ply":
+        vertex = read_ply(path)["vertex"]
+        labels, instances = vertex.get("label"), vertex.get("instance")
+    elif path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            labels = data["labels"] if "labels" in data.files else None
+            instances = data["instances"] if "instances" in data.files else None
+            if "class_names" in data.files:
+                class_names = tuple(str(c) for c in data["class_names"])
+    return Scene(mesh.vertices.astype(np.float32), colors=mesh.colors, labels=_as_int(labels),
+                 instances=_as_int(instances), name=name or mesh.name, class_names=class_names)
+
+
+def _as_int(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values).astype(np.int64)
+
+
+def write_scene(path: str | os.PathLike, scene: Scene) -> Path:
+    """Write a :class:`Scene` as PLY (binary; colours, ``label`` and ``instance`` as int32 vertex
+    properties) or NPZ (``points``, ``colors``, ``labels``, ``instances``, ``class_names``),
+    atomically. Returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        props = {k: np.asarray(v, dtype=np.int32) for k, v in
+                 (("label", scene.labels), ("instance", scene.instances)) if v is not None}
+        return write_ply(path, scene.points, colors=scene.colors, vertex_properties=props)
+    if suffix == ".npz":
+        arrays = {"points": scene.points}
+        for key in ("colors", "labels", "instances"):
+            if getattr(scene, key) is not None:
+                arrays[key] = getattr(scene, key)
+        if scene.class_names is not None:
+            arrays["class_names"] = np.array(scene.class_names)
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
+        return path
+    raise ValueError(f"{path}: cannot write a scene as {suffix!r} (known: .ply, .npz)")

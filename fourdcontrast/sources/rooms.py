@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fourdcontrast.geometry import RngLike, as_rng
 from fourdcontrast.records import Scene, ShapeObject
@@ -147,7 +148,6 @@ class _Part:
     label: int
     instance: int
     color: np.ndarray
-    exempt: bool = False  # exempt from density thinning and holes (none so far)
 
 
 @dataclass
@@ -566,7 +566,7 @@ def default_rooms(n: int, seed: int = 0, furniture: list[ShapeObject] | None = N
     furniture = load_furniture() if furniture is None else furniture
     seeds = np.random.SeedSequence(seed).spawn(n)
     return [make_room(np.random.default_rng(s), furniture=furniture, name=f"room_{seed}_{i:04d}", **overrides)
-            for i, s in enumerate(seeds)]
+            for i, s in enumerate(tqdm(seeds, desc="rooms", leave=False, disable=n < 8))]
 
 
 def default_scene(seed: int = 0, **overrides) -> Scene:

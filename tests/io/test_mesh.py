@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh
+from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
 
 CUBE = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
 
@@ -61,3 +61,22 @@ def test_empty_mesh_unknown_suffix_missing_file(tmp_path):
     (tmp_path / "broken.obj").write_text("v 0 0\nf 1 2 9\n")
     with pytest.raises(ValueError, match=r"broken\.obj"):
         read_mesh(tmp_path / "broken.obj")
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".npz"])
+def test_scene_round_trip_with_labels(tmp_path, suffix):
+    from fourdcontrast.records import Scene
+    from fourdcontrast.sources.classes import CLASS_NAMES
+
+    rng = np.random.default_rng(2)
+    scene = Scene(rng.random((50, 3)), colors=rng.random((50, 3)), labels=rng.integers(-1, 12, 50),
+                  instances=rng.integers(-1, 9, 50), name="s", class_names=CLASS_NAMES)
+    back = read_scene(write_scene(tmp_path / f"s{suffix}", scene))
+    np.testing.assert_array_equal(back.points, scene.points)
+    np.testing.assert_array_equal(back.labels, scene.labels)
+    np.testing.assert_array_equal(back.instances, scene.instances)
+    np.testing.assert_allclose(back.colors, scene.colors, atol=1 / 255 if suffix == ".ply" else 0)
+    if suffix == ".npz":
+        assert back.class_names == CLASS_NAMES
+    with pytest.raises(ValueError, match="cannot write a scene"):
+        write_scene(tmp_path / "s.obj", scene)
