@@ -34,7 +34,7 @@ DOOR_SIZE = (0.9, 2.05)
 """Door opening width and height, metres."""
 WINDOW_SIZE = (1.2, 1.2, 0.9)
 """Window opening width, height and sill height, metres."""
-FLOOR_TILT_DEG = 0.6
+FLOOR_TILT_DEG = 0.3
 """Largest floor tilt in degrees (the scan's gravity estimate is never perfect)."""
 FLOOR_UNEVENNESS = 0.006
 """Amplitude of the smooth floor bumps, metres."""
