@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 "source": f"sweethome3d-furniture:BlendSwap-CC-0.sh3f:{entry['model']}",
             })
             print(f"{folder:28s} {category:10s} {len(q):6d} points  {area:6.2f} m²", file=sys.stderr)
-    index = {"source_package": "Debian sweethome3d-furniture 1.8-1", "sh3f": "BlendSwap-CC-0.sh3f",
+    index = {"source_package": "sweethome3d-furniture 1.8-1", "sh3f": "BlendSwap-CC-0.sh3f",
              "sh3f_sha256": sha, "spacing_m": SPACING, "seed": SEED, "license": "CC0-1.0",
              "models": models}
     with atomic_path(args.out / "index.json") as t:
