@@ -262,6 +262,21 @@ class _Layout:
     def mark(self, cells: np.ndarray, owner: int) -> None:
         self.occupied[cells[:, 0], cells[:, 1]] = owner
 
+    def reserve_free_disc(self, rng: np.random.Generator, radius: float) -> np.ndarray | None:
+        """Reserve a disc of ``radius`` at a random place where it touches nothing (walls included);
+        where none fits, the place with the most room. Returns its centre (None if the room is full)."""
+        from scipy.ndimage import distance_transform_edt
+
+        free = np.pad(self.occupied == _FREE, 1)  # the padding is the walls
+        if not free.any():
+            return None
+        room = distance_transform_edt(free)[1:-1, 1:-1] * GRID
+        ok = np.argwhere(room >= radius + GRID)
+        cell = ok[int(rng.integers(len(ok)))] if len(ok) else np.unravel_index(np.argmax(room), room.shape)
+        centre = (np.asarray(cell) + 0.5) * GRID
+        self.reserve_disc(centre, min(radius, float(room[tuple(cell)])))
+        return centre
+
     def reserve_disc(self, centre: np.ndarray, radius: float) -> None:
         ii, jj = np.meshgrid(np.arange(self.shape[0]), np.arange(self.shape[1]), indexing="ij")
         centres = (np.stack([ii, jj], axis=-1) + 0.5) * GRID
@@ -312,8 +327,8 @@ def _wall_pose(rng, wall: int, width: float, depth: float, ext: np.ndarray, alon
 
 
 def _furnish(rng, plan, pools, areas, layout: _Layout, floor: _Floor, width: float,
-             depth: float) -> list[_Placed]:
-    placed: list[_Placed] = []
+             depth: float, placed: list[_Placed] | None = None) -> list[_Placed]:
+    placed = [] if placed is None else list(placed)
     for piece in plan:
         pool = pools.get(piece.category)
         if not pool:
@@ -492,12 +507,12 @@ def make_room(rng: RngLike = None, config: RoomConfig | None = None,
         c = _wall_frame(wall, width, depth, np.array([start, end])) + 1.0 * np.array(inward)
         box = np.concatenate([a[None], b[None], c])
         layout.reserve_box(box.min(axis=0) - 0.1, box.max(axis=0) + 0.1)
+    # The first line of the plan is the room's anchor (bed, desk, sofa, table, toilet); the free disc
+    # is kept where it still fits after the anchor is placed, then the rest is furnished around it.
+    placed = _furnish(rng, plan[:1], pools, areas, layout, floor, width, depth)
     if config.free_radius > 0:
-        margin = config.free_radius + 0.2
-        lo = np.minimum([margin, margin], [width / 2, depth / 2])
-        hi = np.maximum([width - margin, depth - margin], lo)
-        layout.reserve_disc(rng.uniform(lo, hi), config.free_radius)
-    placed = _furnish(rng, plan, pools, areas, layout, floor, width, depth)
+        layout.reserve_free_disc(rng, config.free_radius)
+    placed = _furnish(rng, plan[1:], pools, areas, layout, floor, width, depth, placed)
 
     parts: list[_Part] = []
     # Floor, without the points hidden under furniture.
