@@ -37,6 +37,11 @@ FURNITURE_DIR = Path(__file__).resolve().parent.parent / "assets" / "furniture"
 OBJECT_POINTS = 1000
 """Points sampled on a moving object (paper, Sec. 4: "1000 randomly sampled points")."""
 
+MAX_OBJECT_RADIUS = 1.1
+"""Largest xy bounding radius (metres) of a default moving object. The object must fit, with room to
+move, on the free floor of a scan; corner sofas, 2.3 m tables and big beds (radius 1.2–1.5 m) rarely
+do in 4 × 5 m rooms, so :func:`default_objects` leaves them out (they still furnish the rooms)."""
+
 CATEGORY_SIZES: dict[str, tuple[str, float]] = {
     "chair": ("height", 0.85),
     "desk": ("height", 0.75),
@@ -206,17 +211,26 @@ def load_furniture(category: str | list[str] | None = None,
 
 
 def default_objects(seed: RngLike = 0, n: int = OBJECT_POINTS,
-                    categories: tuple[str, ...] = OBJECT_CATEGORIES) -> list[ShapeObject]:
-    """The paper's moving objects from the shipped set: every model of ``categories`` (default: the
-    eight ModelNet classes; those without a shipped model, i.e. bathtub, are skipped with a log line),
-    each sampled to ``n`` points. Deterministic per seed."""
+                    categories: tuple[str, ...] = OBJECT_CATEGORIES,
+                    max_radius: float | None = MAX_OBJECT_RADIUS) -> list[ShapeObject]:
+    """The paper's moving objects from the shipped set, each sampled to ``n`` points (paper: 1000).
+
+    Args:
+        seed: generator or seed; the same seed gives the same objects.
+        n: points per object.
+        categories: object categories (default: the paper's eight ModelNet classes; those without a
+            shipped model, i.e. bathtub, are skipped with a log line).
+        max_radius: leave out pieces whose xy bounding radius exceeds this (metres; None keeps all),
+            see :data:`MAX_OBJECT_RADIUS`.
+    """
     rng = as_rng(seed)
     shipped = {e["category"] for e in furniture_catalog()}
     missing = [c for c in categories if c not in shipped]
     if missing:
         logger.info("no shipped CC-0 model for %s; skipped", ", ".join(missing))
     present = [c for c in categories if c in shipped]
-    return [sample_object(obj, n, rng) for obj in load_furniture(present)]
+    pieces = [o for o in load_furniture(present) if max_radius is None or o.radius <= max_radius]
+    return [sample_object(obj, n, rng) for obj in pieces]
 
 
 def read_object(path: str | os.PathLike, category: str, n: int = OBJECT_POINTS, rng: RngLike = None,

@@ -13,6 +13,7 @@ from fourdcontrast.sources.classes import OBJECT_CATEGORIES
 from fourdcontrast.sources.furniture import (
     CATEGORY_SIZES,
     FURNITURE_DIR,
+    MAX_OBJECT_RADIUS,
     default_objects,
     furniture_catalog,
     load_furniture,
@@ -78,10 +79,12 @@ def test_sample_object_is_deterministic_and_1000_points():
     assert a.normals.shape == (1000, 3)
 
 
-def test_default_objects_skips_bathtub():
+def test_default_objects_skips_bathtub_and_huge_pieces():
     objs = default_objects(seed=1)
     assert {o.category for o in objs} == set(OBJECT_CATEGORIES) - {"bathtub"}
     assert all(len(o) == 1000 for o in objs)
+    assert max(o.radius for o in objs) <= MAX_OBJECT_RADIUS + 0.01
+    assert len(default_objects(seed=1, max_radius=None)) > len(objs)
     again = default_objects(seed=1)
     assert all(np.array_equal(a.points, b.points) for a, b in zip(objs, again, strict=True))
 
