@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fourdcontrast.sources.classes import CLASS_NAMES, class_id
+from fourdcontrast.sources.classes import CLASS_NAMES, class_id, class_of_category
 from fourdcontrast.sources.furniture import load_furniture
 from fourdcontrast.sources.rooms import (
     FREE_RADIUS,
@@ -48,6 +48,10 @@ def test_room_is_labelled_and_plausible(furniture, room_type):
     present = set(np.unique(room.labels))
     assert {class_id("wall"), class_id("floor")} <= present
     assert len(present) >= 3  # some furniture
+    anchor = ROOM_TYPES[room_type][1][0].category  # bed, desk, sofa, table, toilet
+    for seed in (1, 2, 3):
+        r = room if seed == 1 else make_room(seed, furniture=furniture, room_type=room_type, holes=(0, 0))
+        assert class_of_category(anchor) in set(np.unique(r.labels)), (room_type, seed)
     floor = room.points[room.labels == class_id("floor")]
     assert abs(np.median(floor[:, 2])) < 0.03 and floor[:, 2].std() < 0.03
     walls = room.points[room.labels == class_id("wall")]
