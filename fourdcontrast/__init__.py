@@ -15,6 +15,27 @@ from fourdcontrast.records import (
 )
 from fourdcontrast.sparse.quantize import Quantization, quantize
 
+# isort: split
+# --- sources: readers, shipped CC-0 furniture, procedural labelled rooms ---
+from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
+from fourdcontrast.io.modelnet import list_modelnet, load_modelnet, read_modelnet
+from fourdcontrast.io.off import read_off, write_off
+from fourdcontrast.io.ply import PlyData, read_ply, write_ply
+from fourdcontrast.io.scannet import read_scannet_scene
+from fourdcontrast.sources.classes import CLASS_NAMES, OBJECT_CATEGORIES
+from fourdcontrast.sources.furniture import (
+    CATEGORY_SIZES,
+    default_objects,
+    furniture_catalog,
+    load_furniture,
+    normalize_mesh,
+    read_object,
+    sample_object,
+)
+from fourdcontrast.sources.rooms import RoomConfig, default_rooms, default_scene, make_room
+
+# --- end sources ---
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -28,4 +49,32 @@ __all__ = [
     "ShapeObject",
     "Trajectory",
     "quantize",
+    # sources
+    "CATEGORY_SIZES",
+    "CLASS_NAMES",
+    "OBJECT_CATEGORIES",
+    "Mesh",
+    "PlyData",
+    "RoomConfig",
+    "default_objects",
+    "default_rooms",
+    "default_scene",
+    "furniture_catalog",
+    "list_modelnet",
+    "load_furniture",
+    "load_modelnet",
+    "make_room",
+    "normalize_mesh",
+    "read_mesh",
+    "read_modelnet",
+    "read_object",
+    "read_off",
+    "read_ply",
+    "read_scannet_scene",
+    "read_scene",
+    "sample_object",
+    "write_mesh",
+    "write_off",
+    "write_ply",
+    "write_scene",
 ]
