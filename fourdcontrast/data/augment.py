@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fourdcontrast.data.compose import compose_frame
 from fourdcontrast.geometry import RngLike, as_rng, random_rotation, rotation_z, similarity
-from fourdcontrast.records import SOURCE_SCENE, Frame, Sequence
+from fourdcontrast.records import SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,19 @@ def subset_frame(frame: Frame, keep: np.ndarray) -> Frame:
     )
 
 
+def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(3,) float64 minimum and maximum corners of (N, 3) points (column-wise: much faster than
+    ``points.min(axis=0)`` on row-major data)."""
+    lo = np.array([points[:, a].min() for a in range(3)], dtype=np.float64)
+    hi = np.array([points[:, a].max() for a in range(3)], dtype=np.float64)
+    return lo, hi
+
+
+CHUNK_GRID = 0.01
+"""Chunk corners lie on a grid of this pitch (metres) anchored at the scene's minimum corner, which
+makes :func:`chunk_mask` an exact O(N) table lookup."""
+
+
 def sample_chunks(
     points: np.ndarray,
     rng: RngLike = None,
@@ -110,7 +124,8 @@ def sample_chunks(
     ``K`` is uniform in ``count_range`` (inclusive). Each chunk is a cube in the scene's normalised
     coordinates: its edge along each axis is ``s × extent`` of that axis with one ``s`` uniform in
     ``size_range`` (so in a long room the chunk is a cuboid), and its centre is uniform in the scene's
-    bounding box.
+    bounding box. Corners are snapped to the ``CHUNK_GRID`` (1 cm) grid anchored at the scene's minimum
+    corner, edges kept inside ``size_range × extent``.
 
     Args:
         points: (N, 3) scene points, metres.
@@ -119,42 +134,51 @@ def sample_chunks(
         size_range: (min, max) proportion of the scene extent (paper: 0.15, 0.45).
     """
     rng = as_rng(rng)
-    lo, hi = points.min(axis=0).astype(np.float64), points.max(axis=0).astype(np.float64)
+    lo, hi = bounds(points)
     extent = hi - lo
     k = int(rng.integers(count_range[0], count_range[1] + 1))
     s = rng.uniform(size_range[0], size_range[1], k)
-    centre = lo + rng.random((k, 3)) * extent
-    half = 0.5 * s[:, None] * extent
-    return np.stack([centre - half, centre + half], axis=1)
+    centre = rng.random((k, 3)) * extent
+    q = CHUNK_GRID
+    cells = np.round(s[:, None] * extent / q)
+    cells = np.clip(cells, np.ceil(size_range[0] * extent / q - 1e-9), np.floor(size_range[1] * extent / q + 1e-9))
+    start = np.round(centre / q - cells / 2)
+    return lo + np.stack([start, start + cells], axis=1) * q
 
 
 def chunk_mask(points: np.ndarray, chunks: np.ndarray) -> np.ndarray:
     """(N,) bool: points inside any chunk ``[min, max)`` of (K, 2, 3) ``chunks``.
 
-    Exact and O(N): per axis, the sorted chunk bounds split the line into intervals, each with a
-    bitmask of the chunks covering it; a point is inside a chunk when the bitmasks of its three
-    intervals share a bit.
+    Points are binned per axis on the ``CHUNK_GRID`` anchored at the points' minimum corner (where
+    :func:`sample_chunks` puts the chunk corners); a table per axis gives the bitmask of the chunks
+    covering each bin, and a point is inside a chunk when its three bitmasks share a bit. O(N).
+    Chunks off that grid are handled exactly by a direct comparison.
     """
-    points = np.asarray(points)
+    points = np.asarray(points, dtype=np.float32)
     chunks = np.asarray(chunks, dtype=np.float64).reshape(-1, 2, 3)
     k = len(chunks)
-    if k == 0:
+    if k == 0 or len(points) == 0:
         return np.zeros(len(points), bool)
-    if k > 64:
-        return np.logical_or.reduce([chunk_mask(points, chunks[i : i + 64]) for i in range(0, k, 64)])
+    lo = bounds(points)[0]
+    grid = (chunks - lo) / CHUNK_GRID
+    cells = np.round(grid)
+    if k > 64 or not np.allclose(grid, cells, atol=1e-6, rtol=0):
+        inside = np.zeros(len(points), bool)
+        for c in chunks:
+            inside |= ((points >= c[0]) & (points < c[1])).all(axis=1)
+        return inside
     dtype = np.uint32 if k <= 32 else np.uint64
     bits = (np.ones(1, dtype) << np.arange(k, dtype=dtype)).astype(dtype)
+    cells = cells.astype(np.int64)
     common = None
     for axis in range(3):
-        lo, hi = chunks[:, 0, axis], chunks[:, 1, axis]
-        edges = np.unique(np.concatenate([lo, hi]))
-        # interval j (1..E-1) is [edges[j-1], edges[j]); 0 and E are outside every chunk
-        left, right = edges[:-1], edges[1:]
-        cover = (lo[None, :] <= left[:, None]) & (hi[None, :] >= right[:, None])
-        masks = np.zeros(len(edges) + 1, dtype)
-        masks[1:-1] = np.bitwise_or.reduce(np.where(cover, bits[None, :], dtype(0)), axis=1)
-        interval = np.searchsorted(edges, points[:, axis].astype(np.float64), side="right")
-        axis_bits = masks[interval]
+        b = np.floor((points[:, axis] - np.float32(lo[axis])) * np.float32(1.0 / CHUNK_GRID)).astype(np.int64)
+        first = int(min(cells[:, 0, axis].min(), 0))
+        size = int(max(cells[:, 1, axis].max(), b.max() + 1)) - first
+        table = np.zeros(size + 1, dtype)
+        for c in range(k):
+            table[cells[c, 0, axis] - first : cells[c, 1, axis] - first] |= bits[c]
+        axis_bits = table[b - first]
         common = axis_bits if common is None else common & axis_bits
     return common != 0
 
@@ -317,16 +341,81 @@ def augment_sequence(
             frames.append(subset_frame(frame, keep))
         candidate = _replace_frames(sequence, frames, chunks)
         last = validity(sequence, candidate, min_scene_fraction, min_object_fraction, min_kept_fraction)
-        if stats is not None:
-            stats["tries"] = stats.get("tries", 0) + 1
+        _count(stats, last.ok)
         if last.ok:
             return augment_views(candidate, rng, view_rotation, view_scale, view_translation)
-        if stats is not None:
-            stats["discarded"] = stats.get("discarded", 0) + 1
         logger.debug("augmentation attempt %d discarded: %s", attempt, last)
-    raise AugmentationError(
-        f"no augmentation of the sequence of scene {sequence.scene.name!r} and object {sequence.obj.name!r} "
-        f"kept enough points in {max_tries} tries (last: scene {last.scene_fraction:.2f} < "
-        f"{min_scene_fraction}, object {last.object_fraction:.2f} < {min_object_fraction} or a frame "
-        f"kept {last.kept_fraction.min():.2f} < {min_kept_fraction} of its points)"
+    raise _failure(sequence.scene, sequence.obj, max_tries, last)
+
+
+def _count(stats: dict | None, ok: bool) -> None:
+    if stats is not None:
+        stats["tries"] = stats.get("tries", 0) + 1
+        stats["discarded"] = stats.get("discarded", 0) + (not ok)
+
+
+def _failure(scene: Scene, obj: ShapeObject, max_tries: int, last: Validity | None) -> AugmentationError:
+    detail = (
+        "" if last is None else f" (last: scene {last.scene_fraction:.2f} / {last.min_scene_fraction}, "
+        f"object {last.object_fraction:.2f} / {last.min_object_fraction}, worst frame kept "
+        f"{last.kept_fraction.min():.2f} / {last.min_kept_fraction})"
     )
+    return AugmentationError(
+        f"no augmentation of the sequence of scene {scene.name!r} and object {obj.name!r} kept enough "
+        f"points in {max_tries} tries{detail}"
+    )
+
+
+def augment_composed(
+    scene: Scene,
+    obj: ShapeObject,
+    trajectory: Trajectory,
+    rng: RngLike = None,
+    chunk_count: tuple[int, int] = DEFAULT_CHUNK_COUNT,
+    chunk_size: tuple[float, float] = DEFAULT_CHUNK_SIZE,
+    resample_fraction: tuple[float, float] = DEFAULT_RESAMPLE_FRACTION,
+    min_scene_fraction: float = DEFAULT_MIN_SCENE_FRACTION,
+    min_object_fraction: float = DEFAULT_MIN_OBJECT_FRACTION,
+    min_kept_fraction: float = DEFAULT_MIN_KEPT_FRACTION,
+    max_tries: int = DEFAULT_MAX_TRIES,
+    view_rotation: str = DEFAULT_VIEW_ROTATION,
+    view_scale: tuple[float, float] = DEFAULT_VIEW_SCALE,
+    view_translation: float = DEFAULT_VIEW_TRANSLATION,
+    stats: dict | None = None,
+    seed: int | None = None,
+) -> Sequence:
+    """``augment_sequence(compose_sequence(scene, obj, trajectory), rng, ...)`` without building the
+    full composed frames first: the same random draws, the same result, a fraction of the memory
+    traffic. Arguments as in :func:`augment_sequence`."""
+    rng = as_rng(rng)
+    n, m = len(scene), len(obj)
+    poses = trajectory.poses()
+    last = None
+    for attempt in range(max_tries):
+        chunks = sample_chunks(scene.points, rng, chunk_count, chunk_size)
+        removed = chunk_mask(scene.points, chunks)
+        keeps = []
+        for _ in poses:
+            keep = resample_mask(n + m, rng.uniform(*resample_fraction), rng)
+            keep[:n] &= ~removed
+            keeps.append(keep)
+        scene_all = np.logical_and.reduce([k[:n] for k in keeps])
+        obj_all = np.logical_and.reduce([k[n:] for k in keeps])
+        last = Validity(
+            scene_fraction=float(np.count_nonzero(scene_all)) / max(n, 1),
+            object_fraction=float(np.count_nonzero(obj_all)) / max(m, 1),
+            kept_fraction=np.array([np.count_nonzero(k) / max(n + m, 1) for k in keeps]),
+            min_scene_fraction=min_scene_fraction,
+            min_object_fraction=min_object_fraction,
+            min_kept_fraction=min_kept_fraction,
+        )
+        _count(stats, last.ok)
+        if last.ok:
+            frames = [
+                compose_frame(scene, obj, pose, np.flatnonzero(k[:n]), np.flatnonzero(k[n:]))
+                for pose, k in zip(poses, keeps, strict=True)
+            ]
+            seq = Sequence(frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks)
+            return augment_views(seq, rng, view_rotation, view_scale, view_translation)
+        logger.debug("augmentation attempt %d discarded: %s", attempt, last)
+    raise _failure(scene, obj, max_tries, last)

@@ -8,6 +8,7 @@ between frames are exact.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from fourdcontrast.records import SOURCE_OBJECT, SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
 
@@ -35,7 +36,9 @@ def compose_frame(
     n, m = len(scene), len(obj)
     s_idx = np.arange(n, dtype=np.int64) if scene_index is None else np.asarray(scene_index, np.int64)
     o_idx = np.arange(m, dtype=np.int64) if object_index is None else np.asarray(object_index, np.int64)
-    points = np.concatenate([scene.points[s_idx], object_points_at(obj, pose, o_idx)])
+    points = np.empty((len(s_idx) + len(o_idx), 3), dtype=np.float32)
+    torch.index_select(torch.from_numpy(scene.points), 0, torch.from_numpy(s_idx), out=torch.from_numpy(points[: len(s_idx)]))
+    points[len(s_idx) :] = object_points_at(obj, pose, o_idx)
     source = np.concatenate(
         [np.full(len(s_idx), SOURCE_SCENE, np.int8), np.full(len(o_idx), SOURCE_OBJECT, np.int8)]
     )
