@@ -28,6 +28,12 @@ DEFAULT_CLEARANCE = 1.60
 """Height above the floor up to which voxels are accumulated, metres (our reading, see
 :func:`compute_height_map`): above the furniture-sized objects of the paper (ModelNet chairs, tables,
 dressers, ...) and below usual ceilings (≥ 2.2 m), lamps and wall cabinets."""
+DEFAULT_MAX_FLOOR_OFFSET = 0.50
+"""The floor lies at most this far above the 1st percentile of the scene's heights, metres (our
+bound: it stops a ceiling or a large table top from being taken for the floor)."""
+DEFAULT_MAX_HOLE_AREA = 0.25
+"""Empty patches (no scanned point) up to this area in m², enclosed by scanned cells, are holes in the
+floor scan and count as valid (our choice; real scans have such holes)."""
 DEFAULT_STEP_RANGE = (0.30, 0.90)
 """Step length range in metres (paper: [30, 90] cm)."""
 DEFAULT_MAX_TURN_DEG = 150.0
@@ -52,16 +58,19 @@ def _check_scene(scene: Scene) -> np.ndarray:
     return points
 
 
-def _floor_height(column_min: np.ndarray, z: np.ndarray, cell_size: float) -> float:
+def _floor_height(column_min: np.ndarray, z: np.ndarray, cell_size: float, max_offset: float) -> float:
     """Robust floor height from the lowest point of every occupied column.
 
     The floor is the dominant low horizontal level: a histogram of the column minima (bins of a
     quarter cell) is smoothed over ±1 bin, its highest peak among the levels holding at least a third
     of the peak count and lying lowest is taken, and the median height of all points within a quarter
     cell of it is returned (column minima alone are biased low by the scan noise). Column minima on tilted floors (±2–3 cm over the room) stay within that window, and a
-    ceiling only contributes where nothing lies below it.
+    ceiling only contributes where nothing lies below it; only minima within ``max_offset`` of the
+    1st percentile of all heights are considered, so a scan without a floor does not promote its
+    ceiling to one.
     """
     bin_size = cell_size / 4
+    column_min = column_min[column_min <= np.percentile(z, 1.0) + max_offset]
     lo = float(column_min.min())
     bins = np.floor((column_min - lo) / bin_size).astype(np.int64)
     counts = np.bincount(bins).astype(np.float64)
@@ -83,6 +92,7 @@ def compute_height_map(
     floor_tolerance: float = DEFAULT_FLOOR_TOLERANCE,
     clearance: float = DEFAULT_CLEARANCE,
     max_accumulation: int = DEFAULT_MAX_ACCUMULATION,
+    max_hole_area: float = DEFAULT_MAX_HOLE_AREA,
 ) -> HeightMap:
     """The 2D map of scene geometry: accumulation, max height, floor and valid cells (Sec. 3.3).
 
@@ -94,8 +104,9 @@ def compute_height_map(
     at 0.75 m adds a second voxel (accumulation 2) and makes the cells under it invalid, as do walls
     and clutter. A cell is valid when its accumulation is ≤ ``max_accumulation``, the top of its
     accumulated voxels lies within ``floor_tolerance`` of the floor height and its lowest point is on
-    the floor; small holes in the scanned floor (empty cells, at most two cells wide, surrounded by
-    floor) are closed morphologically and count as valid, while the empty outside of the room does not.
+    the floor; holes in the scan (connected empty cells of at most ``max_hole_area`` not touching the
+    map border; "empty" = nothing below the clearance) count as valid, while the empty outside of the
+    room does not.
 
     The floor height is a robust estimate: the dominant low level of the column minima (see
     ``_floor_height``), tolerant to a slightly tilted or uneven floor.
@@ -107,6 +118,7 @@ def compute_height_map(
             metres (paper: 0.20).
         clearance: height above the floor up to which voxels are accumulated, metres.
         max_accumulation: max accumulated voxels in a valid column (paper: 1).
+        max_hole_area: largest enclosed empty patch treated as a hole in the floor scan, m².
 
     Returns:
         A :class:`~fourdcontrast.records.HeightMap` with ``candidates=None``. ``accumulation`` counts the
@@ -129,7 +141,7 @@ def compute_height_map(
     column_min = np.full(n_cells, np.inf)
     np.minimum.at(column_min, flat, z)
     occupied = np.isfinite(column_min)
-    floor_height = _floor_height(column_min[occupied], z, cell_size)
+    floor_height = _floor_height(column_min[occupied], z, cell_size, DEFAULT_MAX_FLOOR_OFFSET)
 
     layer = np.floor((z - floor_height) / cell_size + 0.5).astype(np.int64)
     below = (z - floor_height) < clearance
@@ -150,9 +162,7 @@ def compute_height_map(
         low_top = max_height <= floor_height + floor_tolerance + 1e-6
     valid = on_floor & (accumulation >= 1) & (accumulation <= max_accumulation) & low_top
     valid = valid.reshape(shape)
-    empty = (~occupied).reshape(shape)
-    closed = ndimage.binary_closing(valid, structure=np.ones((3, 3), bool), border_value=0)
-    valid = valid | (closed & empty)
+    valid = valid | _small_holes((accumulation == 0).reshape(shape), max_hole_area / cell_size**2)
     if not valid.any():
         raise ValueError(
             f"scene {scene.name!r} has no usable floor: no {cell_size} m cell holds a single occupied "
@@ -168,6 +178,19 @@ def compute_height_map(
         valid=valid,
         candidates=None,
     )
+
+
+def _small_holes(empty: np.ndarray, max_cells: float) -> np.ndarray:
+    """Bool map of the connected empty regions with at most ``max_cells`` cells not touching the border."""
+    labels, count = ndimage.label(empty)
+    if count == 0:
+        return np.zeros_like(empty)
+    sizes = np.bincount(labels.ravel())
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = sizes <= max_cells
+    keep[0] = False
+    keep[border] = False
+    return keep[labels]
 
 
 def footprint(radius: float, cell_size: float) -> np.ndarray:
