@@ -59,7 +59,9 @@ def make_sequence(
             scene, obj, length, rng, height_map=height_map, lookup=lookup, **(trajectory_options or {})
         )
         try:
-            return augment_composed(scene, obj, trajectory, rng, stats=stats, seed=seed, **(augment_options or {}))
+            return augment_composed(
+                scene, obj, trajectory, rng, stats=stats, seed=seed, **(augment_options or {})
+            )
         except AugmentationError as exc:
             error = exc
     raise AugmentationError(f"{max_sequence_tries} trajectories all failed augmentation; last: {error}")

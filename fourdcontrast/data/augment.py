@@ -78,7 +78,9 @@ def resample_mask(n: int, fraction: float, rng: RngLike = None) -> np.ndarray:
     """(n,) bool: each point kept independently with probability ``fraction`` (resolution 1/65536)."""
     rng = as_rng(rng)
     threshold = int(round(float(fraction) * 65536))
-    return rng.integers(0, 65536, size=n, dtype=np.uint16) < threshold if threshold < 65536 else np.ones(n, bool)
+    return (
+        rng.integers(0, 65536, size=n, dtype=np.uint16) < threshold if threshold < 65536 else np.ones(n, bool)
+    )
 
 
 def resample(frame: Frame, rng: RngLike = None, fraction_range=DEFAULT_RESAMPLE_FRACTION) -> Frame:
@@ -141,7 +143,9 @@ def sample_chunks(
     centre = rng.random((k, 3)) * extent
     q = CHUNK_GRID
     cells = np.round(s[:, None] * extent / q)
-    cells = np.clip(cells, np.ceil(size_range[0] * extent / q - 1e-9), np.floor(size_range[1] * extent / q + 1e-9))
+    cells = np.clip(
+        cells, np.ceil(size_range[0] * extent / q - 1e-9), np.floor(size_range[1] * extent / q + 1e-9)
+    )
     start = np.round(centre / q - cells / 2)
     return lo + np.stack([start, start + cells], axis=1) * q
 
@@ -225,9 +229,7 @@ def validity(
         s, o = presence(frame, n, m)
         scene_all &= s
         obj_all &= o
-    kept = np.array(
-        [len(a) / max(len(o), 1) for a, o in zip(augmented.frames, original.frames, strict=True)]
-    )
+    kept = np.array([len(a) / max(len(o), 1) for a, o in zip(augmented.frames, original.frames, strict=True)])
     return Validity(
         scene_fraction=float(scene_all.sum()) / max(n, 1),
         object_fraction=float(obj_all.sum()) / max(m, 1),
@@ -356,7 +358,9 @@ def _count(stats: dict | None, ok: bool) -> None:
 
 def _failure(scene: Scene, obj: ShapeObject, max_tries: int, last: Validity | None) -> AugmentationError:
     detail = (
-        "" if last is None else f" (last: scene {last.scene_fraction:.2f} / {last.min_scene_fraction}, "
+        ""
+        if last is None
+        else f" (last: scene {last.scene_fraction:.2f} / {last.min_scene_fraction}, "
         f"object {last.object_fraction:.2f} / {last.min_object_fraction}, worst frame kept "
         f"{last.kept_fraction.min():.2f} / {last.min_kept_fraction})"
     )
@@ -415,7 +419,9 @@ def augment_composed(
                 compose_frame(scene, obj, pose, np.flatnonzero(k[:n]), np.flatnonzero(k[n:]))
                 for pose, k in zip(poses, keeps, strict=True)
             ]
-            seq = Sequence(frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks)
+            seq = Sequence(
+                frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks
+            )
             return augment_views(seq, rng, view_rotation, view_scale, view_translation)
         logger.debug("augmentation attempt %d discarded: %s", attempt, last)
     raise _failure(scene, obj, max_tries, last)

@@ -37,7 +37,9 @@ def compose_frame(
     s_idx = np.arange(n, dtype=np.int64) if scene_index is None else np.asarray(scene_index, np.int64)
     o_idx = np.arange(m, dtype=np.int64) if object_index is None else np.asarray(object_index, np.int64)
     points = np.empty((len(s_idx) + len(o_idx), 3), dtype=np.float32)
-    torch.index_select(torch.from_numpy(scene.points), 0, torch.from_numpy(s_idx), out=torch.from_numpy(points[: len(s_idx)]))
+    torch.index_select(
+        torch.from_numpy(scene.points), 0, torch.from_numpy(s_idx), out=torch.from_numpy(points[: len(s_idx)])
+    )
     points[len(s_idx) :] = object_points_at(obj, pose, o_idx)
     source = np.concatenate(
         [np.full(len(s_idx), SOURCE_SCENE, np.int8), np.full(len(o_idx), SOURCE_OBJECT, np.int8)]
@@ -51,7 +53,9 @@ def compose_frame(
     )
 
 
-def compose_sequence(scene: Scene, obj: ShapeObject, trajectory: Trajectory, seed: int | None = None) -> Sequence:
+def compose_sequence(
+    scene: Scene, obj: ShapeObject, trajectory: Trajectory, seed: int | None = None
+) -> Sequence:
     """Composite ``obj`` into ``scene`` at every trajectory point: a :class:`Sequence` of
     ``len(trajectory)`` frames, each holding all scene points and all object points (object moved by
     ``trajectory.poses()[t]``), with provenance and identity 3D views.

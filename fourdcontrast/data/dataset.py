@@ -90,7 +90,9 @@ class GeneratedSequenceDataset(Dataset):
         s, k = divmod(i, self.config.trajectories_per_scene)
         scene, cache, maps = self._scene(s)
         one = GenerationConfig(1, self.config.length, self.config.seed)
-        sequences, counts = generate_scene_sequences(scene, self.objects, s, one, first_trajectory=k, maps=maps)
+        sequences, counts = generate_scene_sequences(
+            scene, self.objects, s, one, first_trajectory=k, maps=maps
+        )
         if not sequences:
             raise ValueError(f"scene {scene.name!r} trajectory {k}: {'; '.join(counts['failures'])}")
         seq = sequences[0]

@@ -31,8 +31,12 @@ from fourdcontrast.data import make_sequence
 from fourdcontrast.data.augment import AugmentationError
 from fourdcontrast.data.shards import atomic_write_bytes, save_shard
 from fourdcontrast.data.synthetic import synthetic_box_object, synthetic_room
-from fourdcontrast.data.trajectory import DEFAULT_LENGTH, candidate_positions, compute_height_map
-from fourdcontrast.data.trajectory import nearest_candidate_lookup
+from fourdcontrast.data.trajectory import (
+    DEFAULT_LENGTH,
+    candidate_positions,
+    compute_height_map,
+    nearest_candidate_lookup,
+)
 from fourdcontrast.geometry import as_rng, sample_surface
 from fourdcontrast.records import Scene, Sequence, ShapeObject
 
@@ -72,10 +76,16 @@ def default_scene(i: int) -> Scene:
 
 def default_objects() -> list[ShapeObject]:
     """Built-in objects: boxes of furniture sizes (to be replaced by the shipped furniture)."""
-    sizes = {"chair": (0.5, 0.5, 0.9), "table": (1.0, 0.7, 0.75), "nightstand": (0.45, 0.4, 0.55),
-             "dresser": (0.9, 0.5, 1.0)}
-    return [synthetic_box_object([11, k], size=s, category=c, name=f"box_{c}")
-            for k, (c, s) in enumerate(sizes.items())]
+    sizes = {
+        "chair": (0.5, 0.5, 0.9),
+        "table": (1.0, 0.7, 0.75),
+        "nightstand": (0.45, 0.4, 0.55),
+        "dresser": (0.9, 0.5, 1.0),
+    }
+    return [
+        synthetic_box_object([11, k], size=s, category=c, name=f"box_{c}")
+        for k, (c, s) in enumerate(sizes.items())
+    ]
 
 
 def load_scene(path: str | os.PathLike) -> Scene:
@@ -320,9 +330,7 @@ def run_generation(
             raise ValueError(f"{path}: unreadable manifest ({exc})") from exc
         if manifest.get("parameters") != params or manifest.get("scenes") != scenes:
             raise ValueError(f"{path}: written with other parameters or scenes; cannot resume with these")
-        manifest["units"] = {
-            k: v for k, v in manifest["units"].items() if (out / v["shard"]).exists()
-        }
+        manifest["units"] = {k: v for k, v in manifest["units"].items() if (out / v["shard"]).exists()}
     else:
         manifest = {"version": 1, "parameters": params, "scenes": scenes, "units": {}}
     todo = [(i, s) for i, s in enumerate(specs) if str(i) not in manifest["units"]]
@@ -337,8 +345,10 @@ def run_generation(
                 manifest["units"][str(index)] = counts
                 _write_manifest(path, manifest)
                 bar.update(1)
-                bar.set_postfix(sequences=manifest["totals"]["sequences"],
-                                discard=f"{manifest['totals']['discard_rate']:.2f}")
+                bar.set_postfix(
+                    sequences=manifest["totals"]["sequences"],
+                    discard=f"{manifest['totals']['discard_rate']:.2f}",
+                )
                 if on_unit is not None:
                     on_unit(index, counts)
         finally:
@@ -358,11 +368,16 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``fourdcontrast generate``."""
     parser.add_argument("--scenes", default="default", help="folder of .ply/.npz scans, or 'default'")
     parser.add_argument("--objects", default="default", help="folder of object files, or 'default'")
-    parser.add_argument("--trajectories-per-scene", type=int, default=DEFAULT_TRAJECTORIES_PER_SCENE,
-                        help="sequences per scan (paper: 20)")
+    parser.add_argument(
+        "--trajectories-per-scene",
+        type=int,
+        default=DEFAULT_TRAJECTORIES_PER_SCENE,
+        help="sequences per scan (paper: 20)",
+    )
     parser.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="frames per sequence (paper: 4)")
-    parser.add_argument("--scene-count", type=int, default=DEFAULT_SCENE_COUNT,
-                        help="built-in scenes for --scenes default")
+    parser.add_argument(
+        "--scene-count", type=int, default=DEFAULT_SCENE_COUNT, help="built-in scenes for --scenes default"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
     parser.add_argument("--out", required=True, help="output folder for shards and manifest.json")
@@ -375,7 +390,9 @@ def run_cli(args: argparse.Namespace) -> int:
         specs = scene_specs(args.scenes, args.scene_count)
         objects = load_objects(args.objects)
         config = GenerationConfig(
-            trajectories_per_scene=args.trajectories_per_scene, length=args.length, seed=args.seed,
+            trajectories_per_scene=args.trajectories_per_scene,
+            length=args.length,
+            seed=args.seed,
             scene_count=args.scene_count if args.scenes == "default" else 0,
             sources={"scenes": args.scenes, "objects": args.objects},
         )
@@ -384,6 +401,11 @@ def run_cli(args: argparse.Namespace) -> int:
         logger.error("error: %s", exc)
         return 1
     t = manifest["totals"]
-    logger.info("%d sequences in %d shards (%d failed), discard rate %.3f", t["sequences"], t["units_done"],
-                t["failed"], t["discard_rate"])
+    logger.info(
+        "%d sequences in %d shards (%d failed), discard rate %.3f",
+        t["sequences"],
+        t["units_done"],
+        t["failed"],
+        t["discard_rate"],
+    )
     return 0

@@ -56,7 +56,9 @@ def _frame_masks(sequence: Sequence) -> np.ndarray:
     return np.stack(masks)
 
 
-def save_shard(path: str | os.PathLike, scene: Scene, sequences: list[Sequence], meta: dict | None = None) -> None:
+def save_shard(
+    path: str | os.PathLike, scene: Scene, sequences: list[Sequence], meta: dict | None = None
+) -> None:
     """Write the sequences of one scene to ``path`` (``.npz``) atomically.
 
     Args:
@@ -75,8 +77,12 @@ def save_shard(path: str | os.PathLike, scene: Scene, sequences: list[Sequence],
     if sequences and sequences[0].trajectory is not None:
         hm = sequences[0].trajectory.height_map
         arrays.update(
-            hm_origin=hm.origin, hm_cell_size=np.array(hm.cell_size), hm_accumulation=hm.accumulation,
-            hm_max_height=hm.max_height, hm_floor_height=np.array(hm.floor_height), hm_floor=hm.floor,
+            hm_origin=hm.origin,
+            hm_cell_size=np.array(hm.cell_size),
+            hm_accumulation=hm.accumulation,
+            hm_max_height=hm.max_height,
+            hm_floor_height=np.array(hm.floor_height),
+            hm_floor=hm.floor,
             hm_valid=hm.valid,
         )
     for key, value in (meta or {}).items():
@@ -124,8 +130,12 @@ class Shard:
         self.height_map = None
         if "hm_origin" in d:
             self.height_map = HeightMap(
-                origin=d["hm_origin"], cell_size=float(d["hm_cell_size"]), accumulation=d["hm_accumulation"],
-                max_height=d["hm_max_height"], floor_height=float(d["hm_floor_height"]), floor=d["hm_floor"],
+                origin=d["hm_origin"],
+                cell_size=float(d["hm_cell_size"]),
+                accumulation=d["hm_accumulation"],
+                max_height=d["hm_max_height"],
+                floor_height=float(d["hm_floor_height"]),
+                floor=d["hm_floor"],
                 valid=d["hm_valid"],
             )
 
@@ -141,10 +151,14 @@ class Shard:
         if not 0 <= k < len(self):
             raise IndexError(f"{self.path}: sequence {k} out of range ({len(self)} sequences)")
         d, p = self._data, f"s{k}_"
-        obj = ShapeObject(points=d[p + "obj_points"], name=str(d[p + "obj_name"]), category=str(d[p + "obj_category"]))
+        obj = ShapeObject(
+            points=d[p + "obj_points"], name=str(d[p + "obj_name"]), category=str(d[p + "obj_category"])
+        )
         n, m = len(self.scene), len(obj)
         frames = []
-        for packed, pose, view in zip(d[p + "masks"], d[p + "object_poses"], d[p + "view_transforms"], strict=True):
+        for packed, pose, view in zip(
+            d[p + "masks"], d[p + "object_poses"], d[p + "view_transforms"], strict=True
+        ):
             keep = np.unpackbits(packed, count=n + m).astype(bool)
             frame = compose_frame(self.scene, obj, pose, np.flatnonzero(keep[:n]), np.flatnonzero(keep[n:]))
             frame.view_transform = view
@@ -153,14 +167,25 @@ class Shard:
         if p + "positions" in d and self.height_map is not None:
             hm = self.height_map
             if p + "candidates" in d:
-                cand = np.unpackbits(d[p + "candidates"], count=hm.valid.size).astype(bool).reshape(hm.valid.shape)
+                cand = (
+                    np.unpackbits(d[p + "candidates"], count=hm.valid.size)
+                    .astype(bool)
+                    .reshape(hm.valid.shape)
+                )
                 hm = HeightMap(**{**hm.__dict__, "candidates": cand})
             trajectory = Trajectory(
-                positions=d[p + "positions"], yaws=d[p + "yaws"], height_map=hm, object_radius=float(d[p + "radius"])
+                positions=d[p + "positions"],
+                yaws=d[p + "yaws"],
+                height_map=hm,
+                object_radius=float(d[p + "radius"]),
             )
         seed = int(d[p + "seed"])
         chunks = d[p + "chunks"]
         return Sequence(
-            frames=frames, scene=self.scene, obj=obj, trajectory=trajectory,
-            seed=None if seed < 0 else seed, chunks=chunks if len(chunks) else None,
+            frames=frames,
+            scene=self.scene,
+            obj=obj,
+            trajectory=trajectory,
+            seed=None if seed < 0 else seed,
+            chunks=chunks if len(chunks) else None,
         )

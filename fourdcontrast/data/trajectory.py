@@ -64,8 +64,8 @@ def _floor_height(column_min: np.ndarray, z: np.ndarray, cell_size: float, max_o
     The floor is the dominant low horizontal level: a histogram of the column minima (bins of a
     quarter cell) is smoothed over ±1 bin, its highest peak among the levels holding at least a third
     of the peak count and lying lowest is taken, and the median height of all points within a quarter
-    cell of it is returned (column minima alone are biased low by the scan noise). Column minima on tilted floors (±2–3 cm over the room) stay within that window, and a
-    ceiling only contributes where nothing lies below it; only minima within ``max_offset`` of the
+    cell of it is returned (column minima alone are biased low by the scan noise). Column minima on
+    tilted floors (±2–3 cm over the room) stay within that window, and a ceiling only contributes where nothing lies below it; only minima within ``max_offset`` of the
     1st percentile of all heights are considered, so a scan without a floor does not promote its
     ceiling to one.
     """
@@ -153,9 +153,9 @@ def compute_height_map(
     accumulation = np.bincount(voxel_cell, minlength=n_cells).astype(np.int32)
     top_layer = np.full(n_cells, -np.inf)
     np.maximum.at(top_layer, voxel_cell, voxel_layer.astype(np.float64))
-    max_height = np.where(
-        accumulation > 0, floor_height + (top_layer + 0.5) * cell_size, np.nan
-    ).astype(np.float32)
+    max_height = np.where(accumulation > 0, floor_height + (top_layer + 0.5) * cell_size, np.nan).astype(
+        np.float32
+    )
 
     on_floor = occupied & (np.abs(column_min - floor_height) <= cell_size / 2)
     with np.errstate(invalid="ignore"):

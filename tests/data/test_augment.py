@@ -80,7 +80,9 @@ def test_augment_sequence_rules(composed):
             scene_all &= s
             obj_all &= o
             # 4D points untouched: each point is its source point moved by the object pose only
-            np.testing.assert_array_equal(frame.points[is_scene], composed.scene.points[frame.index[is_scene]])
+            np.testing.assert_array_equal(
+                frame.points[is_scene], composed.scene.points[frame.index[is_scene]]
+            )
             np.testing.assert_array_equal(frame.object_pose, composed.frames[t].object_pose)
         assert scene_all.mean() >= 0.30 and obj_all.mean() >= 0.30
         v = validity(composed, aug)

@@ -24,8 +24,9 @@ def test_compose_places_object_with_provenance(room, chair):
         assert frame.points[is_obj, 2].min() == pytest.approx(traj.height_map.floor_height, abs=1e-5)
         centre = frame.points[is_obj, :2].mean(axis=0)
         assert np.linalg.norm(centre - traj.positions[t, :2]) < chair.radius
-        np.testing.assert_array_equal(seq.source_points(frame.source[~is_obj], frame.index[~is_obj]),
-                                      frame.points[~is_obj])
+        np.testing.assert_array_equal(
+            seq.source_points(frame.source[~is_obj], frame.index[~is_obj]), frame.points[~is_obj]
+        )
 
 
 def test_compose_rejects_nan_object(room, chair):

@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from fourdcontrast.data import make_sequence
-from fourdcontrast.data.correspondence import compute_correspondences, frame_correspondences, prepare_scene_cache
+from fourdcontrast.data.correspondence import (
+    compute_correspondences,
+    frame_correspondences,
+    prepare_scene_cache,
+)
 from fourdcontrast.geometry import apply_transform
 from fourdcontrast.records import SOURCE_OBJECT, Frame, Sequence
 
@@ -34,8 +38,9 @@ def test_frame_correspondences_are_exact(sequence):
             # each point is its source point moved by the frame's known transform
             for frame, rows in ((fi, a), (fj, b)):
                 np.testing.assert_array_equal(frame.points[rows][~obj], src[~obj])
-                np.testing.assert_allclose(frame.points[rows][obj], apply_transform(src[obj], frame.object_pose),
-                                           atol=1e-5)
+                np.testing.assert_allclose(
+                    frame.points[rows][obj], apply_transform(src[obj], frame.object_pose), atol=1e-5
+                )
             # the 3D views: undo each view transform and land on the same 4D point
             for frame, rows in ((fi, a), (fj, b)):
                 back = apply_transform(frame.view_points()[rows], np.linalg.inv(frame.view_transform))
@@ -52,7 +57,9 @@ def test_voxel_maps(sequence, corr):
         diff = np.abs(got - expect)
         assert diff.max() <= 1 and (diff == 0).all(axis=1).mean() > 0.999  # float32 vs float64 on edges
         assert len(np.unique(corr.coords_3d[t], axis=0)) == len(corr.coords_3d[t])
-        np.testing.assert_array_equal(corr.point_to_voxel_3d[t][corr.voxel_point_3d[t]], np.arange(len(corr.coords_3d[t])))
+        np.testing.assert_array_equal(
+            corr.point_to_voxel_3d[t][corr.voxel_point_3d[t]], np.arange(len(corr.coords_3d[t]))
+        )
         c4 = corr.coords_4d[corr.point_to_voxel_4d[t]]
         assert (c4[:, 3] == t).all()
         e4 = np.floor(frame.points.astype(np.float64) / 0.05).astype(np.int64)
@@ -88,8 +95,9 @@ def test_cache_gives_same_result(sequence, corr):
         np.testing.assert_array_equal(cached.coords_3d[t], corr.coords_3d[t])
         np.testing.assert_array_equal(cached.point_to_voxel_3d[t], corr.point_to_voxel_3d[t])
         # 4D voxel numbering within a frame may differ: compare the voxel coordinates of every point
-        np.testing.assert_array_equal(cached.coords_4d[cached.point_to_voxel_4d[t]],
-                                      corr.coords_4d[corr.point_to_voxel_4d[t]])
+        np.testing.assert_array_equal(
+            cached.coords_4d[cached.point_to_voxel_4d[t]], corr.coords_4d[corr.point_to_voxel_4d[t]]
+        )
     for key in corr.pairs_3d:
         np.testing.assert_array_equal(cached.pairs_3d[key], corr.pairs_3d[key])
         a = cached.coords_4d[cached.pairs_4d[key]]

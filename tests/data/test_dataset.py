@@ -59,12 +59,16 @@ def test_collate(generated):
     assert (batch.coords_4d[a, 4] < batch.coords_4d[w, 4]).all()
     # pair indices from the first sample are preserved (offset 0)
     c = samples[0].correspondences
-    np.testing.assert_array_equal(batch.pairs_3d[: len(c.pairs_3d[(0, 1)])].numpy(), c.pairs_3d[(0, 1)] + [0, len(c.coords_3d[0])])
+    np.testing.assert_array_equal(
+        batch.pairs_3d[: len(c.pairs_3d[(0, 1)])].numpy(), c.pairs_3d[(0, 1)] + [0, len(c.coords_3d[0])]
+    )
 
 
 def test_collate_rejects_mixed_lengths(generated):
     s = generated[1][0]
-    short = type(s)(type(s.sequence)(s.sequence.frames[:2], s.sequence.scene, s.sequence.obj), s.correspondences)
+    short = type(s)(
+        type(s.sequence)(s.sequence.frames[:2], s.sequence.scene, s.sequence.obj), s.correspondences
+    )
     with pytest.raises(ValueError, match="differ in length"):
         collate_sequences([s, short])
     with pytest.raises(ValueError, match="empty"):

@@ -69,7 +69,10 @@ def _assert_same_output(a, b):
 def test_generation_output_and_manifest(reference, specs):
     out, manifest = reference
     totals = manifest["totals"]
-    assert totals["units_done"] == len(specs) and totals["sequences"] + totals["failed"] == len(specs) * TRAJECTORIES
+    assert (
+        totals["units_done"] == len(specs)
+        and totals["sequences"] + totals["failed"] == len(specs) * TRAJECTORIES
+    )
     assert totals["sequences"] >= len(specs) * TRAJECTORIES - 1
     assert 0 <= totals["discard_rate"] < 1
     assert manifest["parameters"]["seed"] == 5 and "SeedSequence" in manifest["seeds"]
@@ -122,7 +125,9 @@ def test_workers_do_not_change_the_output(tmp_path, reference, specs, objects, c
 def test_cli(tmp_path, scene_dir):
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
-    args = parser.parse_args(["--scenes", str(scene_dir), "--trajectories-per-scene", "1", "--out", str(tmp_path / "o")])
+    args = parser.parse_args(
+        ["--scenes", str(scene_dir), "--trajectories-per-scene", "1", "--out", str(tmp_path / "o")]
+    )
     assert run_cli(args) == 0
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["totals"]["units_done"] == 3
     bad = parser.parse_args(["--scenes", str(tmp_path / "missing"), "--out", str(tmp_path / "p")])

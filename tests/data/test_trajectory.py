@@ -122,7 +122,9 @@ def test_trajectory_constraints_property(room, chair, seed, lo, span, turn, leng
     hm = candidate_positions(compute_height_map(room), chair.radius)
     lookup = nearest_candidate_lookup(hm)
     try:
-        traj = sample_trajectory(room, chair, length, seed, (lo, lo + span), turn, height_map=hm, lookup=lookup)
+        traj = sample_trajectory(
+            room, chair, length, seed, (lo, lo + span), turn, height_map=hm, lookup=lookup
+        )
     except ValueError as exc:  # legitimately impossible combinations must say so
         assert "could not sample a trajectory" in str(exc)
         return
@@ -141,7 +143,9 @@ def test_trajectory_deterministic(room, chair):
 def test_yaw_modes(room, chair):
     hm = compute_height_map(room)
     for seed in range(10):
-        t = sample_trajectory(room, chair, length=5, rng=seed, height_map=hm, yaw_mode="heading", max_yaw_step_deg=10)
+        t = sample_trajectory(
+            room, chair, length=5, rng=seed, height_map=hm, yaw_mode="heading", max_yaw_step_deg=10
+        )
         d = np.diff(t.positions[:, :2], axis=0)
         heading = np.arctan2(d[:, 1], d[:, 0])
         diff = np.angle(np.exp(1j * (t.yaws[:-1] - heading)))
