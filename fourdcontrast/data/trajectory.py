@@ -65,9 +65,9 @@ def _floor_height(column_min: np.ndarray, z: np.ndarray, cell_size: float, max_o
     quarter cell) is smoothed over ±1 bin, its highest peak among the levels holding at least a third
     of the peak count and lying lowest is taken, and the median height of all points within a quarter
     cell of it is returned (column minima alone are biased low by the scan noise). Column minima on
-    tilted floors (±2–3 cm over the room) stay within that window, and a ceiling only contributes where nothing lies below it; only minima within ``max_offset`` of the
-    1st percentile of all heights are considered, so a scan without a floor does not promote its
-    ceiling to one.
+    tilted floors (±2–3 cm over the room) stay within that window, and a ceiling only contributes
+    where nothing lies below it; only minima within ``max_offset`` of the 1st percentile of all
+    heights are considered, so a scan without a floor does not promote its ceiling to one.
     """
     bin_size = cell_size / 4
     column_min = column_min[column_min <= np.percentile(z, 1.0) + max_offset]
