@@ -98,15 +98,16 @@ def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[n
 
 def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
     """Voxelize integer coordinates given per axis (D arrays of (n,) float32 holding whole numbers):
-    unique voxels sorted lexicographically, first point per voxel and voxel of every point."""
+    unique voxels (int32, sorted lexicographically), first point per voxel and voxel of every point."""
     n = len(axes[0])
     if n == 0:
         empty = np.zeros(0, np.int64)
-        return Quantization(np.zeros((0, len(axes)), np.int64), empty, empty)
+        return Quantization(np.zeros((0, len(axes)), np.int32), empty, empty)
     lows = [int(a.min()) for a in axes]
     bits = [int(int(a.max()) - lo + 1).bit_length() for a, lo in zip(axes, lows, strict=True)]
     if sum(bits) > 62:
-        return _voxelize(np.stack([a.astype(np.int64) for a in axes], axis=1))
+        q = _voxelize(np.stack([a.astype(np.int64) for a in axes], axis=1))
+        return Quantization(q.coordinates.astype(np.int32), q.index, q.inverse)
     key_dtype = np.int32 if sum(bits) <= 31 else np.int64  # int32 keys sort twice as fast
     key = None
     for a, lo, b in zip(axes, lows, bits, strict=True):
@@ -115,13 +116,12 @@ def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
     uniq, inverse = torch.unique(torch.from_numpy(key), sorted=True, return_inverse=True)
     index = torch.full((len(uniq),), n, dtype=torch.int64)
     index.scatter_reduce_(0, inverse, torch.arange(n), reduce="amin")
-    u = uniq.numpy().astype(np.int64)
-    coords = np.empty((len(u), len(axes)), dtype=np.int64)
-    shift = 0
+    u = uniq.numpy()
+    columns, shift = [], 0
     for axis in range(len(axes) - 1, -1, -1):
-        coords[:, axis] = ((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]
+        columns.append((((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]).astype(np.int32))
         shift += bits[axis]
-    return Quantization(coords, index.numpy(), inverse.numpy())
+    return Quantization(np.column_stack(columns[::-1]), index.numpy(), inverse.numpy())
 
 
 def _view_axes(soa: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -145,16 +145,14 @@ class SceneCache:
     """Per-scene work reused by every sequence of a scene (see :func:`prepare_scene_cache`).
 
     Attributes:
-        soa: (3, N) float32 scene points, one row per axis.
         voxel_size_4d: the 4D voxel edge the cache was built for, metres.
         voxel_of_point: (N,) int64 the 4D-grid (spatial) voxel of every scene point.
-        voxel_coords: (V, 3) int64 spatial voxel coordinates, sorted lexicographically.
+        voxel_coords: (V, 3) int32 spatial voxel coordinates, sorted lexicographically.
         voxel_keys: (V,) int64 packed, sorted keys of ``voxel_coords``.
         low: (3,) int64 minimum voxel coordinate (key packing offset).
         bits: bits per axis of the key packing.
     """
 
-    soa: np.ndarray
     voxel_size_4d: float
     voxel_of_point: np.ndarray
     voxel_coords: np.ndarray
@@ -180,24 +178,30 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
     if packed is None:
         raise ValueError(f"scene {scene.name!r} is too large to pack {voxel_size_4d} m voxel keys")
     return SceneCache(
-        soa=np.ascontiguousarray(scene.points.T),
         voxel_size_4d=float(voxel_size_4d),
         voxel_of_point=q.inverse,
-        voxel_coords=q.coordinates,
+        voxel_coords=q.coordinates.astype(np.int32),
         voxel_keys=packed[0].numpy(),
         low=q.coordinates.min(axis=0),
         bits=packed[1],
     )
 
 
+def _take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` for a 2D array, via torch's row gather (much faster than numpy fancy indexing)."""
+    return torch.index_select(torch.from_numpy(array), 0, torch.from_numpy(rows)).numpy()
+
+
 def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial voxels of one frame: (V, 3) int64 coordinates and (n,) int64 voxel of every point."""
+    """Spatial voxels of one frame: (V, 3) int32 coordinates and (n,) int64 voxel of every point."""
     if cache is None:
         q = _voxelize(_voxels_4d(frame.points, voxel_size))
-        return q.coordinates, q.inverse
+        return q.coordinates.astype(np.int32), q.inverse
     is_scene = frame.source == SOURCE_SCENE
-    sv = cache.voxel_of_point[frame.index[is_scene]]
-    oc = _voxels_4d(frame.points[~is_scene], voxel_size)
+    n_s = int(np.count_nonzero(is_scene))
+    composed = bool(is_scene[:n_s].all())  # scene points first (composed order): use slices
+    sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
+    oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
     okey = cache.keys_of(oc)
     pos = np.minimum(np.searchsorted(cache.voxel_keys, okey), len(cache.voxel_keys) - 1)
     found = cache.voxel_keys[pos] == okey
@@ -207,13 +211,19 @@ def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> tupl
     scene_ids = np.flatnonzero(used)
     rank = np.cumsum(used) - 1
     new = _voxelize(oc[~found])
-    coords = np.concatenate([cache.voxel_coords[scene_ids], new.coordinates])
-    p2v = np.empty(len(frame), dtype=np.int64)
-    p2v[is_scene] = rank[sv]
+    coords = np.empty((len(scene_ids) + len(new.coordinates), 3), dtype=np.int32)
+    coords[: len(scene_ids)] = _take_rows(cache.voxel_coords, scene_ids)
+    coords[len(scene_ids) :] = new.coordinates
     obj_v = np.empty(len(oc), dtype=np.int64)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
-    p2v[~is_scene] = obj_v
+    p2v = np.empty(len(frame), dtype=np.int64)
+    if composed:
+        np.take(rank, sv, out=p2v[:n_s])
+        p2v[n_s:] = obj_v
+    else:
+        p2v[is_scene] = rank[sv]
+        p2v[~is_scene] = obj_v
     return coords, p2v
 
 
@@ -253,32 +263,15 @@ class Correspondences:
         return len(self.coords_3d)
 
 
-def _frame_soa(frame: Frame, cache: SceneCache | None) -> np.ndarray:
-    """(3, n) float32 frame points, one row per axis (gathered from the cache when given)."""
-    if cache is None:
-        return np.ascontiguousarray(frame.points.T)
-    is_scene = frame.source == SOURCE_SCENE
-    out = np.empty((3, len(frame)), dtype=np.float32)
-    idx = frame.index[is_scene]
-    obj = frame.points[~is_scene].T
-    if is_scene[: len(idx)].all():  # composed order: scene points first
-        for r in range(3):
-            np.take(cache.soa[r], idx, out=out[r, : len(idx)])
-            out[r, len(idx) :] = obj[r]
-    else:
-        for r in range(3):
-            out[r, is_scene] = cache.soa[r][idx]
-            out[r, ~is_scene] = obj[r]
-    return out
+def _frame_soa(frame: Frame) -> np.ndarray:
+    """(3, n) float32 frame points, one row per axis."""
+    return np.ascontiguousarray(frame.points.T)
 
 
 def _pairs(target: np.ndarray, offset: int) -> np.ndarray:
     """(K, 2) int64 (offset + row, target[row]) for the rows where ``target`` >= 0."""
     rows = np.flatnonzero(target >= 0)
-    out = np.empty((len(rows), 2), dtype=np.int64)
-    out[:, 0] = rows + offset
-    out[:, 1] = target[rows]
-    return out
+    return np.column_stack((rows + offset, target[rows].astype(np.int64)))
 
 
 def compute_correspondences(
@@ -304,7 +297,7 @@ def compute_correspondences(
         if not np.isfinite(f.points).all():
             raise ValueError(f"frame {t} of the sequence has NaN or infinite coordinates")
     if cache is not None and (
-        cache.soa.shape[1] != len(sequence.scene) or cache.voxel_size_4d != float(voxel_size_4d)
+        len(cache.voxel_of_point) != len(sequence.scene) or cache.voxel_size_4d != float(voxel_size_4d)
     ):
         raise ValueError("the scene cache was built for another scene or 4D voxel size")
     n_scene = len(sequence.scene)
@@ -315,7 +308,7 @@ def compute_correspondences(
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
     q3 = [
-        _voxelize_soa(_view_axes(_frame_soa(f, cache), *_view_coefficients(f.view_transform, voxel_size_3d)))
+        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)))
         for f in frames
     ]
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
@@ -327,17 +320,19 @@ def compute_correspondences(
             raise ValueError(f"frame {t} holds the same source point more than once")
         vmap3.append(m)
 
-    coords4, p2v4, rep4, offset = [], [], [], 0
-    for t, f in enumerate(frames):
+    spatial4, p2v4, rep4, offset = [], [], [], 0
+    for f in frames:
         coords, p2v = _frame_4d(f, voxel_size_4d, cache)
-        c = np.empty((len(coords), 4), dtype=np.int32)
-        c[:, :3] = coords
-        c[:, 3] = t
-        coords4.append(c)
+        spatial4.append(coords)
         rep4.append(_first_rows(p2v, len(coords)))
-        p2v4.append(p2v + offset)
+        p2v += offset
+        p2v4.append(p2v)
         offset += len(coords)
-    starts = np.cumsum([0] + [len(c) for c in coords4])
+    starts = np.cumsum([0] + [len(c) for c in spatial4])
+    coords_4d = np.empty((offset, 4), dtype=np.int32)
+    for t, c in enumerate(spatial4):
+        coords_4d[starts[t] : starts[t + 1], :3] = c
+        coords_4d[starts[t] : starts[t + 1], 3] = t
     vmap4 = []
     for k, p in zip(keys, p2v4, strict=True):
         m = np.full(domain, -1, dtype=np.int32)
@@ -351,19 +346,14 @@ def compute_correspondences(
         for j in range(i + 1, len(frames)):
             pairs_3d[(i, j)] = _pairs(vmap3[j][rep_keys3], 0)
             pairs_4d[(i, j)] = _pairs(vmap4[j][rep_keys4], starts[i])
-    pairs_3d4d = []
-    for t, q in enumerate(q3):
-        pair = np.empty((len(q.index), 2), dtype=np.int64)
-        pair[:, 0] = np.arange(len(q.index))
-        pair[:, 1] = p2v4[t][q.index]
-        pairs_3d4d.append(pair)
+    pairs_3d4d = [np.column_stack((np.arange(len(q.index)), p2v4[t][q.index])) for t, q in enumerate(q3)]
     return Correspondences(
         voxel_size_3d=float(voxel_size_3d),
         voxel_size_4d=float(voxel_size_4d),
-        coords_3d=[q.coordinates.astype(np.int32) for q in q3],
+        coords_3d=[q.coordinates for q in q3],
         point_to_voxel_3d=[q.inverse for q in q3],
         voxel_point_3d=[q.index for q in q3],
-        coords_4d=np.concatenate(coords4),
+        coords_4d=coords_4d,
         point_to_voxel_4d=p2v4,
         voxel_point_4d=np.concatenate(rep4),
         pairs_3d=pairs_3d,
