@@ -16,6 +16,7 @@ run completes without duplicated or lost sequences.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing
@@ -253,21 +254,19 @@ def shard_name(scene_index: int) -> str:
     return f"shard_{scene_index:06d}.npz"
 
 
-_WORKER: dict = {}
-
-
-def _init_worker(objects: list[ShapeObject], config: GenerationConfig, out: str) -> None:
+def _init_worker() -> None:
     import torch
 
-    torch.set_num_threads(1)
-    _WORKER.update(objects=objects, config=config, out=out)
+    torch.set_num_threads(1)  # one core per worker process
 
 
-def _run_unit(item: tuple[int, SceneSpec]) -> tuple[int, dict]:
+def _run_unit(
+    item: tuple[int, SceneSpec], objects: list[ShapeObject], config: GenerationConfig, out: str
+) -> tuple[int, dict]:
     index, spec = item
     scene = spec.load()
-    sequences, counts = generate_scene_sequences(scene, _WORKER["objects"], index, _WORKER["config"])
-    save_shard(Path(_WORKER["out"]) / shard_name(index), scene, sequences, meta={"scene_index": index})
+    sequences, counts = generate_scene_sequences(scene, objects, index, config)
+    save_shard(Path(out) / shard_name(index), scene, sequences, meta={"scene_index": index})
     counts["shard"] = shard_name(index)
     counts["scene"] = scene.name
     return index, counts
@@ -354,13 +353,13 @@ def run_generation(
         finally:
             bar.close()
 
+    run = functools.partial(_run_unit, objects=objects, config=config, out=str(out))
     if workers <= 1:
-        _init_worker(objects, config, str(out))
-        record(_run_unit(item) for item in todo)
+        record(run(item) for item in todo)
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(objects, config, str(out))) as pool:
-            record(pool.imap_unordered(_run_unit, todo))
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            record(pool.imap_unordered(run, todo))
     return manifest
 
 

@@ -73,3 +73,12 @@ def test_collate_rejects_mixed_lengths(generated):
         collate_sequences([s, short])
     with pytest.raises(ValueError, match="empty"):
         collate_sequences([])
+
+
+def test_dataloader(generated):
+    loader = torch.utils.data.DataLoader(
+        ShardDataset(generated[0]), batch_size=2, collate_fn=collate_sequences
+    )
+    batches = list(loader)
+    assert len(batches) == 1 and batches[0].batch_size == 2
+    assert batches[0].pairs_3d.dtype == torch.int64 and batches[0].coords_3d.dtype == torch.int32

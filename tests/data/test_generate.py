@@ -116,7 +116,6 @@ def test_resume_rejects_other_parameters(tmp_path, specs, objects, config):
         run_generation(specs[:1], objects, tmp_path, other, resume=True)
 
 
-@pytest.mark.slow
 def test_workers_do_not_change_the_output(tmp_path, reference, specs, objects, config):
     run_generation(specs, objects, tmp_path, config, workers=2)
     _assert_same_output(reference[0], tmp_path)
