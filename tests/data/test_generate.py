@@ -8,6 +8,7 @@ from fourdcontrast.data.generate import (
     GenerationConfig,
     SceneSpec,
     add_cli_arguments,
+    load_object,
     load_objects,
     load_scene,
     run_cli,
@@ -141,3 +142,23 @@ def test_bad_scene_file_names_the_file(tmp_path):
     np.savez(tmp_path / "nopoints.npz", colors=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="nopoints.npz.*points"):
         load_scene(tmp_path / "nopoints.npz")
+
+
+def test_load_ply_scene_and_mesh_object(tmp_path):
+    import trimesh
+
+    scene = synthetic_room(0, size=(3.0, 2.5, 2.4), spacing=0.1)
+    trimesh.PointCloud(scene.points).export(tmp_path / "room.ply")
+    loaded = load_scene(tmp_path / "room.ply")
+    np.testing.assert_allclose(loaded.points, scene.points, atol=1e-6)
+    assert loaded.name == "room"
+    (tmp_path / "chair").mkdir()
+    trimesh.creation.box(extents=(0.4, 0.5, 0.9)).export(tmp_path / "chair" / "box.obj")
+    obj = load_object(tmp_path / "chair" / "box.obj")
+    assert len(obj) == 1000 and obj.category == "chair"
+    assert obj.points[:, 2].min() == pytest.approx(0.0, abs=1e-6)
+    assert obj.height == pytest.approx(0.9, abs=1e-3)
+    lo, hi = obj.points[:, :2].min(axis=0), obj.points[:, :2].max(axis=0)
+    np.testing.assert_allclose(lo + hi, 0.0, atol=1e-6)
+    again = load_object(tmp_path / "chair" / "box.obj")
+    np.testing.assert_array_equal(obj.points, again.points)
