@@ -18,6 +18,8 @@ if __name__ == "__main__":
     print(f"points per frame       {result.points_per_frame:.0f}")
     print(f"median ms / sequence   {result.median_ms:.1f}  (target <= 20)")
     print(f"median CPU ms          {result.median_cpu_ms:.1f}")
+    print(f"  make_sequence        {np.median(result.sequence_cpu_ms):.1f}")
+    print(f"  correspondences      {np.median(result.correspondence_cpu_ms):.1f}")
     p90 = float(np.percentile(result.times_ms, 90))
     print(f"min / p90 ms           {result.times_ms.min():.1f} / {p90:.1f}")
     print(f"discard rate           {result.discard_rate:.3f}")

@@ -36,6 +36,8 @@ class GenerationBenchmark:
             on a machine shared with other jobs).
         discard_rate: discarded augmentation attempts / all attempts.
         points_per_frame: mean points per frame of the generated sequences.
+        sequence_cpu_ms: (R,) CPU ms of ``make_sequence`` (trajectory, composition, augmentation).
+        correspondence_cpu_ms: (R,) CPU ms of ``compute_correspondences``.
     """
 
     scene_points: int
@@ -43,6 +45,8 @@ class GenerationBenchmark:
     cpu_ms: np.ndarray
     discard_rate: float
     points_per_frame: float
+    sequence_cpu_ms: np.ndarray | None = None
+    correspondence_cpu_ms: np.ndarray | None = None
 
     @property
     def median_ms(self) -> float:
@@ -69,15 +73,18 @@ def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> 
     lookup = nearest_candidate_lookup(hm)
     cache = prepare_scene_cache(scene)
     stats: dict = {}
-    times, cpu, sizes = [], [], []
+    times, cpu, seq_cpu, corr_cpu, sizes = [], [], [], [], []
     for r in range(repeats + 3):
         t0, c0 = time.perf_counter(), time.process_time()
         seq = make_sequence(scene, obj, rng, height_map=hm, lookup=lookup, stats=stats)
+        c1 = time.process_time()
         compute_correspondences(seq, cache=cache)
-        dt, dc = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+        dt, c2 = (time.perf_counter() - t0) * 1e3, time.process_time()
         if r >= 3:  # warm-up
             times.append(dt)
-            cpu.append(dc)
+            cpu.append((c2 - c0) * 1e3)
+            seq_cpu.append((c1 - c0) * 1e3)
+            corr_cpu.append((c2 - c1) * 1e3)
             sizes.extend(len(f) for f in seq.frames)
     tries = stats.get("tries", 0)
     return GenerationBenchmark(
@@ -86,4 +93,6 @@ def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> 
         cpu_ms=np.array(cpu),
         discard_rate=stats.get("discarded", 0) / max(tries, 1),
         points_per_frame=float(np.mean(sizes)),
+        sequence_cpu_ms=np.array(seq_cpu),
+        correspondence_cpu_ms=np.array(corr_cpu),
     )

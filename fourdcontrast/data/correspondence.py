@@ -147,15 +147,16 @@ class SceneCache:
     Attributes:
         voxel_size_4d: the 4D voxel edge the cache was built for, metres.
         voxel_of_point: (N,) int64 the 4D-grid (spatial) voxel of every scene point.
-        voxel_coords: (V, 3) int32 spatial voxel coordinates, sorted lexicographically.
-        voxel_keys: (V,) int64 packed, sorted keys of ``voxel_coords``.
+        voxel_coords4: (V, 4) int32 spatial voxel coordinates, sorted lexicographically, with a 4th
+            (time) column of zeros to fill per frame.
+        voxel_keys: (V,) int64 packed, sorted keys of those coordinates.
         low: (3,) int64 minimum voxel coordinate (key packing offset).
         bits: bits per axis of the key packing.
     """
 
     voxel_size_4d: float
     voxel_of_point: np.ndarray
-    voxel_coords: np.ndarray
+    voxel_coords4: np.ndarray
     voxel_keys: np.ndarray
     low: np.ndarray
     bits: list[int]
@@ -180,23 +181,25 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
     return SceneCache(
         voxel_size_4d=float(voxel_size_4d),
         voxel_of_point=q.inverse,
-        voxel_coords=q.coordinates.astype(np.int32),
+        voxel_coords4=np.column_stack([q.coordinates, np.zeros(len(q.coordinates), np.int64)]).astype(
+            np.int32
+        ),
         voxel_keys=packed[0].numpy(),
         low=q.coordinates.min(axis=0),
         bits=packed[1],
     )
 
 
-def _take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for a 2D array, via torch's row gather (much faster than numpy fancy indexing)."""
-    return torch.index_select(torch.from_numpy(array), 0, torch.from_numpy(rows)).numpy()
-
-
-def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial voxels of one frame: (V, 3) int32 coordinates and (n,) int64 voxel of every point."""
+def _frame_4d(
+    frame: Frame, t: int, voxel_size: float, cache: SceneCache | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """4D voxels of frame ``t``: (V, 4) int32 coordinates (x, y, z, t) and (n,) int64 voxel of every point."""
     if cache is None:
         q = _voxelize(_voxels_4d(frame.points, voxel_size))
-        return q.coordinates.astype(np.int32), q.inverse
+        coords = np.zeros((len(q.coordinates), 4), dtype=np.int32)
+        coords[:, :3] = q.coordinates
+        coords[:, 3] = t
+        return coords, q.inverse
     is_scene = frame.source == SOURCE_SCENE
     n_s = int(np.count_nonzero(is_scene))
     composed = bool(is_scene[:n_s].all())  # scene points first (composed order): use slices
@@ -211,9 +214,15 @@ def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> tupl
     scene_ids = np.flatnonzero(used)
     rank = np.cumsum(used) - 1
     new = _voxelize(oc[~found])
-    coords = np.empty((len(scene_ids) + len(new.coordinates), 3), dtype=np.int32)
-    coords[: len(scene_ids)] = _take_rows(cache.voxel_coords, scene_ids)
-    coords[len(scene_ids) :] = new.coordinates
+    coords = np.empty((len(scene_ids) + len(new.coordinates), 4), dtype=np.int32)
+    torch.index_select(
+        torch.from_numpy(cache.voxel_coords4),
+        0,
+        torch.from_numpy(scene_ids),
+        out=torch.from_numpy(coords[: len(scene_ids)]),
+    )
+    coords[len(scene_ids) :, :3] = new.coordinates
+    coords[:, 3] = t
     obj_v = np.empty(len(oc), dtype=np.int64)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
@@ -268,6 +277,17 @@ def _frame_soa(frame: Frame) -> np.ndarray:
     return np.ascontiguousarray(frame.points.T)
 
 
+def _source_keys(frame: Frame, n_scene: int) -> np.ndarray:
+    """(n,) int64 source-space key of every point: scene point k → k, object point k → n_scene + k."""
+    is_scene = frame.source == SOURCE_SCENE
+    n_s = int(np.count_nonzero(is_scene))
+    if is_scene[:n_s].all():  # composed order: scene points first
+        keys = frame.index.copy()
+        keys[n_s:] += n_scene
+        return keys
+    return np.where(is_scene, frame.index, frame.index + n_scene)
+
+
 def _pairs(target: np.ndarray, offset: int) -> np.ndarray:
     """(K, 2) int64 (offset + row, target[row]) for the rows where ``target`` >= 0."""
     rows = np.flatnonzero(target >= 0)
@@ -303,7 +323,7 @@ def compute_correspondences(
     n_scene = len(sequence.scene)
     domain = n_scene + len(sequence.obj)
     # source-space key: scene point k → k, object point k → N + k (composed frames are sorted by it)
-    keys = [np.where(f.source == SOURCE_SCENE, f.index, f.index + n_scene) for f in frames]
+    keys = [_source_keys(f, n_scene) for f in frames]
     for t, k in enumerate(keys):
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
@@ -321,18 +341,15 @@ def compute_correspondences(
         vmap3.append(m)
 
     spatial4, p2v4, rep4, offset = [], [], [], 0
-    for f in frames:
-        coords, p2v = _frame_4d(f, voxel_size_4d, cache)
+    for t, f in enumerate(frames):
+        coords, p2v = _frame_4d(f, t, voxel_size_4d, cache)
         spatial4.append(coords)
         rep4.append(_first_rows(p2v, len(coords)))
         p2v += offset
         p2v4.append(p2v)
         offset += len(coords)
     starts = np.cumsum([0] + [len(c) for c in spatial4])
-    coords_4d = np.empty((offset, 4), dtype=np.int32)
-    for t, c in enumerate(spatial4):
-        coords_4d[starts[t] : starts[t + 1], :3] = c
-        coords_4d[starts[t] : starts[t + 1], 3] = t
+    coords_4d = np.concatenate(spatial4)
     vmap4 = []
     for k, p in zip(keys, p2v4, strict=True):
         m = np.full(domain, -1, dtype=np.int32)
