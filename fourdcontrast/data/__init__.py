@@ -1,5 +1,16 @@
 """4D sequence generation (paper, Sec. 3.3): trajectory → composition → augmentation → correspondences.
 
+Modules, in data-flow order:
+
+- ``trajectory``: height map, floor, valid cells, candidates, ``sample_trajectory``.
+- ``compose``: ``compose_sequence`` — the object composited into the scan, with provenance.
+- ``augment``: chunk removal, per-frame resampling, the discard rule, random 3D views.
+- ``correspondence``: exact point pairs and the 3D / 4D voxel maps and pairs of Eqs. 3–8.
+- ``shards`` / ``generate``: offline generation (``fourdcontrast generate``) with resume.
+- ``dataset``: torch datasets (on the fly or from shards) and ``collate_sequences``.
+- ``synthetic``: small box rooms and objects for tests and the built-in default.
+- ``benchmark``: the generation speed benchmark (``benchmarks/generation.py``).
+
 ``make_sequence`` is the one-call convenience: sample a trajectory, compose, augment, with retries.
 """
 
