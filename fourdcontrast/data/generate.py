@@ -408,3 +408,12 @@ def run_cli(args: argparse.Namespace) -> int:
         t["discard_rate"],
     )
     return 0
+
+
+if __name__ == "__main__":  # `python -m fourdcontrast.data.generate ...` = `fourdcontrast generate ...`
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _parser = argparse.ArgumentParser(prog="fourdcontrast generate", description=__doc__.splitlines()[0])
+    add_cli_arguments(_parser)
+    sys.exit(run_cli(_parser.parse_args()))
