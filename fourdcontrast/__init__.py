@@ -3,6 +3,44 @@
 The public API is re-exported here so notebooks read ``fc.sample_trajectory(...)``.
 """
 
+# --- pipeline: 4D sequence generation (Sec. 3.3) and correspondences (Sec. 3.2) ---
+from fourdcontrast.data import make_sequence
+from fourdcontrast.data.augment import (
+    AugmentationError,
+    Validity,
+    augment_composed,
+    augment_sequence,
+    augment_views,
+    chunk_mask,
+    remove_chunks,
+    resample,
+    sample_chunks,
+    validity,
+)
+from fourdcontrast.data.compose import compose_frame, compose_sequence
+from fourdcontrast.data.correspondence import (
+    Correspondences,
+    SceneCache,
+    compute_correspondences,
+    frame_correspondences,
+    prepare_scene_cache,
+)
+from fourdcontrast.data.dataset import (
+    Batch,
+    GeneratedSequenceDataset,
+    Sample,
+    ShardDataset,
+    collate_sequences,
+)
+from fourdcontrast.data.generate import GenerationConfig, run_generation
+from fourdcontrast.data.shards import Shard, save_shard
+from fourdcontrast.data.synthetic import synthetic_box_object, synthetic_room
+from fourdcontrast.data.trajectory import (
+    candidate_positions,
+    compute_height_map,
+    nearest_candidate_lookup,
+    sample_trajectory,
+)
 from fourdcontrast.records import (
     SOURCE_OBJECT,
     SOURCE_SCENE,
@@ -15,6 +53,7 @@ from fourdcontrast.records import (
 )
 from fourdcontrast.sparse.quantize import Quantization, quantize
 
+# --- end pipeline ---
 # isort: split
 # --- sources: readers, shipped CC-0 furniture, procedural labelled rooms ---
 from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
@@ -77,4 +116,38 @@ __all__ = [
     "write_off",
     "write_ply",
     "write_scene",
+    # pipeline
+    "AugmentationError",
+    "Batch",
+    "Correspondences",
+    "GeneratedSequenceDataset",
+    "GenerationConfig",
+    "Sample",
+    "SceneCache",
+    "Shard",
+    "ShardDataset",
+    "Validity",
+    "augment_composed",
+    "augment_sequence",
+    "augment_views",
+    "candidate_positions",
+    "chunk_mask",
+    "collate_sequences",
+    "compose_frame",
+    "compose_sequence",
+    "compute_correspondences",
+    "compute_height_map",
+    "frame_correspondences",
+    "make_sequence",
+    "nearest_candidate_lookup",
+    "prepare_scene_cache",
+    "remove_chunks",
+    "resample",
+    "run_generation",
+    "sample_chunks",
+    "sample_trajectory",
+    "save_shard",
+    "synthetic_box_object",
+    "synthetic_room",
+    "validity",
 ]

@@ -238,6 +238,8 @@ class Sequence:
         obj: the object (canonical pose) the object points come from.
         trajectory: the trajectory the object followed.
         seed: the seed that generated the sequence, when known.
+        chunks: (K, 2, 3) float64 min and max corners (metres, scene coordinates) of the cubic chunks
+            removed from the background scene by augmentation, when augmented.
     """
 
     frames: list[Frame]
@@ -245,6 +247,7 @@ class Sequence:
     obj: ShapeObject
     trajectory: Trajectory | None = None
     seed: int | None = None
+    chunks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frames)

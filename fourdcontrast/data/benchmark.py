@@ -1,0 +1,98 @@
+"""Generation benchmark: time to produce one augmented, validated sequence with its correspondences."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fourdcontrast.data import make_sequence
+from fourdcontrast.data.correspondence import compute_correspondences, prepare_scene_cache
+from fourdcontrast.data.synthetic import synthetic_box_object, synthetic_room
+from fourdcontrast.data.trajectory import candidate_positions, compute_height_map, nearest_candidate_lookup
+
+logger = logging.getLogger(__name__)
+
+PAPER_SCANS = 1201
+"""ScanNet train scans (paper, Sec. 4)."""
+PAPER_TRAJECTORIES = 20
+"""Trajectories per scan (paper, Sec. 4)."""
+BENCHMARK_ROOM = (6.0, 5.0, 2.6)
+"""Room of the benchmark scene, metres; with ceiling, table and 2.8 cm spacing: about 150k points."""
+BENCHMARK_SPACING = 0.028
+
+
+@dataclass
+class GenerationBenchmark:
+    """Result of :func:`benchmark_generation`.
+
+    Attributes:
+        scene_points: points of the benchmark scene.
+        times_ms: (R,) per-sequence wall times, milliseconds.
+        cpu_ms: (R,) per-sequence CPU times of the process, milliseconds (less inflated than wall time
+            on a machine shared with other jobs).
+        discard_rate: discarded augmentation attempts / all attempts.
+        points_per_frame: mean points per frame of the generated sequences.
+        sequence_cpu_ms: (R,) CPU ms of ``make_sequence`` (trajectory, composition, augmentation).
+        correspondence_cpu_ms: (R,) CPU ms of ``compute_correspondences``.
+    """
+
+    scene_points: int
+    times_ms: np.ndarray
+    cpu_ms: np.ndarray
+    discard_rate: float
+    points_per_frame: float
+    sequence_cpu_ms: np.ndarray | None = None
+    correspondence_cpu_ms: np.ndarray | None = None
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.times_ms))
+
+    @property
+    def median_cpu_ms(self) -> float:
+        return float(np.median(self.cpu_ms))
+
+    @property
+    def projected_minutes(self) -> float:
+        """Projected minutes for the paper's 1201 scans × 20 trajectories on one core."""
+        return self.median_ms * PAPER_SCANS * PAPER_TRAJECTORIES / 1000.0 / 60.0
+
+
+def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> GenerationBenchmark:
+    """Time ``make_sequence`` + ``compute_correspondences`` on a ~150k-point scene on ``threads`` cores,
+    with the per-scene work (height map, candidates) cached as the generator does."""
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    scene = synthetic_room(rng, size=BENCHMARK_ROOM, spacing=BENCHMARK_SPACING)
+    obj = synthetic_box_object(rng)
+    hm = candidate_positions(compute_height_map(scene), obj.radius)
+    lookup = nearest_candidate_lookup(hm)
+    cache = prepare_scene_cache(scene)
+    stats: dict = {}
+    times, cpu, seq_cpu, corr_cpu, sizes = [], [], [], [], []
+    for r in range(repeats + 3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        seq = make_sequence(scene, obj, rng, height_map=hm, lookup=lookup, stats=stats)
+        c1 = time.process_time()
+        compute_correspondences(seq, cache=cache)
+        dt, c2 = (time.perf_counter() - t0) * 1e3, time.process_time()
+        if r >= 3:  # warm-up
+            times.append(dt)
+            cpu.append((c2 - c0) * 1e3)
+            seq_cpu.append((c1 - c0) * 1e3)
+            corr_cpu.append((c2 - c1) * 1e3)
+            sizes.extend(len(f) for f in seq.frames)
+    tries = stats.get("tries", 0)
+    return GenerationBenchmark(
+        scene_points=len(scene),
+        times_ms=np.array(times),
+        cpu_ms=np.array(cpu),
+        discard_rate=stats.get("discarded", 0) / max(tries, 1),
+        points_per_frame=float(np.mean(sizes)),
+        sequence_cpu_ms=np.array(seq_cpu),
+        correspondence_cpu_ms=np.array(corr_cpu),
+    )

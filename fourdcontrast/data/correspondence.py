@@ -1,0 +1,379 @@
+"""Correspondences of a 4D sequence (paper, Sec. 3.2, Eqs. 3–8).
+
+Point level: two points of two frames correspond iff they are the same source point (provenance), so
+the pairs ``A_ij`` are exact. Voxel level: every frame's 3D view is voxelized at 2 cm, the 4D sequence
+(scene coordinates plus the frame index as time) at 5 cm × 1 frame, and the pairs the three losses
+need are expressed between voxels:
+
+- L3D (Eq. 3–4), frames ``i < j``: for every 3D voxel of frame ``i`` whose representative point
+  (its first point) also appears in frame ``j``: (that voxel, the 3D voxel of the point in frame ``j``).
+- L3D4D (Eq. 5–6), frame ``i``: for every 3D voxel of frame ``i``: (that voxel, the 4D voxel of its
+  representative point).
+- L4D (Eq. 7–8), frames ``i < j``: for every 4D voxel of time ``i`` whose representative point
+  appears in frame ``j``: (that voxel, the 4D voxel of the point at time ``j``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fourdcontrast.records import SOURCE_SCENE, Frame, Sequence
+from fourdcontrast.sparse.quantize import Quantization, quantize
+
+DEFAULT_VOXEL_SIZE_3D = 0.02
+"""3D voxel edge in metres (paper, Sec. 4: 2 cm)."""
+DEFAULT_VOXEL_SIZE_4D = 0.05
+"""4D voxel edge in metres, one voxel per frame in time (paper, Sec. 4: 5 cm)."""
+
+
+def _positions(frame: Frame, domain: int) -> np.ndarray:
+    """(domain,) int64: row of each provenance key in ``frame``, -1 where absent."""
+    pos = np.full(domain, -1, dtype=np.int64)
+    pos[frame.keys] = np.arange(len(frame), dtype=np.int64)
+    return pos
+
+
+def _domain(sequence: Sequence) -> int:
+    return 2 * max(len(sequence.scene), len(sequence.obj), 1)
+
+
+def frame_correspondences(sequence: Sequence, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact point correspondences ``A_ij`` between frames ``i`` and ``j``.
+
+    Returns:
+        ``(idx_i, idx_j)``: (K,) int64 rows of frames ``i`` and ``j`` holding the same source point
+        (same provenance), ordered by ``idx_i``.
+    """
+    fi, fj = sequence.frames[i], sequence.frames[j]
+    pos_j = _positions(fj, _domain(sequence))
+    rows_j = pos_j[fi.keys]
+    idx_i = np.flatnonzero(rows_j >= 0)
+    return idx_i, rows_j[idx_i]
+
+
+def _pack(coords: torch.Tensor) -> tuple[torch.Tensor, list[int]] | None:
+    low = coords.min(dim=0).values
+    span = coords.max(dim=0).values - low + 1
+    bits = [int(s).bit_length() for s in span.tolist()]
+    if sum(bits) > 62:
+        return None
+    key = torch.zeros(len(coords), dtype=torch.int64)
+    shifted = coords - low
+    for axis, b in enumerate(bits):
+        key = (key << b) | shifted[:, axis]
+    return key, bits
+
+
+def _voxelize(coords: np.ndarray) -> Quantization:
+    """Unique rows of (n, D) int64 ``coords`` (sorted lexicographically) with the first point of every
+    voxel and the voxel of every point, like :func:`~fourdcontrast.sparse.quantize.quantize`."""
+    if len(coords) == 0:
+        empty = np.zeros(0, np.int64)
+        return Quantization(coords.reshape(0, coords.shape[1]), empty, empty)
+    packed = _pack(torch.from_numpy(coords))
+    if packed is None:
+        return quantize(coords.astype(np.float64), 1.0)
+    uniq, inverse = torch.unique(packed[0], sorted=True, return_inverse=True)
+    index = torch.full((len(uniq),), len(coords), dtype=torch.int64)
+    index.scatter_reduce_(0, inverse, torch.arange(len(coords)), reduce="amin")
+    index_np = index.numpy()
+    return Quantization(coords[index_np], index_np, inverse.numpy())
+
+
+def _first_rows(voxel: np.ndarray, n_voxels: int) -> np.ndarray:
+    """(n_voxels,) int64 the first row holding each voxel of (n,) ``voxel``."""
+    index = torch.full((n_voxels,), len(voxel), dtype=torch.int64)
+    index.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
+    return index.numpy()
+
+
+def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
+    a = (view_transform[:3, :3] / voxel_size).astype(np.float32)
+    b = (view_transform[:3, 3] / voxel_size).astype(np.float32)
+    return a, b
+
+
+def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
+    """Voxelize integer coordinates given per axis (D arrays of (n,) float32 holding whole numbers):
+    unique voxels (int32, sorted lexicographically), first point per voxel and voxel of every point."""
+    n = len(axes[0])
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return Quantization(np.zeros((0, len(axes)), np.int32), empty, empty)
+    lows = [int(a.min()) for a in axes]
+    bits = [int(int(a.max()) - lo + 1).bit_length() for a, lo in zip(axes, lows, strict=True)]
+    if sum(bits) > 62:
+        q = _voxelize(np.stack([a.astype(np.int64) for a in axes], axis=1))
+        return Quantization(q.coordinates.astype(np.int32), q.index, q.inverse)
+    key_dtype = np.int32 if sum(bits) <= 31 else np.int64  # int32 keys sort twice as fast
+    key = None
+    for a, lo, b in zip(axes, lows, bits, strict=True):
+        k = (a - np.float32(lo)).astype(key_dtype)
+        key = k if key is None else (key << b) | k
+    uniq, inverse = torch.unique(torch.from_numpy(key), sorted=True, return_inverse=True)
+    index = torch.full((len(uniq),), n, dtype=torch.int64)
+    index.scatter_reduce_(0, inverse, torch.arange(n), reduce="amin")
+    u = uniq.numpy()
+    columns, shift = [], 0
+    for axis in range(len(axes) - 1, -1, -1):
+        columns.append((((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]).astype(np.int32))
+        shift += bits[axis]
+    return Quantization(np.column_stack(columns[::-1]), index.numpy(), inverse.numpy())
+
+
+def _view_axes(soa: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """Per axis (n,) float32 ``floor(a · p + b)`` of points given as (3, n) float32 rows — the single
+    formula every path uses, so cached and plain results agree bit for bit."""
+    return [np.floor(a[r, 0] * soa[0] + a[r, 1] * soa[1] + a[r, 2] * soa[2] + b[r]) for r in range(3)]
+
+
+def _voxels_4d(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    return np.floor(points * np.float32(1.0 / voxel_size)).astype(np.int64)
+
+
+def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Quantization:
+    """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres."""
+    a, b = _view_coefficients(frame.view_transform, voxel_size)
+    return _voxelize_soa(_view_axes(np.ascontiguousarray(frame.points.T), a, b))
+
+
+@dataclass
+class SceneCache:
+    """Per-scene work reused by every sequence of a scene (see :func:`prepare_scene_cache`).
+
+    Attributes:
+        voxel_size_4d: the 4D voxel edge the cache was built for, metres.
+        voxel_of_point: (N,) int64 the 4D-grid (spatial) voxel of every scene point.
+        voxel_coords4: (V, 4) int32 spatial voxel coordinates, sorted lexicographically, with a 4th
+            (time) column of zeros to fill per frame.
+        voxel_keys: (V,) int64 packed, sorted keys of those coordinates.
+        low: (3,) int64 minimum voxel coordinate (key packing offset).
+        bits: bits per axis of the key packing.
+    """
+
+    voxel_size_4d: float
+    voxel_of_point: np.ndarray
+    voxel_coords4: np.ndarray
+    voxel_keys: np.ndarray
+    low: np.ndarray
+    bits: list[int]
+
+    def keys_of(self, coords: np.ndarray) -> np.ndarray:
+        """(m,) int64 packed keys of (m, 3) voxel coordinates, -1 outside the scene's key range."""
+        shifted = coords - self.low
+        inside = ((shifted >= 0) & (shifted < (1 << np.array(self.bits)))).all(axis=1)
+        key = np.zeros(len(coords), dtype=np.int64)
+        for axis, b in enumerate(self.bits):
+            key = (key << b) | shifted[:, axis]
+        return np.where(inside, key, -1)
+
+
+def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> SceneCache:
+    """Precompute what :func:`compute_correspondences` can reuse across sequences of ``scene``."""
+    coords = _voxels_4d(scene.points, voxel_size_4d)
+    q = _voxelize(coords)
+    packed = _pack(torch.from_numpy(q.coordinates))
+    if packed is None:
+        raise ValueError(f"scene {scene.name!r} is too large to pack {voxel_size_4d} m voxel keys")
+    return SceneCache(
+        voxel_size_4d=float(voxel_size_4d),
+        voxel_of_point=q.inverse,
+        voxel_coords4=np.column_stack([q.coordinates, np.zeros(len(q.coordinates), np.int64)]).astype(
+            np.int32
+        ),
+        voxel_keys=packed[0].numpy(),
+        low=q.coordinates.min(axis=0),
+        bits=packed[1],
+    )
+
+
+def _frame_4d(
+    frame: Frame, t: int, voxel_size: float, cache: SceneCache | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """4D voxels of frame ``t``: (V, 4) int32 coordinates (x, y, z, t) and (n,) int64 voxel of every point."""
+    if cache is None:
+        q = _voxelize(_voxels_4d(frame.points, voxel_size))
+        coords = np.zeros((len(q.coordinates), 4), dtype=np.int32)
+        coords[:, :3] = q.coordinates
+        coords[:, 3] = t
+        return coords, q.inverse
+    is_scene = frame.source == SOURCE_SCENE
+    n_s = int(np.count_nonzero(is_scene))
+    composed = bool(is_scene[:n_s].all())  # scene points first (composed order): use slices
+    sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
+    oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
+    okey = cache.keys_of(oc)
+    pos = np.minimum(np.searchsorted(cache.voxel_keys, okey), len(cache.voxel_keys) - 1)
+    found = cache.voxel_keys[pos] == okey
+    used = np.zeros(len(cache.voxel_keys), bool)
+    used[sv] = True
+    used[pos[found]] = True
+    scene_ids = np.flatnonzero(used)
+    rank = np.cumsum(used) - 1
+    new = _voxelize(oc[~found])
+    coords = np.empty((len(scene_ids) + len(new.coordinates), 4), dtype=np.int32)
+    torch.index_select(
+        torch.from_numpy(cache.voxel_coords4),
+        0,
+        torch.from_numpy(scene_ids),
+        out=torch.from_numpy(coords[: len(scene_ids)]),
+    )
+    coords[len(scene_ids) :, :3] = new.coordinates
+    coords[:, 3] = t
+    obj_v = np.empty(len(oc), dtype=np.int64)
+    obj_v[found] = rank[pos[found]]
+    obj_v[~found] = len(scene_ids) + new.inverse
+    p2v = np.empty(len(frame), dtype=np.int64)
+    if composed:
+        np.take(rank, sv, out=p2v[:n_s])
+        p2v[n_s:] = obj_v
+    else:
+        p2v[is_scene] = rank[sv]
+        p2v[~is_scene] = obj_v
+    return coords, p2v
+
+
+@dataclass
+class Correspondences:
+    """Point- and voxel-level correspondences of one sequence of ``T`` frames (Eqs. 3–8).
+
+    Attributes:
+        voxel_size_3d: 3D voxel edge, metres.
+        voxel_size_4d: 4D voxel edge, metres (time: one voxel per frame).
+        coords_3d: per frame, (V_t, 3) int32 voxel coordinates of the frame's 3D view.
+        point_to_voxel_3d: per frame, (n_t,) int64 the 3D voxel of every point of the frame.
+        voxel_point_3d: per frame, (V_t,) int64 the representative (first) point of every 3D voxel.
+        coords_4d: (W, 4) int32 voxel coordinates (x, y, z, t) of the 4D sequence, grouped by frame
+            (t ascending; within a frame no particular order).
+        point_to_voxel_4d: per frame, (n_t,) int64 the 4D voxel (row of ``coords_4d``) of every point.
+        voxel_point_4d: (W,) int64 representative point of every 4D voxel, a row of frame
+            ``coords_4d[w, 3]``.
+        pairs_3d: for frames ``i < j``, (K, 2) int64 (3D voxel of frame i, 3D voxel of frame j) for L3D.
+        pairs_3d4d: per frame, (V_t, 2) int64 (3D voxel of the frame, 4D voxel) for L3D4D.
+        pairs_4d: for frames ``i < j``, (K, 2) int64 (4D voxel at time i, 4D voxel at time j) for L4D.
+    """
+
+    voxel_size_3d: float
+    voxel_size_4d: float
+    coords_3d: list[np.ndarray]
+    point_to_voxel_3d: list[np.ndarray]
+    voxel_point_3d: list[np.ndarray]
+    coords_4d: np.ndarray
+    point_to_voxel_4d: list[np.ndarray]
+    voxel_point_4d: np.ndarray
+    pairs_3d: dict[tuple[int, int], np.ndarray]
+    pairs_3d4d: list[np.ndarray]
+    pairs_4d: dict[tuple[int, int], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.coords_3d)
+
+
+def _frame_soa(frame: Frame) -> np.ndarray:
+    """(3, n) float32 frame points, one row per axis."""
+    return np.ascontiguousarray(frame.points.T)
+
+
+def _source_keys(frame: Frame, n_scene: int) -> np.ndarray:
+    """(n,) int64 source-space key of every point: scene point k → k, object point k → n_scene + k."""
+    is_scene = frame.source == SOURCE_SCENE
+    n_s = int(np.count_nonzero(is_scene))
+    if is_scene[:n_s].all():  # composed order: scene points first
+        keys = frame.index.copy()
+        keys[n_s:] += n_scene
+        return keys
+    return np.where(is_scene, frame.index, frame.index + n_scene)
+
+
+def _pairs(target: np.ndarray, offset: int) -> np.ndarray:
+    """(K, 2) int64 (offset + row, target[row]) for the rows where ``target`` >= 0."""
+    rows = np.flatnonzero(target >= 0)
+    return np.column_stack((rows + offset, target[rows].astype(np.int64)))
+
+
+def compute_correspondences(
+    sequence: Sequence,
+    voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
+    voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
+    cache: SceneCache | None = None,
+) -> Correspondences:
+    """All point→voxel maps and voxel-level pairs of ``sequence`` (see the module docstring).
+
+    Args:
+        sequence: the (augmented) sequence; 3D views use ``Frame.view_transform``.
+        voxel_size_3d: 3D voxel edge in metres (paper: 0.02).
+        voxel_size_4d: 4D voxel edge in metres (paper: 0.05).
+        cache: optional :func:`prepare_scene_cache` of ``sequence.scene`` (same ``voxel_size_4d``);
+            the result is the same with or without it, only faster.
+
+    Raises:
+        ValueError: when a frame has NaN coordinates or duplicate provenance, or the cache does not fit.
+    """
+    frames = sequence.frames
+    for t, f in enumerate(frames):
+        if not np.isfinite(f.points).all():
+            raise ValueError(f"frame {t} of the sequence has NaN or infinite coordinates")
+    if cache is not None and (
+        len(cache.voxel_of_point) != len(sequence.scene) or cache.voxel_size_4d != float(voxel_size_4d)
+    ):
+        raise ValueError("the scene cache was built for another scene or 4D voxel size")
+    n_scene = len(sequence.scene)
+    domain = n_scene + len(sequence.obj)
+    # source-space key: scene point k → k, object point k → N + k (composed frames are sorted by it)
+    keys = [_source_keys(f, n_scene) for f in frames]
+    for t, k in enumerate(keys):
+        if len(k) and (k.min() < 0 or k.max() >= domain):
+            raise ValueError(f"frame {t} has provenance indices outside the scene / object")
+    q3 = [
+        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)))
+        for f in frames
+    ]
+    # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
+    vmap3 = []
+    for t, (k, q) in enumerate(zip(keys, q3, strict=True)):
+        m = np.full(domain, -1, dtype=np.int32)
+        m[k] = q.inverse
+        if np.count_nonzero(m >= 0) != len(k):
+            raise ValueError(f"frame {t} holds the same source point more than once")
+        vmap3.append(m)
+
+    spatial4, p2v4, rep4, offset = [], [], [], 0
+    for t, f in enumerate(frames):
+        coords, p2v = _frame_4d(f, t, voxel_size_4d, cache)
+        spatial4.append(coords)
+        rep4.append(_first_rows(p2v, len(coords)))
+        p2v += offset
+        p2v4.append(p2v)
+        offset += len(coords)
+    starts = np.cumsum([0] + [len(c) for c in spatial4])
+    coords_4d = np.concatenate(spatial4)
+    vmap4 = []
+    for k, p in zip(keys, p2v4, strict=True):
+        m = np.full(domain, -1, dtype=np.int32)
+        m[k] = p
+        vmap4.append(m)
+
+    pairs_3d, pairs_4d = {}, {}
+    for i in range(len(frames)):
+        rep_keys3 = keys[i][q3[i].index]
+        rep_keys4 = keys[i][rep4[i]]
+        for j in range(i + 1, len(frames)):
+            pairs_3d[(i, j)] = _pairs(vmap3[j][rep_keys3], 0)
+            pairs_4d[(i, j)] = _pairs(vmap4[j][rep_keys4], starts[i])
+    pairs_3d4d = [np.column_stack((np.arange(len(q.index)), p2v4[t][q.index])) for t, q in enumerate(q3)]
+    return Correspondences(
+        voxel_size_3d=float(voxel_size_3d),
+        voxel_size_4d=float(voxel_size_4d),
+        coords_3d=[q.coordinates for q in q3],
+        point_to_voxel_3d=[q.inverse for q in q3],
+        voxel_point_3d=[q.index for q in q3],
+        coords_4d=coords_4d,
+        point_to_voxel_4d=p2v4,
+        voxel_point_4d=np.concatenate(rep4),
+        pairs_3d=pairs_3d,
+        pairs_3d4d=pairs_3d4d,
+        pairs_4d=pairs_4d,
+    )

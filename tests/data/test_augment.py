@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+
+from fourdcontrast.data.augment import (
+    AugmentationError,
+    augment_composed,
+    augment_sequence,
+    augment_views,
+    bounds,
+    chunk_mask,
+    presence,
+    resample,
+    sample_chunks,
+    validity,
+)
+from fourdcontrast.data.compose import compose_sequence
+from fourdcontrast.data.trajectory import sample_trajectory
+from fourdcontrast.records import SOURCE_OBJECT, SOURCE_SCENE
+
+
+@pytest.fixture(scope="module")
+def composed(room, chair):
+    return compose_sequence(room, chair, sample_trajectory(room, chair, length=4, rng=1))
+
+
+def _brute_chunk_mask(points, chunks):
+    p = points.astype(np.float64)
+    inside = np.zeros(len(p), bool)
+    for lo, hi in chunks:
+        inside |= ((p >= lo) & (p < hi)).all(axis=1)
+    return inside
+
+
+def test_chunks_count_and_size(room):
+    lo, hi = bounds(room.points)
+    extent = hi - lo
+    counts = set()
+    for seed in range(40):
+        chunks = sample_chunks(room.points, seed)
+        counts.add(len(chunks))
+        assert 5 <= len(chunks) <= 15
+        size = (chunks[:, 1] - chunks[:, 0]) / extent
+        # 1 cm corner grid: sizes within [0.15, 0.45] of the extent, the same ratio on every axis
+        assert (size >= 0.15 - 1e-9).all() and (size <= 0.45 + 1e-9).all()
+        assert (np.ptp(size, axis=1) <= 0.01 / extent.min() + 1e-9).all()
+        centre = chunks.mean(axis=1)
+        assert ((centre >= lo - 0.01) & (centre <= hi + 0.01)).all()
+    assert min(counts) <= 6 and max(counts) >= 14
+
+
+def test_chunk_mask_matches_brute_force(room, rng):
+    for seed in range(10):
+        chunks = sample_chunks(room.points, seed)
+        np.testing.assert_array_equal(chunk_mask(room.points, chunks), _brute_chunk_mask(room.points, chunks))
+    off_grid = np.array([[[0.123, 0.4, -1], [1.777, 2.0, 3]]])
+    np.testing.assert_array_equal(chunk_mask(room.points, off_grid), _brute_chunk_mask(room.points, off_grid))
+
+
+def test_resample_keeps_a_random_subset(composed):
+    frame = composed.frames[0]
+    a = resample(frame, 0, fraction_range=(0.5, 0.5))
+    assert abs(len(a) / len(frame) - 0.5) < 0.02
+    assert len(np.intersect1d(a.keys, frame.keys)) == len(a)
+    b = resample(frame, 1, fraction_range=(0.5, 0.5))
+    assert not np.array_equal(a.keys, b.keys)
+
+
+def test_augment_sequence_rules(composed):
+    n, m = len(composed.scene), len(composed.obj)
+    for seed in range(5):
+        aug = augment_sequence(composed, seed)
+        assert aug.chunks is not None and 5 <= len(aug.chunks) <= 15
+        removed = _brute_chunk_mask(composed.scene.points, aug.chunks)
+        scene_all, obj_all = np.ones(n, bool), np.ones(m, bool)
+        for t, frame in enumerate(aug.frames):
+            is_scene = frame.source == SOURCE_SCENE
+            assert not removed[frame.index[is_scene]].any(), "no scene point inside a removed chunk"
+            assert len(frame) >= 0.5 * len(composed.frames[t])
+            s, o = presence(frame, n, m)
+            scene_all &= s
+            obj_all &= o
+            # 4D points untouched: each point is its source point moved by the object pose only
+            np.testing.assert_array_equal(
+                frame.points[is_scene], composed.scene.points[frame.index[is_scene]]
+            )
+            np.testing.assert_array_equal(frame.object_pose, composed.frames[t].object_pose)
+        assert scene_all.mean() >= 0.30 and obj_all.mean() >= 0.30
+        v = validity(composed, aug)
+        assert v.ok and v.scene_fraction == pytest.approx(scene_all.mean())
+        # frames resampled independently: they differ
+        assert not np.array_equal(aug.frames[0].keys, aug.frames[1].keys)
+
+
+def test_object_points_never_removed_by_chunks(composed):
+    aug = augment_sequence(composed, 3, resample_fraction=(1.0, 1.0))
+    for frame in aug.frames:
+        assert np.count_nonzero(frame.source == SOURCE_OBJECT) == len(composed.obj)
+
+
+def test_views_are_recorded_similarities(composed):
+    aug = augment_views(composed, 0, scale_range=(0.8, 1.2), max_translation=0.5)
+    transforms = [f.view_transform for f in aug.frames]
+    for t, frame in zip(transforms, aug.frames, strict=True):
+        r = t[:3, :3]
+        scale = np.cbrt(np.linalg.det(r))
+        assert 0.8 <= scale <= 1.2
+        np.testing.assert_allclose(r @ r.T / scale**2, np.eye(3), atol=1e-9)
+        np.testing.assert_allclose(r[2], [0, 0, scale], atol=1e-9)  # rotation about z: scans stay upright
+        assert (np.abs(t[:3, 3]) <= 0.5).all()
+        np.testing.assert_allclose(frame.view_points(), frame.points @ r.T + t[:3, 3], atol=1e-4)
+    assert not np.allclose(transforms[0], transforms[1])
+    np.testing.assert_array_equal(aug.frames[0].points, composed.frames[0].points)
+
+
+def test_discard_then_clear_error(composed):
+    stats = {}
+    with pytest.raises(AugmentationError, match="room.*3 tries"):
+        augment_sequence(composed, 0, min_kept_fraction=0.99, max_tries=3, stats=stats)
+    assert stats == {"tries": 3, "discarded": 3}
+
+
+def test_fused_path_equals_compose_then_augment(room, chair):
+    traj = sample_trajectory(room, chair, rng=5)
+    a = augment_sequence(compose_sequence(room, chair, traj), 11)
+    b = augment_composed(room, chair, traj, 11)
+    np.testing.assert_array_equal(a.chunks, b.chunks)
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        np.testing.assert_array_equal(fa.points, fb.points)
+        np.testing.assert_array_equal(fa.keys, fb.keys)
+        np.testing.assert_array_equal(fa.view_transform, fb.view_transform)
+
+
+def test_augment_deterministic(composed):
+    a, b = augment_sequence(composed, 9), augment_sequence(composed, 9)
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        np.testing.assert_array_equal(fa.keys, fb.keys)
+        np.testing.assert_array_equal(fa.view_transform, fb.view_transform)
