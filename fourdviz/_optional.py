@@ -48,8 +48,10 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         root = module.split(".")[0]
-        if exc.name is not None and exc.name.split(".")[0] != root:
+        missing = (exc.name or root).split(".")[0]
+        if missing != root and missing not in EXTRAS:
             raise  # the package is there but one of its own dependencies is broken: show that error
+        root = missing
         raise MissingBackendError(
             f"{feature} needs the optional package '{root}', which is not installed: {install_hint(root)}"
         ) from exc

@@ -54,7 +54,7 @@ def test_show_runs_in_a_window_under_xvfb(tmp_path):
         pytest.skip("xvfb-run is not installed (Debian package xvfb, see `make system-deps`)")
     code = (
         "import sys; sys.path.insert(0, 'tests/fourdviz')\n"
-        "from conftest import make_sequence, make_features\n"
+        "from vizdata import make_sequence, make_features\n"
         "import fourdviz\n"
         "seq = make_sequence(); feats = make_features(seq)\n"
         "state = fourdviz.show(seq, feats, query=(1, 3), frames=3)\n"

@@ -89,7 +89,7 @@ def test_plot_embedding_renders(sequence, features, method):
     if method == "tsne":
         pytest.importorskip("sklearn")
     fig = static.plot_embedding(
-        features, labels_of(sequence), ("floor", "wall", "table", "object"), method=method, max_points=300
+        features, labels_of(sequence), ("floor", "wall", "table", "object"), method=method, max_points=150
     )
     assert_not_blank(fig)
     assert method.upper() in fig.axes[0].get_title()
