@@ -10,6 +10,9 @@ import numpy as np
 
 from fourdcontrast.geometry import RngLike, as_rng
 
+FILE_MODE = 0o644
+"""Permissions of files written by fourdviz."""
+
 
 def subsample_indices(n: int, max_points: int | None, rng: RngLike = 0) -> np.ndarray:
     """Sorted (k,) int64 indices of at most ``max_points`` of ``n`` items, drawn without replacement
@@ -45,6 +48,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; published files are world-readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

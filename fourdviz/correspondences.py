@@ -173,6 +173,27 @@ def subsample_pairs(
     return np.concatenate([keep_idx[:max_pairs], rest]).astype(np.int64)
 
 
+def display_pairs(
+    sequence, i: int, j: int, max_lines: int = MAX_DISPLAY_LINES, rng: RngLike = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Provenance matches of frames ``i``, ``j`` chosen for display: up to half the budget goes to object
+    matches (the interesting ones; scene matches are static in the 4D view), the rest at random.
+
+    Returns:
+        ``(idx_i, idx_j, total)``: the chosen (K,) point indices and the number of matches in all.
+    """
+    from fourdcontrast.records import SOURCE_OBJECT
+
+    a, b = match_frames(sequence, i, j)
+    is_obj = np.flatnonzero(sequence.frames[i].source[a] == SOURCE_OBJECT)
+    first = np.zeros(len(a), dtype=bool)
+    if len(is_obj):
+        gen = as_rng(rng)
+        first[gen.choice(is_obj, size=min(len(is_obj), max_lines // 2), replace=False)] = True
+    sel = subsample_pairs(a, b, max_lines, rng, keep=first)
+    return a[sel], b[sel], len(a)
+
+
 def segments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(K, 3) start and (K, 3) end points → (3K, 3) polyline with NaN rows separating the segments
     (the form plotly and matplotlib draw as one trace)."""

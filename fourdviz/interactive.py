@@ -20,7 +20,7 @@ import numpy as np
 from fourdviz import colors as C
 from fourdviz._display import side_by_side_offsets, subsample_indices
 from fourdviz._optional import require
-from fourdviz.correspondences import MAX_DISPLAY_LINES, match_frames, segments, subsample_pairs
+from fourdviz.correspondences import MAX_DISPLAY_LINES, display_pairs, segments
 from fourdviz.features import check_features, query_similarity
 
 logger = logging.getLogger(__name__)
@@ -123,11 +123,10 @@ class SequenceExplorer:
         self._n_point_traces = len(data)
         self._pair_traces = []
         for i in range(T - 1):
-            a, b = match_frames(sequence, i, i + 1)
-            sel = subsample_pairs(a, b, max_lines, rng)
+            a, b, _ = display_pairs(sequence, i, i + 1, max_lines, rng)
             seg = segments(
-                sequence.frames[i].points[a[sel]] + self._offsets[i],
-                sequence.frames[i + 1].points[b[sel]] + self._offsets[i + 1],
+                sequence.frames[i].points[a] + self._offsets[i],
+                sequence.frames[i + 1].points[b] + self._offsets[i + 1],
             )
             data.append(
                 go.Scatter3d(

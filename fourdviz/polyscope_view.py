@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from fourdviz import colors as C
-from fourdviz._display import side_by_side_offsets, subsample_indices
+from fourdviz._display import FILE_MODE, side_by_side_offsets, subsample_indices
 from fourdviz._optional import require
-from fourdviz.correspondences import MAX_DISPLAY_LINES, match_frames, subsample_pairs
+from fourdviz.correspondences import MAX_DISPLAY_LINES, display_pairs
 from fourdviz.features import check_features, query_similarity
 
 POINT_RADIUS = 0.0025
@@ -128,15 +128,11 @@ def _register(ps, sequence, features, state: ViewerState, layout: str, max_point
             cloud.add_color_quantity("colour", C.point_colors(sequence, t)[idx], enabled=True)
             state._names[name] = (t, idx)
     for i in range(T - 1):
-        a, b = match_frames(sequence, i, i + 1)
-        sel = subsample_pairs(a, b, max_lines, rng)
+        a, b, _ = display_pairs(sequence, i, i + 1, max_lines, rng)
         nodes = np.concatenate(
-            [
-                sequence.frames[i].points[a[sel]] + offsets[i],
-                sequence.frames[i + 1].points[b[sel]] + offsets[i + 1],
-            ]
+            [sequence.frames[i].points[a] + offsets[i], sequence.frames[i + 1].points[b] + offsets[i + 1]]
         )
-        edges = np.stack([np.arange(len(sel)), np.arange(len(sel)) + len(sel)], axis=1)
+        edges = np.stack([np.arange(len(a)), np.arange(len(a)) + len(a)], axis=1)
         net = ps.register_curve_network(f"matches {i}-{i + 1}", nodes, edges, radius=LINE_RADIUS)
         net.set_color(C.pair_color(i, i + 1, T))
     poses = np.array([f.object_pose for f in sequence.frames])
@@ -170,7 +166,7 @@ def _apply_state(ps, sequence, features, state: ViewerState) -> None:
 
 
 def _oblique_camera(ps, sequence, layout: str, size: tuple[int, int]) -> None:
-    """(worker thread) Look at the whole layout from the front (-y), 45° above the horizon."""
+    """(worker thread) Look at the whole layout from the front (-y), ~60° above the horizon."""
     offsets = side_by_side_offsets(sequence) if layout == "side" else np.zeros((len(sequence.frames), 3))
     pts = np.concatenate(
         [f.points[:: max(1, len(f) // 2000)] + o for f, o in zip(sequence.frames, offsets, strict=True)]
@@ -181,7 +177,7 @@ def _oblique_camera(ps, sequence, layout: str, size: tuple[int, int]) -> None:
     # distance so the layout's width fits polyscope's default 45° vertical field of view
     span = max((hi[0] - lo[0]) / aspect, hi[1] - lo[1], hi[2] - lo[2])
     dist = 0.75 * span / np.tan(np.radians(22.5))
-    direction = np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0)
+    direction = np.array([0.0, -0.6, 1.0]) / np.linalg.norm([0.0, -0.6, 1.0])
     ps.look_at(tuple(centre + dist * direction), tuple(centre))
 
 
@@ -312,6 +308,7 @@ def screenshot(
             os.close(fd)
             try:
                 ps.screenshot(tmp, transparent_bg=False)
+                os.chmod(tmp, FILE_MODE)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

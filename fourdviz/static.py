@@ -20,8 +20,8 @@ from fourdviz._optional import require
 from fourdviz.correspondences import (
     MAX_DISPLAY_LINES,
     check_correspondences,
+    display_pairs,
     expected_points,
-    match_frames,
     position_errors,
     segments,
     subsample_pairs,
@@ -116,6 +116,17 @@ def _frame_display(sequence, t: int, max_points: int | None, rng, use_view: bool
     return keep, pts, C.point_colors(sequence, t)[keep]
 
 
+def _muted(sequence, t: int, keep: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scene colours blended towards grey and object points enlarged, so the moving object stands out.
+    Returns (colours, marker sizes)."""
+    from fourdcontrast.records import SOURCE_OBJECT
+
+    is_obj = sequence.frames[t].source[keep] == SOURCE_OBJECT
+    out = colors.copy()
+    out[~is_obj] = 0.35 * out[~is_obj] + 0.65 * np.asarray(C.SCENE_COLOR, np.float32)
+    return out, np.where(is_obj, 4 * POINT_SIZE, POINT_SIZE)
+
+
 def _legend_handles(entries):
     from matplotlib.lines import Line2D
 
@@ -168,7 +179,8 @@ def plot_sequence(
             ax = _axes3d(fig, 1, T, t + 1)
             keep, pts, col = _frame_display(sequence, t, max_points, rng)
             shown += len(keep)
-            _scatter(ax, pts, col)
+            col, size = _muted(sequence, t, keep, col)
+            _scatter(ax, pts, col, size=size)
             if show_trajectory:
                 _trajectory_overlay(ax, sequence, current=t)
             n_obj = int((sequence.frames[t].source == SOURCE_OBJECT).sum())
@@ -183,7 +195,8 @@ def plot_sequence(
             is_obj = sequence.frames[t].source[keep] == SOURCE_OBJECT
             sel = is_obj if t else np.ones(len(keep), dtype=bool)  # the static scene once
             shown += int(sel.sum())
-            _scatter(ax, pts[sel], col[sel])
+            col, size = _muted(sequence, t, keep, col)
+            _scatter(ax, pts[sel], col[sel], size=size[sel])
         if show_trajectory:
             _trajectory_overlay(ax, sequence)
         _equal_3d(ax, np.concatenate([f.points for f in sequence.frames]))
@@ -192,7 +205,7 @@ def plot_sequence(
         )
     else:
         raise ValueError(f"plot_sequence: unknown layout {layout!r} (use 'side' or 'overlay')")
-    entries = [("scene", C.SCENE_COLOR if sequence.scene.colors is None else (0.5, 0.4, 0.3), "point")]
+    entries = [("scene (muted)", C.SCENE_COLOR, "point")]
     entries += [(f"object, frame {t}", C.frame_color(t), "point") for t in range(T)]
     if show_trajectory:
         entries.append(("trajectory", (0, 0, 0), "line"))
@@ -278,7 +291,7 @@ def plot_trajectory_sampling(trajectory, scene=None, title: str | None = None):
         Patch(facecolor=c, edgecolor="k", label=n) for c, n in zip(palette[1:], names[1:], strict=True)
     ]
     handles += _legend_handles([("path (positions, headings)", "#d62728", "line")])
-    ax1.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.9)
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=len(handles))
     steps = trajectory.step_lengths
     ax1.set_title(
         f"sampling: {len(trajectory)} positions, steps {steps.min():.2f}–{steps.max():.2f} m"
@@ -320,7 +333,6 @@ def plot_correspondences(
         use_view: show the augmented 3D views (``Frame.view_points``) instead of the 4D points.
         rng: generator or seed of the display subsample.
     """
-    from fourdcontrast.records import SOURCE_OBJECT
 
     T = len(sequence.frames)
     pairs = list(pairs) if pairs is not None else _default_pairs(T)
@@ -335,17 +347,12 @@ def plot_correspondences(
     entries = []
     for i, j in pairs:
         fi, fj = sequence.frames[i], sequence.frames[j]
-        idx_i, idx_j = match_frames(sequence, i, j)
-        is_obj = fi.source[idx_i] == SOURCE_OBJECT
-        n_obj = min(int(is_obj.sum()), max_lines // 2)
-        first = np.zeros(len(idx_i), dtype=bool)
-        first[np.flatnonzero(is_obj)[subsample_indices(int(is_obj.sum()), n_obj, rng)]] = True
-        sel = subsample_pairs(idx_i, idx_j, max_lines, rng, keep=first)
-        pi = (fi.view_points() if use_view else fi.points)[idx_i[sel]] + offsets[i]
-        pj = (fj.view_points() if use_view else fj.points)[idx_j[sel]] + offsets[j]
+        sel_i, sel_j, n_matches = display_pairs(sequence, i, j, max_lines, rng)
+        pi = (fi.view_points() if use_view else fi.points)[sel_i] + offsets[i]
+        pj = (fj.view_points() if use_view else fj.points)[sel_j] + offsets[j]
         color = C.pair_color(i, j, T)
         _lines2d(ax, pi, pj, color)
-        entries.append((f"frames {i}↔{j}: {len(sel)} of {len(idx_i):,} matches", color, "line"))
+        entries.append((f"frames {i}↔{j}: {len(sel_i)} of {n_matches:,} matches", color, "line"))
     _top_down(ax)
     ax.legend(
         handles=_legend_handles(entries),
