@@ -21,12 +21,14 @@ from fourdviz import colors as C
 from fourdviz._display import side_by_side_offsets, subsample_indices
 from fourdviz._optional import require
 from fourdviz.correspondences import MAX_DISPLAY_LINES, display_pairs, segments
-from fourdviz.features import check_features, query_similarity
+from fourdviz.features import check_features, cosine_similarity
 
 logger = logging.getLogger(__name__)
 
 MAX_INTERACTIVE_POINTS = 10_000
 """Points shown per frame in the browser (WebGL stays fluid up to a few 10^4 in total)."""
+MAX_PALETTE = 512
+"""Most distinct colours in a point trace's colour scale (scan colours are quantised to fit)."""
 MARKER_SIZE = 2.5
 """Marker size of points, pixels."""
 FIGURE_HEIGHT = 560
@@ -45,9 +47,30 @@ def _plotly():
     return require("plotly.graph_objects", "the interactive explorer")
 
 
-def _hex(rgb: np.ndarray) -> list[str]:
-    v = np.clip(np.round(np.asarray(rgb) * 255), 0, 255).astype(np.int64)
-    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in v]
+def indexed_colors(rgb: np.ndarray, max_colors: int = MAX_PALETTE) -> tuple[np.ndarray, list, float, float]:
+    """(N, 3) RGB in [0, 1] → numeric marker values plus a discrete plotly colour scale that maps them
+    back to (quantised) colours.
+
+    Numbers travel to the browser as one binary array, whereas N colour strings are validated one by one
+    by plotly (seconds for 10^5 points). Colours are quantised to 16 levels per channel (8, then 4 when
+    that leaves more than ``max_colors`` distinct colours).
+
+    Returns:
+        ``(values, colorscale, cmin, cmax)`` for ``marker.color``, ``marker.colorscale``, ``cmin``, ``cmax``.
+    """
+    rgb = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    for levels in (15, 7, 3):
+        q = np.round(rgb * levels).astype(np.int64)
+        codes = (q[:, 0] * 16 + q[:, 1]) * 16 + q[:, 2]
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        if len(uniq) <= max_colors:
+            break
+    n = max(len(uniq), 1)
+    hexes = [C.to_hex(np.array([c // 256, (c // 16) % 16, c % 16]) / levels) for c in uniq] or ["#000000"]
+    scale = []
+    for k, h in enumerate(hexes):
+        scale += [[k / n, h], [(k + 1) / n, h]]
+    return (inverse.reshape(-1) + 0.5) / n, scale, 0.0, 1.0
 
 
 class SequenceExplorer:
@@ -67,7 +90,8 @@ class SequenceExplorer:
         figure: the plotly ``FigureWidget``.
         widget: the ipywidgets box (controls + figure) that the notebook displays.
         query: ``(frame, index)`` of the current query point, or None.
-        similarity: per-frame (n_t,) similarities to the query (None without a query).
+        similarity: similarities to the query of the displayed points, one array per point trace
+            (scene and object trace of each frame, order of ``marker_colors()``); None without a query.
     """
 
     def __init__(
@@ -96,6 +120,7 @@ class SequenceExplorer:
 
         # one scene trace and one object trace per frame; _traces[k] = (frame, part, point indices)
         self._traces: list[tuple[int, str, np.ndarray]] = []
+        self._base_colors: list[dict] = []
         data = []
         shown = total = 0
         for t, frame in enumerate(sequence.frames):
@@ -105,6 +130,10 @@ class SequenceExplorer:
             for part, mask in (("scene", frame.source[keep] == 0), ("object", frame.source[keep] != 0)):
                 idx = keep[mask]
                 p = frame.points[idx] + self._offsets[t]
+                values, scale, cmin, cmax = indexed_colors(colors[idx])
+                self._base_colors.append(
+                    dict(color=values, colorscale=scale, cmin=cmin, cmax=cmax, showscale=False)
+                )
                 data.append(
                     go.Scatter3d(
                         x=p[:, 0],
@@ -113,13 +142,12 @@ class SequenceExplorer:
                         mode="markers",
                         name=f"frame {t} {part}",
                         legendgroup=f"frame {t}",
-                        marker=dict(size=marker_size, color=_hex(colors[idx]), line=dict(width=0)),
+                        marker=dict(size=marker_size, line=dict(width=0), **self._base_colors[-1]),
                         hovertemplate=f"frame {t} {part} #%{{customdata}}<extra></extra>",
                         customdata=idx,
                     )
                 )
                 self._traces.append((t, part, idx))
-        self._base_colors = [d.marker.color for d in data]
         self._n_point_traces = len(data)
         self._pair_traces = []
         for i in range(T - 1):
@@ -233,11 +261,13 @@ class SequenceExplorer:
         if self.features is None:
             self.query_label.value = f"picked: {what} — no features to compare"
             return
-        self.similarity = query_similarity(self.features, frame, index)
+        q = self.features[frame][index]
+        # only the displayed points are compared (the rest are not drawn)
+        self.similarity = cosine_similarity([self.features[t][idx] for t, _, idx in self._traces], q)
         with self.figure.batch_update():
-            for k, (t, _, idx) in enumerate(self._traces):
+            for k in range(self._n_point_traces):
                 m = self.figure.data[k].marker
-                m.color = self.similarity[t][idx]
+                m.color = self.similarity[k]
                 m.colorscale = "Viridis"
                 m.cmin, m.cmax = -1.0, 1.0
                 m.showscale = k == 0
@@ -252,15 +282,19 @@ class SequenceExplorer:
         self.query, self.similarity = None, None
         with self.figure.batch_update():
             for k in range(self._n_point_traces):
-                m = self.figure.data[k].marker
-                m.color = self._base_colors[k]
-                m.showscale = False
+                self.figure.data[k].marker.update(self._base_colors[k])
         self.query_label.value = "query: none"
         self.clear_button.disabled = True
 
-    def marker_colors(self) -> list:
-        """The current marker colours of the point traces (hex strings or similarity values)."""
-        return [self.figure.data[k].marker.color for k in range(self._n_point_traces)]
+    def marker_colors(self) -> list[np.ndarray]:
+        """The current marker colour values of the point traces (palette indices, or similarities when
+        ``showing_similarity``)."""
+        return [np.asarray(self.figure.data[k].marker.color) for k in range(self._n_point_traces)]
+
+    @property
+    def showing_similarity(self) -> bool:
+        """True when the point traces are coloured by similarity (colour range −1 … 1)."""
+        return all(self.figure.data[k].marker.cmin == -1.0 for k in range(self._n_point_traces))
 
 
 def _default_sampler():

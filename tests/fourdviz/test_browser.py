@@ -48,8 +48,8 @@ def _notebook(result_file: Path) -> dict:
     check = (
         "import json, numpy as np\n"
         "cols = ex.marker_colors()\n"
-        "json.dump({'query': ex.query, 'numeric': [bool(np.issubdtype(np.asarray(c).dtype, np.number)) "
-        "for c in cols]},\n"
+        "json.dump({'query': ex.query, 'similarity': ex.showing_similarity, "
+        "'one': float(max(c.max() for c in cols))},\n"
         f"          open({str(result_file)!r}, 'w'))\n"
     )
 
@@ -100,7 +100,7 @@ MARKER_STATE = """() => {
   return gd.data.filter(t => t.mode === 'markers').map(t => {
     const c = t.marker.color;
     const first = Array.isArray(c) || ArrayBuffer.isView(c) ? c[0] : c;
-    return typeof first === 'number' ? 'numeric' : String(first);
+    return (t.marker.cmin === -1 ? 'similarity:' : 'source:') + String(first).slice(0, 6);
   });
 }"""
 
@@ -258,7 +258,7 @@ def test_click_in_jupyterlab_recolours_by_similarity(lab):
             page.wait_for_function(KERNEL_READY, timeout=30_000, polling=250)
             page.wait_for_timeout(1500)  # first WebGL frames
             before = page.evaluate(MARKER_STATE)
-            assert before and "numeric" not in before, before
+            assert before and all(b.startswith("source:") for b in before), before
             plot = page.locator(".js-plotly-plot").first
             plot.scroll_into_view_if_needed()
             box = plot.bounding_box()
@@ -271,7 +271,9 @@ def test_click_in_jupyterlab_recolours_by_similarity(lab):
                 page.wait_for_timeout(500)  # plotly 3D needs the button held during a render frame
                 page.mouse.up()
                 try:
-                    page.wait_for_function(f"() => ({MARKER_STATE})().includes('numeric')", timeout=8_000)
+                    page.wait_for_function(
+                        f"() => ({MARKER_STATE})().every(s => s.startsWith('similarity:'))", timeout=8_000
+                    )
                     recoloured = True
                     break
                 except PlaywrightTimeout:
@@ -286,6 +288,7 @@ def test_click_in_jupyterlab_recolours_by_similarity(lab):
             browser.close()
     result = json.loads(result_file.read_text())
     assert result["query"] is not None
-    assert all(result["numeric"]), result
-    assert all(a == "numeric" for a in after) and before != after
+    assert result["similarity"], result
+    assert result["one"] == pytest.approx(1.0, abs=1e-4)  # the clicked point is most similar to itself
+    assert all(a.startswith("similarity:") for a in after) and before != after
     assert time.monotonic() - start < DEADLINE_S + 30

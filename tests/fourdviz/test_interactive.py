@@ -25,16 +25,34 @@ def click(explorer, trace_index: int, point_index: int) -> None:
 
 def test_click_colours_every_frame_by_similarity(sequence, features):
     ex = interactive.SequenceExplorer(sequence, features)
-    before = [list(c) for c in ex.marker_colors()]
+    before = [c.copy() for c in ex.marker_colors()]
+    assert not ex.showing_similarity
     click(ex, 1, 4)  # trace 1 = frame 0 object points
     t, part, idx = ex._traces[1]
     assert ex.query == (0, int(idx[4]))
     after = ex.marker_colors()
-    assert all(np.issubdtype(np.asarray(c).dtype, np.floating) for c in after)
+    assert ex.showing_similarity
     assert after[1][4] == pytest.approx(1.0, abs=1e-5)  # the query point itself
-    assert [list(c) for c in after] != before
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
+    # same provenance in another frame → same feature → similarity 1
+    k = sequence.frames[0].keys[idx[4]]
+    t1, _, idx1 = ex._traces[3]
+    hit = np.flatnonzero(sequence.frames[1].keys[idx1] == k)
+    if len(hit):
+        assert after[3][hit[0]] == pytest.approx(1.0, abs=1e-5)
     ex.clear_query()
-    assert ex.query is None and [list(c) for c in ex.marker_colors()] == before
+    assert ex.query is None and not ex.showing_similarity
+    assert all(np.array_equal(a, b) for a, b in zip(ex.marker_colors(), before, strict=True))
+
+
+def test_indexed_colors_round_trip():
+    rgb = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 0], [0.5, 0.5, 0.5]])
+    values, scale, cmin, cmax = interactive.indexed_colors(rgb)
+    assert values[0] == values[2] != values[1]
+    lookup = {round(a, 6): c for a, c in scale[::2]}
+    n = len(scale) // 2
+    assert lookup[round((values[0] * n - 0.5) / n, 6)] == "#ff0000"
+    assert lookup[round((values[1] * n - 0.5) / n, 6)] == "#0000ff"
 
 
 def test_click_without_features_reports_the_point(sequence):
