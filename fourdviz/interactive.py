@@ -183,6 +183,18 @@ class SequenceExplorer:
                 marker=dict(size=4, color="black"),
             )
         )
+        data.append(
+            go.Scatter3d(
+                x=[],
+                y=[],
+                z=[],
+                mode="markers",
+                name="query point",
+                hoverinfo="skip",
+                marker=dict(size=9, color="black", symbol="diamond", line=dict(color="white", width=2)),
+            )
+        )
+        self._query_trace = len(data) - 1
         self.figure = go.FigureWidget(
             data=data,
             layout=go.Layout(
@@ -273,6 +285,9 @@ class SequenceExplorer:
                 m.showscale = k == 0
                 if k == 0:
                     m.colorbar = dict(title="cosine sim.", len=0.6)
+            p = f.points[index] + self._offsets[frame]
+            qt = self.figure.data[self._query_trace]
+            qt.x, qt.y, qt.z = [float(p[0])], [float(p[1])], [float(p[2])]
         self.query_label.value = f"query: {what} — colour = cosine similarity of features"
         self.clear_button.disabled = False
         logger.debug("similarity query %s", self.query)
@@ -283,6 +298,8 @@ class SequenceExplorer:
         with self.figure.batch_update():
             for k in range(self._n_point_traces):
                 self.figure.data[k].marker.update(self._base_colors[k])
+            qt = self.figure.data[self._query_trace]
+            qt.x, qt.y, qt.z = [], [], []
         self.query_label.value = "query: none"
         self.clear_button.disabled = True
 

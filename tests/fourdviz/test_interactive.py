@@ -32,6 +32,10 @@ def test_click_colours_every_frame_by_similarity(sequence, features):
     assert ex.query == (0, int(idx[4]))
     after = ex.marker_colors()
     assert ex.showing_similarity
+    q = ex.figure.data[ex._query_trace]
+    assert np.allclose(
+        [q.x[0], q.y[0], q.z[0]], sequence.frames[0].points[idx[4]] + ex._offsets[0], atol=1e-5
+    )
     assert after[1][4] == pytest.approx(1.0, abs=1e-5)  # the query point itself
     assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
     # same provenance in another frame → same feature → similarity 1
