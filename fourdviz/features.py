@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 MAX_EMBEDDING_POINTS = 3000
 """Points embedded by default (t-SNE is O(N log N) but slow beyond a few thousand on 2 cores)."""
+ZERO_NORM = 1e-12
+"""Features shorter than this count as zero vectors (similarity 0 to everything)."""
 TSNE_PERPLEXITY = 30.0
 """scikit-learn's default perplexity."""
 
@@ -48,12 +50,14 @@ def cosine_similarity(features: list[np.ndarray], query: np.ndarray) -> list[np.
         Per-frame (n_t,) float32 similarities in [-1, 1] (0 for zero-length features).
     """
     q = np.asarray(query, dtype=np.float64)
-    q = q / max(np.linalg.norm(q), 1e-12)
+    qn = np.linalg.norm(q)
+    q = q / qn if qn > ZERO_NORM else np.zeros_like(q)
     out = []
     for f in features:
         f = np.asarray(f, dtype=np.float64)
-        norms = np.maximum(np.linalg.norm(f, axis=1), 1e-12)
-        out.append(np.clip((f @ q) / norms, -1.0, 1.0).astype(np.float32))
+        norms = np.linalg.norm(f, axis=1)
+        sim = np.divide(f @ q, norms, out=np.zeros(len(f)), where=norms > ZERO_NORM)
+        out.append(np.clip(sim, -1.0, 1.0).astype(np.float32))
     return out
 
 

@@ -97,7 +97,7 @@ RUN_CELL = """(i) => {
 MARKER_STATE = """() => {
   const gd = document.querySelector('.js-plotly-plot');
   if (!gd || !gd.data) return null;
-  return gd.data.filter(t => t.mode === 'markers').map(t => {
+  return gd.data.filter(t => t.mode === 'markers' && t.name !== 'query point').map(t => {
     const c = t.marker.color;
     const first = Array.isArray(c) || ArrayBuffer.isView(c) ? c[0] : c;
     return (t.marker.cmin === -1 ? 'similarity:' : 'source:') + String(first).slice(0, 6);
@@ -268,11 +268,11 @@ def test_click_in_jupyterlab_recolours_by_similarity(lab):
                 hit = _hover_hit(page, box)
                 assert hit is not None, "no plotly marker found under the mouse"
                 page.mouse.down()
-                page.wait_for_timeout(500)  # plotly 3D needs the button held during a render frame
+                page.wait_for_timeout(900)  # plotly 3D needs the button held during a render frame
                 page.mouse.up()
                 try:
                     page.wait_for_function(
-                        f"() => ({MARKER_STATE})().every(s => s.startsWith('similarity:'))", timeout=8_000
+                        f"() => ({MARKER_STATE})().every(s => s.startsWith('similarity:'))", timeout=10_000
                     )
                     recoloured = True
                     break
