@@ -71,3 +71,94 @@ def test_show_runs_in_a_window_under_xvfb(tmp_path):
     line = next(x for x in out.stdout.splitlines() if x.startswith("STATE"))
     drawn = int(line.split()[1])
     assert drawn >= 1 and "(1, 3)" in line
+
+
+class _FakeImgui:
+    """Stands in for polyscope.imgui: widgets return (changed=False, value) unless told otherwise."""
+
+    def __init__(self, slider=None):
+        self.slider = slider
+        self.texts = []
+
+    def TextUnformatted(self, text):
+        self.texts.append(text)
+
+    def SliderInt(self, label, value, lo, hi):
+        return (self.slider is not None, value if self.slider is None else self.slider)
+
+    def Checkbox(self, label, value):
+        return False, value
+
+    def InputInt(self, label, value):
+        return False, value
+
+    def Button(self, label):
+        return False
+
+
+class _FakeSelection:
+    def __init__(self, name, local_index):
+        self.is_hit, self.structure_name, self.local_index = True, name, local_index
+
+
+class _FakeCloud:
+    def __init__(self):
+        self.enabled, self.scalars = True, {}
+
+    def set_enabled(self, on):
+        self.enabled = on
+
+    def add_scalar_quantity(self, name, values, **kw):
+        self.scalars[name] = np.asarray(values)
+
+    def add_color_quantity(self, name, values, **kw):
+        pass
+
+
+class _FakePolyscope:
+    def __init__(self, names, selection=None, slider=None):
+        self.imgui = _FakeImgui(slider)
+        self.clouds = {n: _FakeCloud() for n in names}
+        self.selection = selection
+
+    def have_selection(self):
+        return self.selection is not None
+
+    def get_selection(self):
+        return self.selection
+
+    def reset_selection(self):
+        self.selection = None
+
+    def get_point_cloud(self, name):
+        return self.clouds[name]
+
+    def has_curve_network(self, name):
+        return False
+
+
+def _state_for(sequence):
+    state = polyscope_view.ViewerState()
+    for t, f in enumerate(sequence.frames):
+        state._names[f"frame {t} scene"] = (t, np.flatnonzero(f.source == 0))
+        state._names[f"frame {t} object"] = (t, np.flatnonzero(f.source != 0))
+    return state
+
+
+def test_panel_pick_sets_query_and_colours_by_similarity(sequence, features):
+    state = _state_for(sequence)
+    t, idx = state._names["frame 1 object"]
+    ps = _FakePolyscope(state._names, selection=_FakeSelection("frame 1 object", 3))
+    polyscope_view._callback(ps, sequence, features, state)
+    assert state.query == (1, int(idx[3])) and state.picked[:2] == (1, int(idx[3]))
+    sims = ps.clouds["frame 1 object"].scalars["similarity"]
+    assert sims[3] == pytest.approx(1.0, abs=1e-5) and ps.selection is None
+    assert any("picked: frame 1" in text for text in ps.imgui.texts)
+
+
+def test_panel_frame_slider_shows_one_frame(sequence):
+    state = _state_for(sequence)
+    ps = _FakePolyscope(state._names, slider=2)
+    polyscope_view._callback(ps, sequence, None, state)
+    assert state.frame == 2
+    assert all(c.enabled == name.startswith("frame 2") for name, c in ps.clouds.items())
