@@ -4,6 +4,20 @@ plus open3d interop.
 
 ``import fourdviz`` needs only numpy; each back end's dependencies are imported on first use, and a
 missing one raises :class:`MissingBackendError` naming the extra to install (``fourdcontrast[viz]``).
+
+Usage::
+
+    import fourdviz as fv
+    fv.save_figure(fv.plot_sequence(seq), "seq.png")            # static (matplotlib), any view
+    fv.plot_trajectory_sampling(seq.trajectory, seq.scene)       # height map, floor, valid, candidates, path
+    fv.plot_correspondence_check(seq, 0, 1)                      # ok / broken / missing matches
+    fv.plot_similarity(seq, feats, query=(0, 123))               # feats: per-frame (n_t, C) arrays
+    fv.SequenceExplorer(seq, feats)                              # notebook: slider, toggles, click → heatmap
+    fv.TrajectoryExplorer(scene, obj)                            # notebook: sampler parameters on sliders
+    fv.show(seq, feats)                                          # desktop window (polyscope)
+    fv.screenshot(seq, feats, path="seq.png")                    # the same, headless (EGL) to PNG
+
+Command line: ``fourdcontrast view [SHARD.npz --index K] --view all --out outputs/view`` or ``--show``.
 """
 
 from __future__ import annotations
