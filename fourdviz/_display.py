@@ -1,17 +1,10 @@
-"""Display helpers shared by the back ends: subsampling for display, layout offsets, atomic writes."""
+"""Display helpers shared by the back ends: subsampling for display, layout offsets."""
 
 from __future__ import annotations
-
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from fourdcontrast.geometry import RngLike, as_rng
-
-FILE_MODE = 0o644
-"""Permissions of files written by fourdviz."""
 
 
 def subsample_indices(n: int, max_points: int | None, rng: RngLike = 0) -> np.ndarray:
@@ -40,17 +33,3 @@ def side_by_side_offsets(sequence, gap: float = 0.25, use_view: bool = False) ->
     return offsets
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; published files are world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

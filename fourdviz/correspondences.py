@@ -30,12 +30,11 @@ def match_frames(sequence, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(idx_i, idx_j)``: (K,) int64 point indices into frame ``i`` and frame ``j`` with equal keys,
-        sorted by ``idx_i``. (Duplicate keys within a frame match their first occurrence.)
+        sorted by ``idx_i`` (the pipeline's :func:`fourdcontrast.data.correspondence.frame_correspondences`).
     """
-    ki, kj = sequence.frames[i].keys, sequence.frames[j].keys
-    common, idx_i, idx_j = np.intersect1d(ki, kj, assume_unique=False, return_indices=True)
-    order = np.argsort(idx_i, kind="stable")
-    return idx_i[order].astype(np.int64), idx_j[order].astype(np.int64)
+    from fourdcontrast.data.correspondence import frame_correspondences
+
+    return frame_correspondences(sequence, i, j)
 
 
 def expected_points(sequence, frame_index: int) -> np.ndarray:

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from fourdcontrast.io.atomic import atomic_path
 from fourdviz import colors as C
-from fourdviz._display import FILE_MODE, side_by_side_offsets, subsample_indices
+from fourdviz._display import side_by_side_offsets, subsample_indices
 from fourdviz._optional import require
 from fourdviz.correspondences import MAX_DISPLAY_LINES, display_pairs
 from fourdviz.features import check_features, query_similarity
@@ -302,17 +301,8 @@ def screenshot(
         _oblique_camera(ps, sequence, layout, size)
         image = ps.screenshot_to_buffer(transparent_bg=False)
         if path is not None:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-            os.close(fd)
-            try:
-                ps.screenshot(tmp, transparent_bg=False)
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(path) as tmp:
+                ps.screenshot(str(tmp), transparent_bg=False)
         ps.remove_all_structures()
         return np.asarray(image)
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdviz import colors as C
-from fourdviz._display import atomic_write_bytes, side_by_side_offsets, subsample_indices
+from fourdviz._display import side_by_side_offsets, subsample_indices
 from fourdviz._optional import require
 from fourdviz.correspondences import (
     MAX_DISPLAY_LINES,

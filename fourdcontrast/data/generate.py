@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from fourdcontrast.data import make_sequence
 from fourdcontrast.data.augment import AugmentationError
-from fourdcontrast.data.shards import atomic_write_bytes, save_shard
+from fourdcontrast.data.shards import save_shard
 from fourdcontrast.data.trajectory import (
     DEFAULT_LENGTH,
     candidate_positions,
@@ -38,6 +38,7 @@ from fourdcontrast.data.trajectory import (
     nearest_candidate_lookup,
 )
 from fourdcontrast.geometry import as_rng
+from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.io.mesh import read_scene
 from fourdcontrast.io.scannet import read_scannet_scene
 from fourdcontrast.records import Scene, Sequence, ShapeObject

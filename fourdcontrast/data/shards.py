@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from fourdcontrast.data.compose import compose_frame
+from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.records import HeightMap, Scene, Sequence, ShapeObject, Trajectory
 
 SHARD_VERSION = 1
 """Format version written into every shard."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _frame_masks(sequence: Sequence) -> np.ndarray:
