@@ -155,6 +155,7 @@ def plot_sequence(
     max_points: int | None = MAX_STATIC_POINTS,
     show_trajectory: bool = True,
     rng=0,
+    use_view: bool = False,
 ):
     """A 4D sequence: frames side by side or overlaid; scene vs object coloured; the object's path.
 
@@ -165,12 +166,18 @@ def plot_sequence(
         max_points: points drawn per frame (random subsample; None = all).
         show_trajectory: draw the trajectory polyline with an arrow for each per-frame pose.
         rng: generator or seed of the display subsample.
+        use_view: draw each frame's augmented 3D view (``Frame.view_points()``: its own random rotation,
+            translation and scale) instead of the shared 4D coordinates; only with ``layout="side"``,
+            each panel on its own axes and without the trajectory (which lives in scene coordinates).
 
     Returns:
         The matplotlib Figure.
     """
     from fourdcontrast.records import SOURCE_OBJECT
 
+    if use_view and layout != "side":
+        raise ValueError("plot_sequence: use_view=True needs layout='side' (each 3D view has its own frame)")
+    show_trajectory = show_trajectory and not use_view
     T = len(sequence.frames)
     total = sum(len(f) for f in sequence.frames)
     if layout == "side":
@@ -178,15 +185,16 @@ def plot_sequence(
         shown = 0
         for t in range(T):
             ax = _axes3d(fig, 1, T, t + 1)
-            keep, pts, col = _frame_display(sequence, t, max_points, rng)
+            keep, pts, col = _frame_display(sequence, t, max_points, rng, use_view=use_view)
             shown += len(keep)
             col, size = _muted(sequence, t, keep, col)
             _scatter(ax, pts, col, size=size)
             if show_trajectory:
                 _trajectory_overlay(ax, sequence, current=t)
             n_obj = int((sequence.frames[t].source == SOURCE_OBJECT).sum())
-            ax.set_title(f"frame {t}: {len(sequence.frames[t]):,} pts ({n_obj:,} object)", fontsize=9)
-            _equal_3d(ax, np.concatenate([f.points for f in sequence.frames]))
+            kind = "3D view" if use_view else "frame"
+            ax.set_title(f"{kind} {t}: {len(sequence.frames[t]):,} pts ({n_obj:,} object)", fontsize=9)
+            _equal_3d(ax, pts if use_view else np.concatenate([f.points for f in sequence.frames]))
     elif layout == "overlay":
         fig = _figure(7.5, 6.0)
         ax = _axes3d(fig, 1, 1, 1)

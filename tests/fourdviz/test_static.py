@@ -47,6 +47,19 @@ def test_plot_sequence_rejects_unknown_layout(sequence):
         static.plot_sequence(sequence, layout="grid")
 
 
+def test_plot_sequence_draws_the_3d_views(sequence):
+    fig = static.plot_sequence(sequence, use_view=True, max_points=None)
+    assert_not_blank(fig)
+    assert fig.axes[0].get_title().startswith("3D view 0")
+    # the panel shows the view points, not the 4D coordinates
+    drawn = np.asarray(fig.axes[0].collections[0]._offsets3d).T
+    expected = sequence.frames[0].view_points()
+    assert not np.allclose(expected, sequence.frames[0].points)
+    np.testing.assert_allclose(np.sort(drawn[:, 0]), np.sort(expected[:, 0]), rtol=1e-5)
+    with pytest.raises(ValueError, match="use_view"):
+        static.plot_sequence(sequence, layout="overlay", use_view=True)
+
+
 def test_plot_trajectory_sampling_renders(sequence):
     fig = static.plot_trajectory_sampling(sequence.trajectory, sequence.scene)
     assert_not_blank(fig, 0.05)
