@@ -48,19 +48,24 @@ def parse_percent(text: str) -> nbformat.NotebookNode:
 
 def build(source: Path, quick: bool, timeout: int) -> Path:
     nb = parse_percent(source.read_text())
-    env_quick = os.environ.get("FOURDCONTRAST_QUICK")
+    saved = {k: os.environ.get(k) for k in ("FOURDCONTRAST_QUICK", "MPLBACKEND")}
     os.environ["FOURDCONTRAST_QUICK"] = "1" if quick else "0"
+    os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend to keep figures
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     finally:
-        if env_quick is None:
-            os.environ.pop("FOURDCONTRAST_QUICK", None)
-        else:
-            os.environ["FOURDCONTRAST_QUICK"] = env_quick
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    # widget state (plotly FigureWidget data) would make the file huge; figures are kept as PNG
+    nb.metadata.pop("widgets", None)
     target = ROOT / "notebooks" / (source.stem + ".ipynb")
     with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as tmp:
         nbformat.write(nb, tmp)
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, target)
     return target
 
