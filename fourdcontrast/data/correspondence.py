@@ -83,13 +83,6 @@ def _voxelize(coords: np.ndarray) -> Quantization:
     return Quantization(coords[index_np], index_np, inverse.numpy())
 
 
-def _first_rows(voxel: np.ndarray, n_voxels: int) -> np.ndarray:
-    """(n_voxels,) int64 the first row holding each voxel of (n,) ``voxel``."""
-    index = torch.full((n_voxels,), len(voxel), dtype=torch.int64)
-    index.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
-    return index.numpy()
-
-
 def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
     a = (view_transform[:3, :3] / voxel_size).astype(np.float32)
     b = (view_transform[:3, 3] / voxel_size).astype(np.float32)
@@ -113,15 +106,33 @@ def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
     for a, lo, b in zip(axes, lows, bits, strict=True):
         k = (a - np.float32(lo)).astype(key_dtype)
         key = k if key is None else (key << b) | k
-    uniq, inverse = torch.unique(torch.from_numpy(key), sorted=True, return_inverse=True)
-    index = torch.full((len(uniq),), n, dtype=torch.int64)
-    index.scatter_reduce_(0, inverse, torch.arange(n), reduce="amin")
-    u = uniq.numpy()
-    columns, shift = [], 0
+    u, index, inverse = _sorted_unique(key)
+    coords = np.empty((len(u), len(axes)), dtype=np.int32)
+    shift = 0
     for axis in range(len(axes) - 1, -1, -1):
-        columns.append((((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]).astype(np.int32))
+        coords[:, axis] = ((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]
         shift += bits[axis]
-    return Quantization(np.column_stack(columns[::-1]), index.numpy(), inverse.numpy())
+    return Quantization(coords, index, inverse)
+
+
+def _sorted_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique values of (n,) integer ``key`` (n > 0), ascending, with the first row holding each and
+    the (n,) int64 unique index of every row.
+
+    One stable sort: equal keys keep their row order, so the head of every run of equal keys is the
+    first row holding that key (no second pass for "first point of the voxel").
+    """
+    s, perm = torch.sort(torch.from_numpy(key), stable=True)
+    s, perm = s.numpy(), perm.numpy()
+    head = np.empty(len(s), dtype=bool)
+    head[0] = True
+    np.not_equal(s[1:], s[:-1], out=head[1:])
+    starts = np.flatnonzero(head)
+    run = np.cumsum(head, dtype=np.int64)
+    run -= 1
+    inverse = np.empty(len(s), dtype=np.int64)
+    inverse[perm] = run
+    return s[starts], perm[starts], inverse
 
 
 def _view_axes(soa: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -146,7 +157,7 @@ class SceneCache:
 
     Attributes:
         voxel_size_4d: the 4D voxel edge the cache was built for, metres.
-        voxel_of_point: (N,) int64 the 4D-grid (spatial) voxel of every scene point.
+        voxel_of_point: (N,) int32 the 4D-grid (spatial) voxel of every scene point.
         voxel_coords4: (V, 4) int32 spatial voxel coordinates, sorted lexicographically, with a 4th
             (time) column of zeros to fill per frame.
         voxel_keys: (V,) int64 packed, sorted keys of those coordinates.
@@ -180,7 +191,7 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
         raise ValueError(f"scene {scene.name!r} is too large to pack {voxel_size_4d} m voxel keys")
     return SceneCache(
         voxel_size_4d=float(voxel_size_4d),
-        voxel_of_point=q.inverse,
+        voxel_of_point=q.inverse.astype(np.int32),
         voxel_coords4=np.column_stack([q.coordinates, np.zeros(len(q.coordinates), np.int64)]).astype(
             np.int32
         ),
@@ -190,19 +201,37 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
     )
 
 
-def _frame_4d(
-    frame: Frame, t: int, voxel_size: float, cache: SceneCache | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """4D voxels of frame ``t``: (V, 4) int32 coordinates (x, y, z, t) and (n,) int64 voxel of every point."""
-    if cache is None:
-        q = _voxelize(_voxels_4d(frame.points, voxel_size))
-        coords = np.zeros((len(q.coordinates), 4), dtype=np.int32)
-        coords[:, :3] = q.coordinates
-        coords[:, 3] = t
-        return coords, q.inverse
+@dataclass
+class _Frame4D:
+    """4D voxels of one frame before they are stacked into the sequence's grid.
+
+    ``scene_ids`` (rows of the cache's voxels, ascending) come first, then ``coords`` (new voxels,
+    (m, 3) int32); ``point_voxel`` is the (n,) int64 voxel of every point in that local numbering.
+    """
+
+    scene_ids: np.ndarray | None
+    coords: np.ndarray
+    point_voxel: np.ndarray
+
+    def __len__(self) -> int:
+        return (0 if self.scene_ids is None else len(self.scene_ids)) + len(self.coords)
+
+
+def _scene_prefix(frame: Frame) -> tuple[np.ndarray, int, bool]:
+    """Scene mask of the frame's points, their count, and whether they all come first (composed order)."""
     is_scene = frame.source == SOURCE_SCENE
     n_s = int(np.count_nonzero(is_scene))
-    composed = bool(is_scene[:n_s].all())  # scene points first (composed order): use slices
+    return is_scene, n_s, bool(is_scene[:n_s].all())
+
+
+def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> _Frame4D:
+    """4D (spatial) voxels of one frame: with ``cache``, the scene voxels its scene points use (in the
+    cache's sorted order) followed by the voxels only its object points occupy (sorted); without, all
+    its voxels sorted lexicographically."""
+    if cache is None:
+        q = _voxelize(_voxels_4d(frame.points, voxel_size))
+        return _Frame4D(None, q.coordinates.astype(np.int32), q.inverse)
+    is_scene, n_s, composed = _scene_prefix(frame)
     sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
     oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
     okey = cache.keys_of(oc)
@@ -212,17 +241,10 @@ def _frame_4d(
     used[sv] = True
     used[pos[found]] = True
     scene_ids = np.flatnonzero(used)
-    rank = np.cumsum(used) - 1
-    new = _voxelize(oc[~found])
-    coords = np.empty((len(scene_ids) + len(new.coordinates), 4), dtype=np.int32)
-    torch.index_select(
-        torch.from_numpy(cache.voxel_coords4),
-        0,
-        torch.from_numpy(scene_ids),
-        out=torch.from_numpy(coords[: len(scene_ids)]),
-    )
-    coords[len(scene_ids) :, :3] = new.coordinates
-    coords[:, 3] = t
+    rank = np.cumsum(used, dtype=np.int64)
+    rank -= 1
+    rest = oc[~found]
+    new = _voxelize_soa([c.astype(np.float32) for c in rest.T])  # few points: object voxels off the scene
     obj_v = np.empty(len(oc), dtype=np.int64)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
@@ -233,7 +255,7 @@ def _frame_4d(
     else:
         p2v[is_scene] = rank[sv]
         p2v[~is_scene] = obj_v
-    return coords, p2v
+    return _Frame4D(scene_ids, new.coordinates, p2v)
 
 
 @dataclass
@@ -277,21 +299,33 @@ def _frame_soa(frame: Frame) -> np.ndarray:
     return np.ascontiguousarray(frame.points.T)
 
 
-def _source_keys(frame: Frame, n_scene: int) -> np.ndarray:
-    """(n,) int64 source-space key of every point: scene point k → k, object point k → n_scene + k."""
-    is_scene = frame.source == SOURCE_SCENE
-    n_s = int(np.count_nonzero(is_scene))
-    if is_scene[:n_s].all():  # composed order: scene points first
-        keys = frame.index.copy()
+def _source_keys(frame: Frame, n_scene: int, dtype: type) -> np.ndarray:
+    """(n,) ``dtype`` source-space key of every point: scene point k → k, object point k → n_scene + k."""
+    is_scene, n_s, composed = _scene_prefix(frame)
+    keys = frame.index.astype(dtype)
+    if composed:  # scene points first: a slice, no mask
         keys[n_s:] += n_scene
-        return keys
-    return np.where(is_scene, frame.index, frame.index + n_scene)
+    else:
+        keys[~is_scene] += n_scene
+    return keys
 
 
-def _pairs(target: np.ndarray, offset: int) -> np.ndarray:
-    """(K, 2) int64 (offset + row, target[row]) for the rows where ``target`` >= 0."""
+def _source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> np.ndarray:
+    """(domain,) int32 ``values`` scattered to their source keys, -1 where the frame lacks the point."""
+    m = np.full(domain, -1, dtype=np.int32)
+    m[keys] = values
+    return m
+
+
+def _pairs(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarray:
+    """(K, 2) int64 (offset + v, source_map[rep_keys[v]]) for the voxels ``v`` whose representative
+    point is present in the other frame (``source_map`` >= 0)."""
+    target = source_map[rep_keys]
     rows = np.flatnonzero(target >= 0)
-    return np.column_stack((rows + offset, target[rows].astype(np.int64)))
+    out = np.empty((len(rows), 2), dtype=np.int64)
+    np.add(rows, offset, out=out[:, 0])
+    out[:, 1] = target[rows]
+    return out
 
 
 def compute_correspondences(
@@ -323,7 +357,8 @@ def compute_correspondences(
     n_scene = len(sequence.scene)
     domain = n_scene + len(sequence.obj)
     # source-space key: scene point k → k, object point k → N + k (composed frames are sorted by it)
-    keys = [_source_keys(f, n_scene) for f in frames]
+    key_dtype = np.int32 if domain < 2**31 else np.int64
+    keys = [_source_keys(f, n_scene, key_dtype) for f in frames]
     for t, k in enumerate(keys):
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
@@ -334,36 +369,50 @@ def compute_correspondences(
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
     vmap3 = []
     for t, (k, q) in enumerate(zip(keys, q3, strict=True)):
-        m = np.full(domain, -1, dtype=np.int32)
-        m[k] = q.inverse
+        m = _source_map(k, q.inverse, domain)
         if np.count_nonzero(m >= 0) != len(k):
             raise ValueError(f"frame {t} holds the same source point more than once")
         vmap3.append(m)
 
-    spatial4, p2v4, rep4, offset = [], [], [], 0
-    for t, f in enumerate(frames):
-        coords, p2v = _frame_4d(f, t, voxel_size_4d, cache)
-        spatial4.append(coords)
-        rep4.append(_first_rows(p2v, len(coords)))
-        p2v += offset
+    # 4D grid: the frames' voxels stacked in time order, written straight into the final arrays
+    parts = [_frame_4d(f, voxel_size_4d, cache) for f in frames]
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    coords_4d = np.empty((starts[-1], 4), dtype=np.int32)
+    voxel_point_4d = np.empty(starts[-1], dtype=np.int64)
+    p2v4, vmap4 = [], []
+    for t, (part, k) in enumerate(zip(parts, keys, strict=True)):
+        lo, hi = int(starts[t]), int(starts[t + 1])
+        n_ids = 0
+        if part.scene_ids is not None:
+            n_ids = len(part.scene_ids)
+            torch.index_select(
+                torch.from_numpy(cache.voxel_coords4),
+                0,
+                torch.from_numpy(part.scene_ids),
+                out=torch.from_numpy(coords_4d[lo : lo + n_ids]),
+            )
+        coords_4d[lo + n_ids : hi, :3] = part.coords
+        coords_4d[lo:hi, 3] = t
+        p2v = part.point_voxel
+        first = torch.from_numpy(voxel_point_4d[lo:hi]).fill_(len(p2v))
+        first.scatter_reduce_(0, torch.from_numpy(p2v), torch.arange(len(p2v)), reduce="amin")
+        p2v += lo
         p2v4.append(p2v)
-        offset += len(coords)
-    starts = np.cumsum([0] + [len(c) for c in spatial4])
-    coords_4d = np.concatenate(spatial4)
-    vmap4 = []
-    for k, p in zip(keys, p2v4, strict=True):
-        m = np.full(domain, -1, dtype=np.int32)
-        m[k] = p
-        vmap4.append(m)
+        vmap4.append(_source_map(k, p2v, domain))
 
     pairs_3d, pairs_4d = {}, {}
     for i in range(len(frames)):
         rep_keys3 = keys[i][q3[i].index]
-        rep_keys4 = keys[i][rep4[i]]
+        rep_keys4 = keys[i][voxel_point_4d[starts[i] : starts[i + 1]]]
         for j in range(i + 1, len(frames)):
-            pairs_3d[(i, j)] = _pairs(vmap3[j][rep_keys3], 0)
-            pairs_4d[(i, j)] = _pairs(vmap4[j][rep_keys4], starts[i])
-    pairs_3d4d = [np.column_stack((np.arange(len(q.index)), p2v4[t][q.index])) for t, q in enumerate(q3)]
+            pairs_3d[(i, j)] = _pairs(vmap3[j], rep_keys3, 0)
+            pairs_4d[(i, j)] = _pairs(vmap4[j], rep_keys4, int(starts[i]))
+    pairs_3d4d = []
+    for t, q in enumerate(q3):
+        pairs = np.empty((len(q.index), 2), dtype=np.int64)
+        pairs[:, 0] = np.arange(len(q.index))
+        np.take(p2v4[t], q.index, out=pairs[:, 1])
+        pairs_3d4d.append(pairs)
     return Correspondences(
         voxel_size_3d=float(voxel_size_3d),
         voxel_size_4d=float(voxel_size_4d),
@@ -372,7 +421,7 @@ def compute_correspondences(
         voxel_point_3d=[q.index for q in q3],
         coords_4d=coords_4d,
         point_to_voxel_4d=p2v4,
-        voxel_point_4d=np.concatenate(rep4),
+        voxel_point_4d=voxel_point_4d,
         pairs_3d=pairs_3d,
         pairs_3d4d=pairs_3d4d,
         pairs_4d=pairs_4d,
