@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fourdcontrast.data import kernels  # optional numba kernels
 from fourdcontrast.records import SOURCE_SCENE, Frame, Sequence
 from fourdcontrast.sparse.quantize import Quantization, quantize
 
@@ -27,6 +28,10 @@ DEFAULT_VOXEL_SIZE_3D = 0.02
 """3D voxel edge in metres (paper, Sec. 4: 2 cm)."""
 DEFAULT_VOXEL_SIZE_4D = 0.05
 """4D voxel edge in metres, one voxel per frame in time (paper, Sec. 4: 5 cm)."""
+DEFAULT_BACKEND = "auto"
+"""Kernels of :func:`compute_correspondences`: ``"numpy"``, ``"numba"`` (optional, ``fourdcontrast[fast]``,
+same results) or ``"auto"`` (numba when installed)."""
+BACKENDS = ("auto", "numpy", "numba")
 
 
 def _positions(frame: Frame, domain: int) -> np.ndarray:
@@ -89,7 +94,15 @@ def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[n
     return a, b
 
 
-def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
+def _use_numba(backend: str) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba" and not kernels.AVAILABLE:
+        raise ValueError("backend 'numba' needs numba: pip install 'fourdcontrast[fast]'")
+    return backend != "numpy" and kernels.AVAILABLE
+
+
+def _voxelize_soa(axes: list[np.ndarray], fast: bool = False) -> Quantization:
     """Voxelize integer coordinates given per axis (D arrays of (n,) float32 holding whole numbers):
     unique voxels (int32, sorted lexicographically), first point per voxel and voxel of every point."""
     n = len(axes[0])
@@ -106,7 +119,7 @@ def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
     for a, lo, b in zip(axes, lows, bits, strict=True):
         k = (a - np.float32(lo)).astype(key_dtype)
         key = k if key is None else (key << b) | k
-    u, index, inverse = _sorted_unique(key)
+    u, index, inverse = kernels.sorted_unique(key, sum(bits)) if fast else _sorted_unique(key)
     coords = np.empty((len(u), len(axes)), dtype=np.int32)
     shift = 0
     for axis in range(len(axes) - 1, -1, -1):
@@ -333,6 +346,7 @@ def compute_correspondences(
     voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
     voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
     cache: SceneCache | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> Correspondences:
     """All point→voxel maps and voxel-level pairs of ``sequence`` (see the module docstring).
 
@@ -342,10 +356,13 @@ def compute_correspondences(
         voxel_size_4d: 4D voxel edge in metres (paper: 0.05).
         cache: optional :func:`prepare_scene_cache` of ``sequence.scene`` (same ``voxel_size_4d``);
             the result is the same with or without it, only faster.
+        backend: ``"numpy"``, ``"numba"`` or ``"auto"`` (see :data:`DEFAULT_BACKEND`); the result is
+            the same with every backend.
 
     Raises:
         ValueError: when a frame has NaN coordinates or duplicate provenance, or the cache does not fit.
     """
+    fast = _use_numba(backend)
     frames = sequence.frames
     for t, f in enumerate(frames):
         if not np.isfinite(f.points).all():
@@ -362,7 +379,7 @@ def compute_correspondences(
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
     q3 = [
-        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)))
+        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)), fast)
         for f in frames
     ]
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
@@ -400,12 +417,13 @@ def compute_correspondences(
         vmap4.append(_source_map(k, p2v, domain))
 
     pairs_3d, pairs_4d = {}, {}
+    pair = kernels.pairs if fast else _pairs
     for i in range(len(frames)):
         rep_keys3 = keys[i][q3[i].index]
         rep_keys4 = keys[i][voxel_point_4d[starts[i] : starts[i + 1]]]
         for j in range(i + 1, len(frames)):
-            pairs_3d[(i, j)] = _pairs(vmap3[j], rep_keys3, 0)
-            pairs_4d[(i, j)] = _pairs(vmap4[j], rep_keys4, int(starts[i]))
+            pairs_3d[(i, j)] = pair(vmap3[j], rep_keys3, 0)
+            pairs_4d[(i, j)] = pair(vmap4[j], rep_keys4, int(starts[i]))
     pairs_3d4d = []
     for t, q in enumerate(q3):
         pairs = np.empty((len(q.index), 2), dtype=np.int64)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from fourdcontrast.data import kernels
+from fourdcontrast.data.correspondence import (
+    _pairs,
+    _sorted_unique,
+    compute_correspondences,
+    prepare_scene_cache,
+)
+
+needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+
+
+def _keys(bits, dtype):
+    return arrays(dtype, st.integers(1, 300), elements=st.integers(0, (1 << bits) - 1))
+
+
+def _assert_same(got, expect):
+    for g, e in zip(got, expect, strict=True):
+        assert g.dtype == e.dtype or g.dtype.kind == e.dtype.kind == "i"
+        np.testing.assert_array_equal(g, e)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_radix_unique_matches_numpy(data):
+    bits = data.draw(st.sampled_from([1, 5, 17, 26, 31, 40]))
+    key = data.draw(_keys(bits, np.int32 if bits <= 31 else np.int64))
+    expect = _sorted_unique(key)
+    _assert_same(kernels._sorted_unique_py(key, bits), expect)
+    if kernels.AVAILABLE:
+        _assert_same(kernels.sorted_unique(key, bits), expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_pairs_kernel_matches_numpy(data):
+    n = data.draw(st.integers(1, 200))
+    source_map = data.draw(arrays(np.int32, n, elements=st.integers(-1, 50)))
+    rep_keys = data.draw(arrays(np.int64, st.integers(0, 100), elements=st.integers(0, n - 1)))
+    offset = data.draw(st.integers(0, 1000))
+    expect = _pairs(source_map, rep_keys, offset)
+    np.testing.assert_array_equal(kernels._pairs_py(source_map, rep_keys, offset), expect)
+    if kernels.AVAILABLE:
+        got = kernels.pairs(source_map, rep_keys, offset)
+        assert got.dtype == np.int64 and got.shape == expect.shape
+        np.testing.assert_array_equal(got, expect)
+
+
+@needs_numba
+def test_empty_key_has_no_voxels():
+    u, index, inverse = kernels.sorted_unique(np.zeros(0, np.int32), 3)
+    assert len(u) == len(index) == len(inverse) == 0
+
+
+@needs_numba
+@pytest.mark.parametrize("cached", [False, True])
+def test_backends_give_identical_correspondences(room, chair, cached):
+    from fourdcontrast.data import make_sequence
+
+    seq = make_sequence(room, chair, np.random.default_rng(5))
+    cache = prepare_scene_cache(room) if cached else None
+    a = compute_correspondences(seq, cache=cache, backend="numpy")
+    b = compute_correspondences(seq, cache=cache, backend="numba")
+    for name in ("coords_3d", "point_to_voxel_3d", "voxel_point_3d", "point_to_voxel_4d", "pairs_3d4d"):
+        for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.coords_4d, b.coords_4d)
+    np.testing.assert_array_equal(a.voxel_point_4d, b.voxel_point_4d)
+    for name in ("pairs_3d", "pairs_4d"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.keys() == y.keys()
+        for key in x:
+            assert x[key].dtype == y[key].dtype == np.int64
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_unknown_backend_raises(room, chair):
+    from fourdcontrast.data import make_sequence
+
+    seq = make_sequence(room, chair, np.random.default_rng(5))
+    with pytest.raises(ValueError, match="backend"):
+        compute_correspondences(seq, backend="cuda")
