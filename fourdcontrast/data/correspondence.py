@@ -323,11 +323,26 @@ def _source_keys(frame: Frame, n_scene: int) -> np.ndarray:
     return keys
 
 
-def _source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> np.ndarray:
-    """(domain,) int32 ``values`` scattered to their source keys, -1 where the frame lacks the point."""
+def _source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.ndarray, int]:
+    """(domain,) int32 ``values`` scattered to their source keys, -1 where the frame lacks the point,
+    and the number of distinct keys written (< ``len(keys)`` when a source point repeats)."""
     m = np.full(domain, -1, dtype=np.int32)
     m[keys] = values.astype(np.int32)  # a scatter that casts on the fly is three times slower
-    return m
+    return m, int(np.count_nonzero(m >= 0))
+
+
+def _first_rows(voxel: np.ndarray, out: np.ndarray) -> None:
+    """Write into (V,) int64 ``out`` the first row of (n,) ``voxel`` holding each voxel."""
+    first = torch.from_numpy(out).fill_(len(voxel))
+    first.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
+
+
+def _rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(V, 2) int64 ``(v, point_voxel[index[v]])`` for every voxel ``v`` with representative ``index[v]``."""
+    pairs = np.empty((len(index), 2), dtype=np.int64)
+    pairs[:, 0] = np.arange(len(index))
+    np.take(point_voxel, index, out=pairs[:, 1])
+    return pairs
 
 
 def _pairs(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarray:
@@ -383,10 +398,11 @@ def compute_correspondences(
         for f in frames
     ]
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
+    smap = kernels.source_map if fast else _source_map
     vmap3 = []
     for t, (k, q) in enumerate(zip(keys, q3, strict=True)):
-        m = _source_map(k, q.inverse, domain)
-        if np.count_nonzero(m >= 0) != len(k):
+        m, filled = smap(k, q.inverse, domain)
+        if filled != len(k):
             raise ValueError(f"frame {t} holds the same source point more than once")
         vmap3.append(m)
 
@@ -410,11 +426,10 @@ def compute_correspondences(
         coords_4d[lo + n_ids : hi, :3] = part.coords
         coords_4d[lo:hi, 3] = t
         p2v = part.point_voxel
-        first = torch.from_numpy(voxel_point_4d[lo:hi]).fill_(len(p2v))
-        first.scatter_reduce_(0, torch.from_numpy(p2v), torch.arange(len(p2v)), reduce="amin")
+        (kernels.first_rows if fast else _first_rows)(p2v, voxel_point_4d[lo:hi])
         p2v += lo
         p2v4.append(p2v)
-        vmap4.append(_source_map(k, p2v, domain))
+        vmap4.append(smap(k, p2v, domain)[0])
 
     pairs_3d, pairs_4d = {}, {}
     pair = kernels.pairs if fast else _pairs
@@ -424,12 +439,7 @@ def compute_correspondences(
         for j in range(i + 1, len(frames)):
             pairs_3d[(i, j)] = pair(vmap3[j], rep_keys3, 0)
             pairs_4d[(i, j)] = pair(vmap4[j], rep_keys4, int(starts[i]))
-    pairs_3d4d = []
-    for t, q in enumerate(q3):
-        pairs = np.empty((len(q.index), 2), dtype=np.int64)
-        pairs[:, 0] = np.arange(len(q.index))
-        np.take(p2v4[t], q.index, out=pairs[:, 1])
-        pairs_3d4d.append(pairs)
+    pairs_3d4d = [(kernels.rows_pairs if fast else _rows_pairs)(p2v4[t], q.index) for t, q in enumerate(q3)]
     return Correspondences(
         voxel_size_3d=float(voxel_size_3d),
         voxel_size_4d=float(voxel_size_4d),

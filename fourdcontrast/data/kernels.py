@@ -8,6 +8,8 @@ compare them element for element); they only fuse passes that numpy has to make 
   yields the unique keys, the first row of every key and the unique index of every row.
 - :func:`pairs`: the voxel pairs of two frames in two sweeps (count, then fill) instead of a gather, a
   comparison, a ``flatnonzero`` and two column writes.
+- :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
+  grids, one sweep each.
 
 ``AVAILABLE`` says whether numba could be imported; without it nothing here is compiled and the
 numpy code is used.
@@ -33,35 +35,62 @@ def _sorted_unique_py(key: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarra
     passes = max(1, -(-bits // RADIX_BITS))
     width = -(-bits // passes)
     mask = (1 << width) - 1
-    perm = np.arange(n, dtype=np.int64)
-    tmp = np.empty(n, dtype=np.int64)
-    count = np.empty((1 << width) + 1, dtype=np.int64)
+    count = np.zeros((passes, (1 << width) + 1), dtype=np.int64)
+    for r in range(n):  # the digit histograms of every pass in one sweep
+        k = key[r]
+        for p in range(passes):
+            count[p, ((k >> (p * width)) & mask) + 1] += 1
     for p in range(passes):
+        for d in range(1, (1 << width) + 1):
+            count[p, d] += count[p, d - 1]
+    src_k, src_r = key.copy(), np.arange(n, dtype=np.int64)
+    dst_k, dst_r = np.empty_like(src_k), np.empty(n, dtype=np.int64)
+    for p in range(passes):  # stable: rows keep their order within a digit; keys travel with rows
         shift = p * width
-        count[:] = 0
-        for r in range(n):
-            count[((key[r] >> shift) & mask) + 1] += 1
-        for d in range(1, len(count)):
-            count[d] += count[d - 1]
-        for k in range(n):  # stable: rows keep their order within a digit
-            r = perm[k]
-            d = (key[r] >> shift) & mask
-            tmp[count[d]] = r
-            count[d] += 1
-        perm, tmp = tmp, perm
+        for i in range(n):
+            k = src_k[i]
+            d = (k >> shift) & mask
+            pos = count[p, d]
+            dst_k[pos] = k
+            dst_r[pos] = src_r[i]
+            count[p, d] = pos + 1
+        src_k, dst_k = dst_k, src_k
+        src_r, dst_r = dst_r, src_r
     inverse = np.empty(n, dtype=np.int64)
     heads = np.empty(n, dtype=np.int64)
+    uniq = np.empty_like(src_k)
     v = -1
-    last = key[perm[0]] - 1  # n > 0: differs from the first key
-    for k in range(n):
-        r = perm[k]
-        if key[r] != last:
+    for i in range(n):
+        if i == 0 or src_k[i] != src_k[i - 1]:
             v += 1
-            heads[v] = r
-            last = key[r]
-        inverse[r] = v
-    index = heads[: v + 1].copy()
-    return key[index], index, inverse
+            heads[v] = src_r[i]
+            uniq[v] = src_k[i]
+        inverse[src_r[i]] = v
+    return uniq[: v + 1].copy(), heads[: v + 1].copy(), inverse
+
+
+def _source_map_py(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.ndarray, int]:
+    m = np.full(domain, -1, dtype=np.int32)
+    filled = 0
+    for r in range(len(keys)):
+        if m[keys[r]] < 0:
+            filled += 1
+        m[keys[r]] = values[r]
+    return m, filled
+
+
+def _first_rows_py(voxel: np.ndarray, out: np.ndarray) -> None:
+    out[:] = len(voxel)
+    for r in range(len(voxel) - 1, -1, -1):
+        out[voxel[r]] = r
+
+
+def _rows_pairs_py(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
+    out = np.empty((len(index), 2), dtype=np.int64)
+    for v in range(len(index)):
+        out[v, 0] = v
+        out[v, 1] = point_voxel[index[v]]
+    return out
 
 
 def _pairs_py(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarray:
@@ -83,6 +112,9 @@ def _pairs_py(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.n
 if AVAILABLE:
     _sorted_unique_jit = numba.njit(cache=True, nogil=True)(_sorted_unique_py)
     _pairs_jit = numba.njit(cache=True, nogil=True)(_pairs_py)
+    _source_map_jit = numba.njit(cache=True, nogil=True)(_source_map_py)
+    _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
+    _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
 
 
 def sorted_unique(key: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,3 +135,21 @@ def pairs(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarr
     Same result as ``correspondence._pairs``. Requires numba (:data:`AVAILABLE`).
     """
     return _pairs_jit(source_map, rep_keys, int(offset))
+
+
+def source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.ndarray, int]:
+    """(domain,) int32 ``values`` at their ``keys`` (-1 elsewhere) and how many distinct keys were
+    written (fewer than ``len(keys)`` when a key repeats). Same as ``correspondence._source_map``."""
+    return _source_map_jit(keys, values, int(domain))
+
+
+def first_rows(voxel: np.ndarray, out: np.ndarray) -> None:
+    """Write into (V,) int64 ``out`` the first row of (n,) ``voxel`` holding each voxel (``n`` where
+    none does). Same as ``correspondence._first_rows``."""
+    _first_rows_jit(voxel, out)
+
+
+def rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(V, 2) int64 ``(v, point_voxel[index[v]])``: every voxel with the voxel of its representative
+    point in another grid. Same as ``correspondence._rows_pairs``."""
+    return _rows_pairs_jit(point_voxel, index)

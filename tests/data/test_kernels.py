@@ -6,8 +6,11 @@ from hypothesis.extra.numpy import arrays
 
 from fourdcontrast.data import kernels
 from fourdcontrast.data.correspondence import (
+    _first_rows,
     _pairs,
+    _rows_pairs,
     _sorted_unique,
+    _source_map,
     compute_correspondences,
     prepare_scene_cache,
 )
@@ -86,3 +89,30 @@ def test_unknown_backend_raises(room, chair):
     seq = make_sequence(room, chair, np.random.default_rng(5))
     with pytest.raises(ValueError, match="backend"):
         compute_correspondences(seq, backend="cuda")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_map_kernels_match_numpy(data):
+    domain = data.draw(st.integers(1, 100))
+    keys = data.draw(arrays(np.int64, st.integers(1, 60), elements=st.integers(0, domain - 1)))
+    values = data.draw(arrays(np.int64, len(keys), elements=st.integers(0, 1000)))
+    impls = [(kernels._source_map_py, kernels._first_rows_py, kernels._rows_pairs_py)]
+    if kernels.AVAILABLE:
+        impls.append((kernels.source_map, kernels.first_rows, kernels.rows_pairs))
+    m, filled = _source_map(np.unique(keys), values[: len(np.unique(keys))], domain)
+    voxel = data.draw(arrays(np.int64, st.integers(1, 60), elements=st.integers(0, 9)))
+    n_vox = int(voxel.max()) + 1
+    first = np.empty(n_vox, np.int64)
+    _first_rows(voxel, first)
+    index = data.draw(arrays(np.int64, st.integers(0, 30), elements=st.integers(0, len(voxel) - 1)))
+    for smap, frows, rpairs in impls:
+        # distinct keys: the same map and count; a repeated key: fewer distinct keys than rows
+        got, got_filled = smap(np.unique(keys), values[: len(np.unique(keys))], domain)
+        np.testing.assert_array_equal(got, m)
+        assert got.dtype == np.int32 and got_filled == filled
+        assert (smap(keys, values, domain)[1] < len(keys)) == (len(np.unique(keys)) < len(keys))
+        out = np.empty(n_vox, np.int64)
+        frows(voxel, out)
+        np.testing.assert_array_equal(out, first)
+        np.testing.assert_array_equal(rpairs(voxel, index), _rows_pairs(voxel, index))
