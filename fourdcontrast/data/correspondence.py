@@ -164,6 +164,16 @@ def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Qu
     return _voxelize_soa(_view_axes(np.ascontiguousarray(frame.points.T), a, b))
 
 
+def _voxelize_view(frame: Frame, voxel_size: float, fast: bool) -> Quantization:
+    soa = _frame_soa(frame)
+    a, b = _view_coefficients(frame.view_transform, voxel_size)
+    if fast:
+        fused = kernels.view_voxels(soa, a, b)
+        if fused is not None:
+            return Quantization(*fused)
+    return _voxelize_soa(_view_axes(soa, a, b), fast)
+
+
 @dataclass
 class SceneCache:
     """Per-scene work reused by every sequence of a scene (see :func:`prepare_scene_cache`).
@@ -393,10 +403,7 @@ def compute_correspondences(
     for t, k in enumerate(keys):
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
-    q3 = [
-        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)), fast)
-        for f in frames
-    ]
+    q3 = [_voxelize_view(f, voxel_size_3d, fast) for f in frames]
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
     smap = kernels.source_map if fast else _source_map
     vmap3 = []

@@ -8,6 +8,7 @@ compare them element for element); they only fuse passes that numpy has to make 
   yields the unique keys, the first row of every key and the unique index of every row.
 - :func:`pairs`: the voxel pairs of two frames in two sweeps (count, then fill) instead of a gather, a
   comparison, a ``flatnonzero`` and two column writes.
+- :func:`view_voxels`: the 3D view of a frame, its voxel keys and their radix sort in one call.
 - :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
   grids, one sweep each.
 
@@ -69,6 +70,48 @@ def _sorted_unique_py(key: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarra
     return uniq[: v + 1].copy(), heads[: v + 1].copy(), inverse
 
 
+def _view_voxels_py(soa: np.ndarray, a: np.ndarray, b: np.ndarray):
+    n = soa.shape[1]
+    cells = np.empty((3, n), dtype=np.int64)
+    low = np.empty(3, dtype=np.int64)
+    high = np.empty(3, dtype=np.int64)
+    for r in range(3):  # the float32 formula of correspondence._view_axes, term by term
+        a0, a1, a2, br = a[r, 0], a[r, 1], a[r, 2], b[r]
+        lo, hi = np.int64(0), np.int64(0)
+        for i in range(n):
+            c = np.int64(np.floor(a0 * soa[0, i] + a1 * soa[1, i] + a2 * soa[2, i] + br))
+            cells[r, i] = c
+            if i == 0 or c < lo:
+                lo = c
+            if i == 0 or c > hi:
+                hi = c
+        low[r], high[r] = lo, hi
+    bits = np.empty(3, dtype=np.int64)
+    for r in range(3):
+        span, nb = high[r] - low[r] + 1, 0
+        while span > 0:
+            nb += 1
+            span >>= 1
+        bits[r] = nb
+    total = bits[0] + bits[1] + bits[2]
+    if total > 62:  # caller falls back to numpy
+        return np.zeros((0, 3), np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    key = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        key[i] = (((cells[0, i] - low[0]) << bits[1] | (cells[1, i] - low[1])) << bits[2]) | (
+            cells[2, i] - low[2]
+        )
+    _, index, inverse = _unique_kernel(key, total)
+    coords = np.empty((len(index), 3), dtype=np.int32)
+    for v in range(len(index)):
+        for r in range(3):
+            coords[v, r] = cells[r, index[v]]
+    return coords, index, inverse, True
+
+
+_unique_kernel = _sorted_unique_py
+
+
 def _source_map_py(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.ndarray, int]:
     m = np.full(domain, -1, dtype=np.int32)
     filled = 0
@@ -112,6 +155,8 @@ def _pairs_py(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.n
 if AVAILABLE:
     _sorted_unique_jit = numba.njit(cache=True, nogil=True)(_sorted_unique_py)
     _pairs_jit = numba.njit(cache=True, nogil=True)(_pairs_py)
+    _unique_kernel = _sorted_unique_jit  # what the compiled _view_voxels_py calls
+    _view_voxels_jit = numba.njit(cache=True, nogil=True)(_view_voxels_py)
     _source_map_jit = numba.njit(cache=True, nogil=True)(_source_map_py)
     _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
     _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
@@ -153,3 +198,16 @@ def rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
     """(V, 2) int64 ``(v, point_voxel[index[v]])``: every voxel with the voxel of its representative
     point in another grid. Same as ``correspondence._rows_pairs``."""
     return _rows_pairs_jit(point_voxel, index)
+
+
+def view_voxels(
+    soa: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Voxelize a frame's 3D view in one kernel: (V, 3) int32 voxels sorted lexicographically, (V,)
+    int64 first point of each and (n,) int64 voxel of every point of the (3, n) float32 points ``soa``
+    under ``floor(a · p + b)``; None when the voxel keys do not fit 62 bits. Same as
+    ``correspondence._voxelize_soa(correspondence._view_axes(soa, a, b))``."""
+    if soa.shape[1] == 0:
+        return None
+    coords, index, inverse, ok = _view_voxels_jit(soa, a, b)
+    return (coords, index, inverse) if ok else None
