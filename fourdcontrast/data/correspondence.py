@@ -247,7 +247,7 @@ def _scene_prefix(frame: Frame) -> tuple[np.ndarray, int, bool]:
     return is_scene, n_s, bool(is_scene[:n_s].all())
 
 
-def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> _Frame4D:
+def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None, fast: bool = False) -> _Frame4D:
     """4D (spatial) voxels of one frame: with ``cache``, the scene voxels its scene points use (in the
     cache's sorted order) followed by the voxels only its object points occupy (sorted); without, all
     its voxels sorted lexicographically."""
@@ -255,25 +255,31 @@ def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None) -> _Fra
         q = _voxelize(_voxels_4d(frame.points, voxel_size))
         return _Frame4D(None, q.coordinates.astype(np.int32), q.inverse)
     is_scene, n_s, composed = _scene_prefix(frame)
-    sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
     oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
     okey = cache.keys_of(oc)
     pos = np.minimum(np.searchsorted(cache.voxel_keys, okey), len(cache.voxel_keys) - 1)
     found = cache.voxel_keys[pos] == okey
-    used = np.zeros(len(cache.voxel_keys), bool)
-    used[sv] = True
-    used[pos[found]] = True
-    scene_ids = np.flatnonzero(used)
-    rank = np.cumsum(used, dtype=np.int64)
-    rank -= 1
+    p2v = np.empty(len(frame), dtype=np.int64)
+    if fast and composed:  # one kernel: used voxels, their ranks and the scene points' voxels
+        scene_ids, rank = kernels.scene_voxels(
+            frame.index[:n_s], cache.voxel_of_point, pos[found], len(cache.voxel_keys), p2v[:n_s]
+        )
+    else:
+        sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
+        used = np.zeros(len(cache.voxel_keys), bool)
+        used[sv] = True
+        used[pos[found]] = True
+        scene_ids = np.flatnonzero(used)
+        rank = np.cumsum(used, dtype=np.int64)
+        rank -= 1
     rest = oc[~found]
     new = _voxelize_soa([c.astype(np.float32) for c in rest.T])  # few points: object voxels off the scene
     obj_v = np.empty(len(oc), dtype=np.int64)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
-    p2v = np.empty(len(frame), dtype=np.int64)
     if composed:
-        np.take(rank, sv, out=p2v[:n_s])
+        if not fast:
+            np.take(rank, sv, out=p2v[:n_s])
         p2v[n_s:] = obj_v
     else:
         p2v[is_scene] = rank[sv]
@@ -414,7 +420,7 @@ def compute_correspondences(
         vmap3.append(m)
 
     # 4D grid: the frames' voxels stacked in time order, written straight into the final arrays
-    parts = [_frame_4d(f, voxel_size_4d, cache) for f in frames]
+    parts = [_frame_4d(f, voxel_size_4d, cache, fast) for f in frames]
     starts = np.cumsum([0] + [len(p) for p in parts])
     coords_4d = np.empty((starts[-1], 4), dtype=np.int32)
     voxel_point_4d = np.empty(starts[-1], dtype=np.int64)

@@ -9,6 +9,7 @@ compare them element for element); they only fuse passes that numpy has to make 
 - :func:`pairs`: the voxel pairs of two frames in two sweeps (count, then fill) instead of a gather, a
   comparison, a ``flatnonzero`` and two column writes.
 - :func:`view_voxels`: the 3D view of a frame, its voxel keys and their radix sort in one call.
+- :func:`scene_voxels`: the cached 4D scene voxels a frame uses, and the voxel of each scene point.
 - :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
   grids, one sweep each.
 
@@ -109,6 +110,27 @@ def _view_voxels_py(soa: np.ndarray, a: np.ndarray, b: np.ndarray):
     return coords, index, inverse, True
 
 
+def _scene_voxels_py(
+    index: np.ndarray, voxel_of_point: np.ndarray, extra: np.ndarray, n_voxels: int, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    used = np.zeros(n_voxels, dtype=np.bool_)
+    for r in range(len(index)):
+        used[voxel_of_point[index[r]]] = True
+    for e in range(len(extra)):
+        used[extra[e]] = True
+    rank = np.empty(n_voxels, dtype=np.int64)
+    ids = np.empty(n_voxels, dtype=np.int64)
+    c = 0
+    for v in range(n_voxels):
+        if used[v]:
+            ids[c] = v
+            c += 1
+        rank[v] = c - 1
+    for r in range(len(index)):
+        out[r] = rank[voxel_of_point[index[r]]]
+    return ids[:c].copy(), rank
+
+
 _unique_kernel = _sorted_unique_py
 
 
@@ -157,6 +179,7 @@ if AVAILABLE:
     _pairs_jit = numba.njit(cache=True, nogil=True)(_pairs_py)
     _unique_kernel = _sorted_unique_jit  # what the compiled _view_voxels_py calls
     _view_voxels_jit = numba.njit(cache=True, nogil=True)(_view_voxels_py)
+    _scene_voxels_jit = numba.njit(cache=True, nogil=True)(_scene_voxels_py)
     _source_map_jit = numba.njit(cache=True, nogil=True)(_source_map_py)
     _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
     _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
@@ -211,3 +234,13 @@ def view_voxels(
         return None
     coords, index, inverse, ok = _view_voxels_jit(soa, a, b)
     return (coords, index, inverse) if ok else None
+
+
+def scene_voxels(
+    index: np.ndarray, voxel_of_point: np.ndarray, extra: np.ndarray, n_voxels: int, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cached scene voxels a frame uses: the voxels of its scene points ``index`` (via the scene's
+    ``voxel_of_point``) and the ``extra`` voxels (object points inside scene voxels). Returns the used
+    voxel ids ascending and (n_voxels,) int64 rank of every voxel among them; writes each scene point's
+    rank into ``out``. Same as the scene part of ``correspondence._frame_4d``."""
+    return _scene_voxels_jit(index, voxel_of_point, extra, int(n_voxels), out)

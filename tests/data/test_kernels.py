@@ -116,3 +116,48 @@ def test_map_kernels_match_numpy(data):
         frows(voxel, out)
         np.testing.assert_array_equal(out, first)
         np.testing.assert_array_equal(rpairs(voxel, index), _rows_pairs(voxel, index))
+
+
+@needs_numba
+@settings(max_examples=30, deadline=None)
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 300), st.just(3)), elements=st.floats(-3, 3, width=32)),
+    st.floats(0, 6.3),
+    st.floats(0.8, 1.2),
+    st.floats(0.005, 0.1),
+)
+def test_fused_view_voxels_match_numpy(points, angle, scale, voxel_size):
+    from fourdcontrast.data.correspondence import _view_axes, _view_coefficients, _voxelize_soa
+
+    c, s = np.cos(angle), np.sin(angle)
+    view = np.eye(4)
+    view[:3, :3] = scale * np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    view[:3, 3] = [0.3, -1.2, 0.05]
+    soa = np.ascontiguousarray(points.T)
+    a, b = _view_coefficients(view, voxel_size)
+    expect = _voxelize_soa(_view_axes(soa, a, b))
+    got = kernels.view_voxels(soa, a, b)
+    for g, e in zip(got, (expect.coordinates, expect.index, expect.inverse), strict=True):
+        assert g.dtype == e.dtype
+        np.testing.assert_array_equal(g, e)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_scene_voxels_kernel_matches_numpy(data):
+    n_voxels = data.draw(st.integers(1, 40))
+    vop = data.draw(arrays(np.int64, st.integers(1, 80), elements=st.integers(0, n_voxels - 1)))
+    index = np.unique(data.draw(arrays(np.int64, st.integers(0, 60), elements=st.integers(0, len(vop) - 1))))
+    extra = data.draw(arrays(np.int64, st.integers(0, 5), elements=st.integers(0, n_voxels - 1)))
+    used = np.zeros(n_voxels, bool)
+    used[vop[index]] = True
+    used[extra] = True
+    ids = np.flatnonzero(used)
+    rank = np.cumsum(used) - 1
+    impls = [kernels._scene_voxels_py] + ([kernels.scene_voxels] if kernels.AVAILABLE else [])
+    for impl in impls:
+        out = np.empty(len(index), np.int64)
+        got_ids, got_rank = impl(index, vop, extra, n_voxels, out)
+        np.testing.assert_array_equal(got_ids, ids)
+        np.testing.assert_array_equal(got_rank[ids], rank[ids])  # only used voxels' ranks are read
+        np.testing.assert_array_equal(out, rank[vop[index]])
