@@ -165,13 +165,12 @@ def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Qu
 
 
 def _voxelize_view(frame: Frame, voxel_size: float, fast: bool) -> Quantization:
-    soa = _frame_soa(frame)
     a, b = _view_coefficients(frame.view_transform, voxel_size)
     if fast:
-        fused = kernels.view_voxels(soa, a, b)
+        fused = kernels.view_voxels(frame.points, a, b)  # reads (n, 3) rows: no transposed copy
         if fused is not None:
             return Quantization(*fused)
-    return _voxelize_soa(_view_axes(soa, a, b), fast)
+    return _voxelize_soa(_view_axes(_frame_soa(frame), a, b), fast)
 
 
 @dataclass

@@ -71,8 +71,8 @@ def _sorted_unique_py(key: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarra
     return uniq[: v + 1].copy(), heads[: v + 1].copy(), inverse
 
 
-def _view_voxels_py(soa: np.ndarray, a: np.ndarray, b: np.ndarray):
-    n = soa.shape[1]
+def _view_voxels_py(points: np.ndarray, a: np.ndarray, b: np.ndarray):
+    n = points.shape[0]
     cells = np.empty((3, n), dtype=np.int64)
     low = np.empty(3, dtype=np.int64)
     high = np.empty(3, dtype=np.int64)
@@ -80,7 +80,7 @@ def _view_voxels_py(soa: np.ndarray, a: np.ndarray, b: np.ndarray):
         a0, a1, a2, br = a[r, 0], a[r, 1], a[r, 2], b[r]
         lo, hi = np.int64(0), np.int64(0)
         for i in range(n):
-            c = np.int64(np.floor(a0 * soa[0, i] + a1 * soa[1, i] + a2 * soa[2, i] + br))
+            c = np.int64(np.floor(a0 * points[i, 0] + a1 * points[i, 1] + a2 * points[i, 2] + br))
             cells[r, i] = c
             if i == 0 or c < lo:
                 lo = c
@@ -224,15 +224,15 @@ def rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def view_voxels(
-    soa: np.ndarray, a: np.ndarray, b: np.ndarray
+    points: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Voxelize a frame's 3D view in one kernel: (V, 3) int32 voxels sorted lexicographically, (V,)
-    int64 first point of each and (n,) int64 voxel of every point of the (3, n) float32 points ``soa``
+    int64 first point of each and (n,) int64 voxel of every point of the (n, 3) float32 ``points``
     under ``floor(a · p + b)``; None when the voxel keys do not fit 62 bits. Same as
-    ``correspondence._voxelize_soa(correspondence._view_axes(soa, a, b))``."""
-    if soa.shape[1] == 0:
+    ``correspondence._voxelize_soa(correspondence._view_axes(points.T, a, b))``."""
+    if len(points) == 0:
         return None
-    coords, index, inverse, ok = _view_voxels_jit(soa, a, b)
+    coords, index, inverse, ok = _view_voxels_jit(np.ascontiguousarray(points, dtype=np.float32), a, b)
     return (coords, index, inverse) if ok else None
 
 
