@@ -24,10 +24,15 @@ if __name__ == "__main__":
         action="store_true",
         help="keep the C allocator's defaults (freed memory goes back to the OS: page faults)",
     )
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "numba"])
     args = parser.parse_args()
     print(f"load average           {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({os.cpu_count()} cores)")
     result = benchmark_generation(
-        args.repeats, args.seed, scene_seed=args.scene_seed, retain_memory=not args.default_malloc
+        args.repeats,
+        args.seed,
+        scene_seed=args.scene_seed,
+        retain_memory=not args.default_malloc,
+        backend=args.backend,
     )
     print(f"scene points           {result.scene_points}  (default_scene({args.scene_seed}))")
     print(f"points per frame       {result.points_per_frame:.0f}")
@@ -36,7 +41,7 @@ if __name__ == "__main__":
     print(f"median ms / sequence   {result.median_ms:.1f}  (target <= 20)")
     print(f"median CPU ms          {result.median_cpu_ms:.1f}")
     print(f"  make_sequence        {np.median(result.sequence_cpu_ms):.1f}")
-    print(f"  correspondences      {np.median(result.correspondence_cpu_ms):.1f}")
+    print(f"  correspondences      {np.median(result.correspondence_cpu_ms):.1f}  (backend {args.backend})")
     p90 = float(np.percentile(result.times_ms, 90))
     print(f"min / p90 ms           {result.times_ms.min():.1f} / {p90:.1f}")
     print(f"discard rate           {result.discard_rate:.3f}")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fourdcontrast.data import make_sequence
-from fourdcontrast.data.correspondence import compute_correspondences, prepare_scene_cache
+from fourdcontrast.data.correspondence import DEFAULT_BACKEND, compute_correspondences, prepare_scene_cache
 from fourdcontrast.data.memory import retain_freed_memory
 from fourdcontrast.data.trajectory import candidate_positions, compute_height_map, nearest_candidate_lookup
 from fourdcontrast.sources.furniture import default_objects
@@ -77,6 +77,7 @@ def benchmark_generation(
     threads: int = 1,
     scene_seed: int = BENCHMARK_SCENE_SEED,
     retain_memory: bool = True,
+    backend: str = DEFAULT_BACKEND,
 ) -> GenerationBenchmark:
     """Time ``make_sequence`` + ``compute_correspondences`` on a ~150k-point scene on ``threads`` cores,
     with the per-scene work (height map, candidates, 4D voxel cache) cached as the generator does.
@@ -88,6 +89,7 @@ def benchmark_generation(
         scene_seed: seed of the embedded room used as the scene.
         retain_memory: call :func:`~fourdcontrast.data.memory.retain_freed_memory` first, as a generation
             or data-loading worker should; False measures with the C allocator's defaults.
+        backend: kernels of :func:`compute_correspondences` (``"auto"``, ``"numpy"``, ``"numba"``).
     """
     torch.set_num_threads(threads)
     retained = retain_freed_memory() if retain_memory else False
@@ -105,7 +107,7 @@ def benchmark_generation(
         t0, c0 = time.perf_counter(), time.process_time()
         seq = make_sequence(scene, obj, rng, height_map=hm, lookup=lookup, stats=stats)
         c1 = time.process_time()
-        compute_correspondences(seq, cache=cache)
+        compute_correspondences(seq, cache=cache, backend=backend)
         dt, c2 = (time.perf_counter() - t0) * 1e3, time.process_time()
         if r >= 3:  # warm-up
             times.append(dt)
