@@ -55,6 +55,11 @@ from fourdcontrast.sparse.quantize import Quantization, quantize
 
 # --- end pipeline ---
 # isort: split
+# --- speed: generation performance (issue 3) ---
+from fourdcontrast.data.memory import retain_freed_memory
+
+# --- end speed ---
+# isort: split
 # --- sources: readers, shipped CC-0 furniture, procedural labelled rooms ---
 from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
 from fourdcontrast.io.modelnet import list_modelnet, load_modelnet, read_modelnet
@@ -150,4 +155,6 @@ __all__ = [
     "synthetic_box_object",
     "synthetic_room",
     "validity",
+    # speed
+    "retain_freed_memory",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from dataclasses import dataclass
 
@@ -10,9 +11,11 @@ import numpy as np
 import torch
 
 from fourdcontrast.data import make_sequence
-from fourdcontrast.data.correspondence import compute_correspondences, prepare_scene_cache
-from fourdcontrast.data.synthetic import synthetic_box_object, synthetic_room
+from fourdcontrast.data.correspondence import DEFAULT_BACKEND, compute_correspondences, prepare_scene_cache
+from fourdcontrast.data.memory import retain_freed_memory
 from fourdcontrast.data.trajectory import candidate_positions, compute_height_map, nearest_candidate_lookup
+from fourdcontrast.sources.furniture import default_objects
+from fourdcontrast.sources.rooms import default_scene
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +23,11 @@ PAPER_SCANS = 1201
 """ScanNet train scans (paper, Sec. 4)."""
 PAPER_TRAJECTORIES = 20
 """Trajectories per scan (paper, Sec. 4)."""
-BENCHMARK_ROOM = (6.0, 5.0, 2.6)
-"""Room of the benchmark scene, metres; with ceiling, table and 2.8 cm spacing: about 150k points."""
-BENCHMARK_SPACING = 0.028
+BENCHMARK_SCENE_SEED = 16
+"""Seed of the benchmark scene, the embedded procedural room :func:`fourdcontrast.sources.rooms.default_scene`
+of this seed: 152 824 points, the closest of seeds 0–19 to the ~150k points of a ScanNet scan."""
+BENCHMARK_OBJECT_POINTS = 1000
+"""Points of the benchmark object, the first shipped CC-0 furniture model (paper, Sec. 4: 1000)."""
 
 
 @dataclass
@@ -38,6 +43,8 @@ class GenerationBenchmark:
         points_per_frame: mean points per frame of the generated sequences.
         sequence_cpu_ms: (R,) CPU ms of ``make_sequence`` (trajectory, composition, augmentation).
         correspondence_cpu_ms: (R,) CPU ms of ``compute_correspondences``.
+        page_faults: mean minor page faults per sequence (fresh memory pages touched).
+        retained_memory: whether the allocator kept freed memory (:func:`retain_freed_memory`).
     """
 
     scene_points: int
@@ -47,6 +54,8 @@ class GenerationBenchmark:
     points_per_frame: float
     sequence_cpu_ms: np.ndarray | None = None
     correspondence_cpu_ms: np.ndarray | None = None
+    page_faults: float = 0.0
+    retained_memory: bool = False
 
     @property
     def median_ms(self) -> float:
@@ -62,23 +71,43 @@ class GenerationBenchmark:
         return self.median_ms * PAPER_SCANS * PAPER_TRAJECTORIES / 1000.0 / 60.0
 
 
-def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> GenerationBenchmark:
+def benchmark_generation(
+    repeats: int = 50,
+    seed: int = 0,
+    threads: int = 1,
+    scene_seed: int = BENCHMARK_SCENE_SEED,
+    retain_memory: bool = True,
+    backend: str = DEFAULT_BACKEND,
+) -> GenerationBenchmark:
     """Time ``make_sequence`` + ``compute_correspondences`` on a ~150k-point scene on ``threads`` cores,
-    with the per-scene work (height map, candidates) cached as the generator does."""
+    with the per-scene work (height map, candidates, 4D voxel cache) cached as the generator does.
+
+    Args:
+        repeats: timed sequences (after 3 warm-up ones).
+        seed: seed of the sequences' randomness.
+        threads: torch threads (the target is for one core).
+        scene_seed: seed of the embedded room used as the scene.
+        retain_memory: call :func:`~fourdcontrast.data.memory.retain_freed_memory` first, as a generation
+            or data-loading worker should; False measures with the C allocator's defaults.
+        backend: kernels of :func:`compute_correspondences` (``"auto"``, ``"numpy"``, ``"numba"``).
+    """
     torch.set_num_threads(threads)
+    retained = retain_freed_memory() if retain_memory else False
     rng = np.random.default_rng(seed)
-    scene = synthetic_room(rng, size=BENCHMARK_ROOM, spacing=BENCHMARK_SPACING)
-    obj = synthetic_box_object(rng)
+    scene = default_scene(scene_seed)
+    obj = default_objects(seed=0, n=BENCHMARK_OBJECT_POINTS)[0]
     hm = candidate_positions(compute_height_map(scene), obj.radius)
     lookup = nearest_candidate_lookup(hm)
     cache = prepare_scene_cache(scene)
     stats: dict = {}
-    times, cpu, seq_cpu, corr_cpu, sizes = [], [], [], [], []
+    times, cpu, seq_cpu, corr_cpu, sizes, faults = [], [], [], [], [], 0
     for r in range(repeats + 3):
+        if r == 3:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0, c0 = time.perf_counter(), time.process_time()
         seq = make_sequence(scene, obj, rng, height_map=hm, lookup=lookup, stats=stats)
         c1 = time.process_time()
-        compute_correspondences(seq, cache=cache)
+        compute_correspondences(seq, cache=cache, backend=backend)
         dt, c2 = (time.perf_counter() - t0) * 1e3, time.process_time()
         if r >= 3:  # warm-up
             times.append(dt)
@@ -86,6 +115,7 @@ def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> 
             seq_cpu.append((c1 - c0) * 1e3)
             corr_cpu.append((c2 - c1) * 1e3)
             sizes.extend(len(f) for f in seq.frames)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     tries = stats.get("tries", 0)
     return GenerationBenchmark(
         scene_points=len(scene),
@@ -95,4 +125,6 @@ def benchmark_generation(repeats: int = 50, seed: int = 0, threads: int = 1) -> 
         points_per_frame=float(np.mean(sizes)),
         sequence_cpu_ms=np.array(seq_cpu),
         correspondence_cpu_ms=np.array(corr_cpu),
+        page_faults=faults / max(repeats, 1),
+        retained_memory=retained,
     )

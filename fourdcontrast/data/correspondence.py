@@ -11,6 +11,12 @@ need are expressed between voxels:
   representative point).
 - L4D (Eq. 7–8), frames ``i < j``: for every 4D voxel of time ``i`` whose representative point
   appears in frame ``j``: (that voxel, the 4D voxel of the point at time ``j``).
+
+Speed (``benchmarks/generation.py``): voxel sets come from one stable sort per frame (the head of each
+run of equal keys is the voxel's first point), the 4D scene voxels from the per-scene cache, and the
+pairs from per-frame (domain,) int32 maps "source point → voxel" gathered at the representative points.
+With numba installed (``fourdcontrast[fast]``) the hot loops run as the fused kernels of
+:mod:`fourdcontrast.data.kernels` (``backend="auto"``); results are identical with either backend.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fourdcontrast.data import kernels  # optional numba kernels
 from fourdcontrast.records import SOURCE_SCENE, Frame, Sequence
 from fourdcontrast.sparse.quantize import Quantization, quantize
 
@@ -27,6 +34,10 @@ DEFAULT_VOXEL_SIZE_3D = 0.02
 """3D voxel edge in metres (paper, Sec. 4: 2 cm)."""
 DEFAULT_VOXEL_SIZE_4D = 0.05
 """4D voxel edge in metres, one voxel per frame in time (paper, Sec. 4: 5 cm)."""
+DEFAULT_BACKEND = "auto"
+"""Kernels of :func:`compute_correspondences`: ``"numpy"``, ``"numba"`` (optional, ``fourdcontrast[fast]``,
+same results) or ``"auto"`` (numba when installed)."""
+BACKENDS = ("auto", "numpy", "numba")
 
 
 def _positions(frame: Frame, domain: int) -> np.ndarray:
@@ -83,20 +94,21 @@ def _voxelize(coords: np.ndarray) -> Quantization:
     return Quantization(coords[index_np], index_np, inverse.numpy())
 
 
-def _first_rows(voxel: np.ndarray, n_voxels: int) -> np.ndarray:
-    """(n_voxels,) int64 the first row holding each voxel of (n,) ``voxel``."""
-    index = torch.full((n_voxels,), len(voxel), dtype=torch.int64)
-    index.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
-    return index.numpy()
-
-
 def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
     a = (view_transform[:3, :3] / voxel_size).astype(np.float32)
     b = (view_transform[:3, 3] / voxel_size).astype(np.float32)
     return a, b
 
 
-def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
+def _use_numba(backend: str) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba" and not kernels.AVAILABLE:
+        raise ValueError("backend 'numba' needs numba: pip install 'fourdcontrast[fast]'")
+    return backend != "numpy" and kernels.AVAILABLE
+
+
+def _voxelize_soa(axes: list[np.ndarray], fast: bool = False) -> Quantization:
     """Voxelize integer coordinates given per axis (D arrays of (n,) float32 holding whole numbers):
     unique voxels (int32, sorted lexicographically), first point per voxel and voxel of every point."""
     n = len(axes[0])
@@ -113,15 +125,33 @@ def _voxelize_soa(axes: list[np.ndarray]) -> Quantization:
     for a, lo, b in zip(axes, lows, bits, strict=True):
         k = (a - np.float32(lo)).astype(key_dtype)
         key = k if key is None else (key << b) | k
-    uniq, inverse = torch.unique(torch.from_numpy(key), sorted=True, return_inverse=True)
-    index = torch.full((len(uniq),), n, dtype=torch.int64)
-    index.scatter_reduce_(0, inverse, torch.arange(n), reduce="amin")
-    u = uniq.numpy()
-    columns, shift = [], 0
+    u, index, inverse = kernels.sorted_unique(key, sum(bits)) if fast else _sorted_unique(key)
+    coords = np.empty((len(u), len(axes)), dtype=np.int32)
+    shift = 0
     for axis in range(len(axes) - 1, -1, -1):
-        columns.append((((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]).astype(np.int32))
+        coords[:, axis] = ((u >> shift) & ((1 << bits[axis]) - 1)) + lows[axis]
         shift += bits[axis]
-    return Quantization(np.column_stack(columns[::-1]), index.numpy(), inverse.numpy())
+    return Quantization(coords, index, inverse)
+
+
+def _sorted_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique values of (n,) integer ``key`` (n > 0), ascending, with the first row holding each and
+    the (n,) int64 unique index of every row.
+
+    One stable sort: equal keys keep their row order, so the head of every run of equal keys is the
+    first row holding that key (no second pass for "first point of the voxel").
+    """
+    s, perm = torch.sort(torch.from_numpy(key), stable=True)
+    s, perm = s.numpy(), perm.numpy()
+    head = np.empty(len(s), dtype=bool)
+    head[0] = True
+    np.not_equal(s[1:], s[:-1], out=head[1:])
+    starts = np.flatnonzero(head)
+    run = np.cumsum(head, dtype=np.int64)
+    run -= 1
+    inverse = np.empty(len(s), dtype=np.int64)
+    inverse[perm] = run
+    return s[starts], perm[starts], inverse
 
 
 def _view_axes(soa: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -138,6 +168,15 @@ def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Qu
     """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres."""
     a, b = _view_coefficients(frame.view_transform, voxel_size)
     return _voxelize_soa(_view_axes(np.ascontiguousarray(frame.points.T), a, b))
+
+
+def _voxelize_view(frame: Frame, voxel_size: float, fast: bool) -> Quantization:
+    a, b = _view_coefficients(frame.view_transform, voxel_size)
+    if fast:
+        fused = kernels.view_voxels(frame.points, a, b)  # reads (n, 3) rows: no transposed copy
+        if fused is not None:
+            return Quantization(*fused)
+    return _voxelize_soa(_view_axes(_frame_soa(frame), a, b), fast)
 
 
 @dataclass
@@ -190,50 +229,67 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
     )
 
 
-def _frame_4d(
-    frame: Frame, t: int, voxel_size: float, cache: SceneCache | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """4D voxels of frame ``t``: (V, 4) int32 coordinates (x, y, z, t) and (n,) int64 voxel of every point."""
-    if cache is None:
-        q = _voxelize(_voxels_4d(frame.points, voxel_size))
-        coords = np.zeros((len(q.coordinates), 4), dtype=np.int32)
-        coords[:, :3] = q.coordinates
-        coords[:, 3] = t
-        return coords, q.inverse
+@dataclass
+class _Frame4D:
+    """4D voxels of one frame before they are stacked into the sequence's grid.
+
+    ``scene_ids`` (rows of the cache's voxels, ascending) come first, then ``coords`` (new voxels,
+    (m, 3) int32); ``point_voxel`` is the (n,) int64 voxel of every point in that local numbering.
+    """
+
+    scene_ids: np.ndarray | None
+    coords: np.ndarray
+    point_voxel: np.ndarray
+
+    def __len__(self) -> int:
+        return (0 if self.scene_ids is None else len(self.scene_ids)) + len(self.coords)
+
+
+def _scene_prefix(frame: Frame) -> tuple[np.ndarray, int, bool]:
+    """Scene mask of the frame's points, their count, and whether they all come first (composed order)."""
     is_scene = frame.source == SOURCE_SCENE
     n_s = int(np.count_nonzero(is_scene))
-    composed = bool(is_scene[:n_s].all())  # scene points first (composed order): use slices
-    sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
+    return is_scene, n_s, bool(is_scene[:n_s].all())
+
+
+def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None, fast: bool = False) -> _Frame4D:
+    """4D (spatial) voxels of one frame: with ``cache``, the scene voxels its scene points use (in the
+    cache's sorted order) followed by the voxels only its object points occupy (sorted); without, all
+    its voxels sorted lexicographically."""
+    if cache is None:
+        q = _voxelize(_voxels_4d(frame.points, voxel_size))
+        return _Frame4D(None, q.coordinates.astype(np.int32), q.inverse)
+    is_scene, n_s, composed = _scene_prefix(frame)
     oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
     okey = cache.keys_of(oc)
     pos = np.minimum(np.searchsorted(cache.voxel_keys, okey), len(cache.voxel_keys) - 1)
     found = cache.voxel_keys[pos] == okey
-    used = np.zeros(len(cache.voxel_keys), bool)
-    used[sv] = True
-    used[pos[found]] = True
-    scene_ids = np.flatnonzero(used)
-    rank = np.cumsum(used) - 1
-    new = _voxelize(oc[~found])
-    coords = np.empty((len(scene_ids) + len(new.coordinates), 4), dtype=np.int32)
-    torch.index_select(
-        torch.from_numpy(cache.voxel_coords4),
-        0,
-        torch.from_numpy(scene_ids),
-        out=torch.from_numpy(coords[: len(scene_ids)]),
-    )
-    coords[len(scene_ids) :, :3] = new.coordinates
-    coords[:, 3] = t
+    p2v = np.empty(len(frame), dtype=np.int64)
+    if fast and composed:  # one kernel: used voxels, their ranks and the scene points' voxels
+        scene_ids, rank = kernels.scene_voxels(
+            frame.index[:n_s], cache.voxel_of_point, pos[found], len(cache.voxel_keys), p2v[:n_s]
+        )
+    else:
+        sv = cache.voxel_of_point[frame.index[:n_s] if composed else frame.index[is_scene]]
+        used = np.zeros(len(cache.voxel_keys), bool)
+        used[sv] = True
+        used[pos[found]] = True
+        scene_ids = np.flatnonzero(used)
+        rank = np.cumsum(used, dtype=np.int64)
+        rank -= 1
+    rest = oc[~found]
+    new = _voxelize_soa([c.astype(np.float32) for c in rest.T])  # few points: object voxels off the scene
     obj_v = np.empty(len(oc), dtype=np.int64)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
-    p2v = np.empty(len(frame), dtype=np.int64)
     if composed:
-        np.take(rank, sv, out=p2v[:n_s])
+        if not fast:
+            np.take(rank, sv, out=p2v[:n_s])
         p2v[n_s:] = obj_v
     else:
         p2v[is_scene] = rank[sv]
         p2v[~is_scene] = obj_v
-    return coords, p2v
+    return _Frame4D(scene_ids, new.coordinates, p2v)
 
 
 @dataclass
@@ -279,19 +335,46 @@ def _frame_soa(frame: Frame) -> np.ndarray:
 
 def _source_keys(frame: Frame, n_scene: int) -> np.ndarray:
     """(n,) int64 source-space key of every point: scene point k → k, object point k → n_scene + k."""
-    is_scene = frame.source == SOURCE_SCENE
-    n_s = int(np.count_nonzero(is_scene))
-    if is_scene[:n_s].all():  # composed order: scene points first
-        keys = frame.index.copy()
+    is_scene, n_s, composed = _scene_prefix(frame)
+    keys = frame.index.astype(np.int64)  # intp: numpy's fast path for fancy indexing
+    if composed:  # scene points first: a slice, no mask
         keys[n_s:] += n_scene
-        return keys
-    return np.where(is_scene, frame.index, frame.index + n_scene)
+    else:
+        keys[~is_scene] += n_scene
+    return keys
 
 
-def _pairs(target: np.ndarray, offset: int) -> np.ndarray:
-    """(K, 2) int64 (offset + row, target[row]) for the rows where ``target`` >= 0."""
+def _source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.ndarray, int]:
+    """(domain,) int32 ``values`` scattered to their source keys, -1 where the frame lacks the point,
+    and the number of distinct keys written (< ``len(keys)`` when a source point repeats)."""
+    m = np.full(domain, -1, dtype=np.int32)
+    m[keys] = values.astype(np.int32)  # a scatter that casts on the fly is three times slower
+    return m, int(np.count_nonzero(m >= 0))
+
+
+def _first_rows(voxel: np.ndarray, out: np.ndarray) -> None:
+    """Write into (V,) int64 ``out`` the first row of (n,) ``voxel`` holding each voxel."""
+    first = torch.from_numpy(out).fill_(len(voxel))
+    first.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
+
+
+def _rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(V, 2) int64 ``(v, point_voxel[index[v]])`` for every voxel ``v`` with representative ``index[v]``."""
+    pairs = np.empty((len(index), 2), dtype=np.int64)
+    pairs[:, 0] = np.arange(len(index))
+    np.take(point_voxel, index, out=pairs[:, 1])
+    return pairs
+
+
+def _pairs(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarray:
+    """(K, 2) int64 (offset + v, source_map[rep_keys[v]]) for the voxels ``v`` whose representative
+    point is present in the other frame (``source_map`` >= 0)."""
+    target = source_map[rep_keys]
     rows = np.flatnonzero(target >= 0)
-    return np.column_stack((rows + offset, target[rows].astype(np.int64)))
+    out = np.empty((len(rows), 2), dtype=np.int64)
+    np.add(rows, offset, out=out[:, 0])
+    out[:, 1] = target[rows]
+    return out
 
 
 def compute_correspondences(
@@ -299,6 +382,7 @@ def compute_correspondences(
     voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
     voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
     cache: SceneCache | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> Correspondences:
     """All point→voxel maps and voxel-level pairs of ``sequence`` (see the module docstring).
 
@@ -308,10 +392,13 @@ def compute_correspondences(
         voxel_size_4d: 4D voxel edge in metres (paper: 0.05).
         cache: optional :func:`prepare_scene_cache` of ``sequence.scene`` (same ``voxel_size_4d``);
             the result is the same with or without it, only faster.
+        backend: ``"numpy"``, ``"numba"`` or ``"auto"`` (see :data:`DEFAULT_BACKEND`); the result is
+            the same with every backend.
 
     Raises:
         ValueError: when a frame has NaN coordinates or duplicate provenance, or the cache does not fit.
     """
+    fast = _use_numba(backend)
     frames = sequence.frames
     for t, f in enumerate(frames):
         if not np.isfinite(f.points).all():
@@ -327,43 +414,50 @@ def compute_correspondences(
     for t, k in enumerate(keys):
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
-    q3 = [
-        _voxelize_soa(_view_axes(_frame_soa(f), *_view_coefficients(f.view_transform, voxel_size_3d)))
-        for f in frames
-    ]
+    q3 = [_voxelize_view(f, voxel_size_3d, fast) for f in frames]
     # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
+    smap = kernels.source_map if fast else _source_map
     vmap3 = []
     for t, (k, q) in enumerate(zip(keys, q3, strict=True)):
-        m = np.full(domain, -1, dtype=np.int32)
-        m[k] = q.inverse
-        if np.count_nonzero(m >= 0) != len(k):
+        m, filled = smap(k, q.inverse, domain)
+        if filled != len(k):
             raise ValueError(f"frame {t} holds the same source point more than once")
         vmap3.append(m)
 
-    spatial4, p2v4, rep4, offset = [], [], [], 0
-    for t, f in enumerate(frames):
-        coords, p2v = _frame_4d(f, t, voxel_size_4d, cache)
-        spatial4.append(coords)
-        rep4.append(_first_rows(p2v, len(coords)))
-        p2v += offset
+    # 4D grid: the frames' voxels stacked in time order, written straight into the final arrays
+    parts = [_frame_4d(f, voxel_size_4d, cache, fast) for f in frames]
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    coords_4d = np.empty((starts[-1], 4), dtype=np.int32)
+    voxel_point_4d = np.empty(starts[-1], dtype=np.int64)
+    p2v4, vmap4 = [], []
+    for t, (part, k) in enumerate(zip(parts, keys, strict=True)):
+        lo, hi = int(starts[t]), int(starts[t + 1])
+        n_ids = 0
+        if part.scene_ids is not None:
+            n_ids = len(part.scene_ids)
+            torch.index_select(
+                torch.from_numpy(cache.voxel_coords4),
+                0,
+                torch.from_numpy(part.scene_ids),
+                out=torch.from_numpy(coords_4d[lo : lo + n_ids]),
+            )
+        coords_4d[lo + n_ids : hi, :3] = part.coords
+        coords_4d[lo:hi, 3] = t
+        p2v = part.point_voxel
+        (kernels.first_rows if fast else _first_rows)(p2v, voxel_point_4d[lo:hi])
+        p2v += lo
         p2v4.append(p2v)
-        offset += len(coords)
-    starts = np.cumsum([0] + [len(c) for c in spatial4])
-    coords_4d = np.concatenate(spatial4)
-    vmap4 = []
-    for k, p in zip(keys, p2v4, strict=True):
-        m = np.full(domain, -1, dtype=np.int32)
-        m[k] = p
-        vmap4.append(m)
+        vmap4.append(smap(k, p2v, domain)[0])
 
     pairs_3d, pairs_4d = {}, {}
+    pair = kernels.pairs if fast else _pairs
     for i in range(len(frames)):
         rep_keys3 = keys[i][q3[i].index]
-        rep_keys4 = keys[i][rep4[i]]
+        rep_keys4 = keys[i][voxel_point_4d[starts[i] : starts[i + 1]]]
         for j in range(i + 1, len(frames)):
-            pairs_3d[(i, j)] = _pairs(vmap3[j][rep_keys3], 0)
-            pairs_4d[(i, j)] = _pairs(vmap4[j][rep_keys4], starts[i])
-    pairs_3d4d = [np.column_stack((np.arange(len(q.index)), p2v4[t][q.index])) for t, q in enumerate(q3)]
+            pairs_3d[(i, j)] = pair(vmap3[j], rep_keys3, 0)
+            pairs_4d[(i, j)] = pair(vmap4[j], rep_keys4, int(starts[i]))
+    pairs_3d4d = [(kernels.rows_pairs if fast else _rows_pairs)(p2v4[t], q.index) for t, q in enumerate(q3)]
     return Correspondences(
         voxel_size_3d=float(voxel_size_3d),
         voxel_size_4d=float(voxel_size_4d),
@@ -372,7 +466,7 @@ def compute_correspondences(
         voxel_point_3d=[q.index for q in q3],
         coords_4d=coords_4d,
         point_to_voxel_4d=p2v4,
-        voxel_point_4d=np.concatenate(rep4),
+        voxel_point_4d=voxel_point_4d,
         pairs_3d=pairs_3d,
         pairs_3d4d=pairs_3d4d,
         pairs_4d=pairs_4d,
