@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,notebooks,viz,open3d]"
+	$(BIN)/python -m pip install -q -e ".[dev,notebooks,viz,open3d,fast]"
 	touch $(STAMP)
 
 install: $(STAMP)
