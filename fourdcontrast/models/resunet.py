@@ -11,14 +11,14 @@ Parameter counts (``in_channels=3``, ``out_channels=20``, full hypercube kernels
 =================  ============  ============
 model              3D            4D
 =================  ============  ============
-MinkUNet14         18.2 M        33.2 M
-MinkUNet18         21.7 M        40.0 M
-MinkUNet34         37.9 M        70.8 M
-MinkUNet34C        37.9 M        70.8 M
+MinkUNet14         11.6 M        33.2 M
+MinkUNet18         21.7 M        63.6 M
+MinkUNet34         37.9 M        112.0 M
 =================  ============  ============
 
-With ``kernel_shape="spatial"`` (``[3,3,3,1]`` blocks, ``[5,5,5,1]`` stem) MinkUNet14 4D has 11.2 M, with
-``"hypercross"`` 7.0 M (measured by ``tests/models/test_resunet.py``).
+MinkUNet34 equals MinkUNet34C (the PLANES the issue specifies). With ``kernel_shape="spatial"``
+(``[3,3,3,1]`` blocks, ``[5,5,5,1]`` stem) MinkUNet14 4D has 12.7 M parameters, with ``"hypercross"`` 5.9 M
+(measured by ``tests/models/test_resunet.py``).
 
 Every model takes ``backend="torch"`` (our engine) or ``"minkowski"`` (MinkowskiEngine), builds the same
 layers with the same parameter names, and so ``state_dict``s move between backends unchanged.
