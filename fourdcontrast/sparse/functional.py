@@ -3,8 +3,9 @@
 The convolution is a custom :class:`torch.autograd.Function` that saves only its inputs (features,
 weight) and the kernel map, never the gathered copies: per kernel offset ``k`` the forward computes
 ``out[o_k] += in[i_k] @ W[k]``; the backward ``grad_in[i_k] += grad[o_k] @ W[k]ᵀ`` and
-``grad_W[k] = in[i_k]ᵀ @ grad[o_k]``. The centre offset of a submanifold convolution maps every row on
-itself and is one dense ``mm``. Code is device-agnostic (tensors follow their inputs).
+``grad_W[k] = in[i_k]ᵀ @ grad[o_k]``, with offsets of similar pair counts batched into one ``bmm``. The
+centre offset of a submanifold convolution maps every row on itself and is one dense ``mm``. Code is
+device-agnostic (tensors follow their inputs).
 """
 
 from __future__ import annotations
@@ -17,55 +18,65 @@ from fourdcontrast.sparse.kernel_map import KernelMap, as_tuple
 from fourdcontrast.sparse.tensor import SparseTensor
 
 
-def _kernel(weight: torch.Tensor, k: int) -> torch.Tensor:
-    return weight if weight.ndim == 2 else weight[k]
-
-
 class SparseConvolutionFunction(torch.autograd.Function):
-    """``out = Σ_k scatter_{o_k}(gather_{i_k}(features) @ W[k])`` over a :class:`KernelMap`."""
+    """``out[o] = Σ_k in[i] @ W[k]`` over the pairs ``(i, o)`` of a :class:`KernelMap`.
+
+    Offsets with similar pair counts are batched (:meth:`KernelMap.groups`): per group one gather of the
+    input rows, one ``bmm`` with the group's kernels and one ``index_add_`` into the output, padding rows
+    going to a dump row. Few large operations instead of three per offset keep the engine fast when the
+    cores are shared (every operation is a parallel region that waits for its slowest thread).
+    """
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
-        c_out = weight.shape[-1]
+        c_in, c_out = weight.shape[1], weight.shape[2]
+        out = features.new_empty((kmap.n_out + 1, c_out))
         if kmap.identity is not None:
-            out = torch.mm(features, _kernel(weight, kmap.identity))
+            torch.mm(features, weight[kmap.identity], out=out[: kmap.n_out])
+            out[kmap.n_out].zero_()
         else:
-            out = features.new_zeros((kmap.n_out, c_out))
-        for k, (i, o) in enumerate(zip(kmap.in_indices, kmap.out_indices, strict=True)):
-            if i.numel() == 0:
-                continue
-            out.index_add_(0, o, torch.mm(features.index_select(0, i), _kernel(weight, k)))
+            out.zero_()
+        for group in kmap.groups():
+            g = group.offsets.numel()
+            x = features.index_select(0, group.in_gather).view(g, group.size, c_in)
+            y = torch.bmm(x, weight.index_select(0, group.offsets))
+            out.index_add_(0, group.out_pad, y.view(-1, c_out))
         ctx.save_for_backward(features, weight)
         ctx.kmap = kmap
-        return out
+        return out[: kmap.n_out]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         features, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
-        grad_out = grad_out.contiguous()
         need_f, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        c_in, c_out = weight.shape[1], weight.shape[2]
+        grad_ext = grad_out.new_empty((kmap.n_out + 1, c_out))
+        grad_ext[: kmap.n_out] = grad_out
+        grad_ext[kmap.n_out].zero_()
         grad_f = grad_w = None
+        if need_f:
+            grad_f = features.new_empty((kmap.n_in + 1, c_in))
+            if kmap.identity is not None:
+                torch.mm(grad_out, weight[kmap.identity].t(), out=grad_f[: kmap.n_in])
+                grad_f[kmap.n_in].zero_()
+            else:
+                grad_f.zero_()
         if need_w:
             grad_w = torch.zeros_like(weight)
-        if need_f:
             if kmap.identity is not None:
-                grad_f = torch.mm(grad_out, _kernel(weight, kmap.identity).t())
-            else:
-                grad_f = torch.zeros_like(features)
-        if kmap.identity is not None and need_w:
-            target = grad_w if grad_w.ndim == 2 else grad_w[kmap.identity]
-            target.copy_(torch.mm(features.t(), grad_out))
-        for k, (i, o) in enumerate(zip(kmap.in_indices, kmap.out_indices, strict=True)):
-            if i.numel() == 0:
-                continue
-            g = grad_out.index_select(0, o)
-            w = _kernel(weight, k)
+                torch.mm(features.t(), grad_out, out=grad_w[kmap.identity])
+        for group in kmap.groups():
+            g = group.offsets.numel()
+            gy = grad_ext.index_select(0, group.out_pad).view(g, group.size, c_out)
+            w = weight.index_select(0, group.offsets)
             if need_f:
-                grad_f.index_add_(0, i, torch.mm(g, w.t()))
+                grad_f.index_add_(0, group.in_pad, torch.bmm(gy, w.transpose(1, 2)).view(-1, c_in))
             if need_w:
-                target = grad_w if grad_w.ndim == 2 else grad_w[k]
-                target.add_(torch.mm(features.index_select(0, i).t(), g))
+                x = features.index_select(0, group.in_gather).view(g, group.size, c_in)
+                grad_w.index_copy_(0, group.offsets, torch.bmm(x.transpose(1, 2), gy))
+        if need_f:
+            grad_f = grad_f[: kmap.n_in]
         return grad_f, grad_w, None
 
 
@@ -102,9 +113,10 @@ def conv(
         feats = torch.mm(x.features, weight)
     else:
         kmap = manager.kernel_map(x.coordinate_key, out_key, ks, dil, region)
-        if weight.ndim == 3 and weight.shape[0] != kmap.volume:
-            raise ValueError(f"weight has {weight.shape[0]} kernel offsets, the kernel has {kmap.volume}")
-        feats = SparseConvolutionFunction.apply(x.features, weight, kmap)
+        weight3 = weight if weight.ndim == 3 else weight.unsqueeze(0)
+        if weight3.shape[0] != kmap.volume:
+            raise ValueError(f"weight has {weight3.shape[0]} kernel offsets, the kernel has {kmap.volume}")
+        feats = SparseConvolutionFunction.apply(x.features, weight3, kmap)
     if bias is not None:
         feats = feats + bias.reshape(1, -1)
     return SparseTensor(

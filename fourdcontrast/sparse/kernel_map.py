@@ -20,9 +20,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fourdcontrast.sparse.quantize import voxel_keys
+
 REGION_TYPES = ("hypercube", "hypercross")
 # Largest number of neighbour queries looked up at once while building a map (bounds temporary memory).
 QUERY_CHUNK = 1 << 22
+# Offsets whose pair counts differ by less than this fraction share one batched matmul (padding waste).
+GROUP_WASTE = 0.2
+# Most padded pairs per offset group (bounds the gathered (G, M, C) temporaries).
+GROUP_ROWS = 1 << 19
 # Margin (in voxels of the target stride) kept around a coordinate set when packing it into int64 keys,
 # so that neighbour queries within the margin never alias another voxel.
 PACK_MARGIN = 16
@@ -83,41 +89,142 @@ def kernel_volume(kernel_size: int | SequenceABC[int], dimension: int, region: s
 
 
 @dataclass(eq=False)
+class OffsetGroup:
+    """Kernel offsets with similar pair counts, padded to a common length M for one batched ``bmm``.
+
+    Attributes:
+        offsets: (G,) int64 kernel offset indices (rows of the weight).
+        in_pad: (G·M,) int64 input rows, padding = ``n_in`` (a dump row for scatters).
+        in_gather: ``in_pad`` with padding replaced by a valid row (for gathers).
+        out_pad: (G·M,) int64 output rows, padding = ``n_out``.
+        out_gather: ``out_pad`` with padding replaced by a valid row.
+        size: M, the padded number of pairs per offset.
+    """
+
+    offsets: torch.Tensor
+    in_pad: torch.Tensor
+    in_gather: torch.Tensor
+    out_pad: torch.Tensor
+    out_gather: torch.Tensor
+    size: int
+
+    def swapped(self) -> OffsetGroup:
+        return OffsetGroup(
+            self.offsets, self.out_pad, self.out_gather, self.in_pad, self.in_gather, self.size
+        )
+
+
+@dataclass(eq=False)
 class KernelMap:
     """Input/output row pairs of one convolution, grouped by kernel offset.
 
     Attributes:
-        in_indices: per offset, (P_k,) int64 rows of the input tensor.
-        out_indices: per offset, (P_k,) int64 rows of the output tensor.
+        in_rows: (P,) int64 input rows of all pairs, offset by offset (offset 0 first).
+        out_rows: (P,) int64 output rows of the same pairs.
+        counts: number of pairs of each of the K offsets (``sum(counts) == P``).
         n_in: number of input rows.
         n_out: number of output rows.
         identity: index of an offset that maps every row onto itself (the centre of a submanifold
-            convolution), whose pairs are left out of the lists and computed as one dense ``mm``; or None.
+            convolution), whose pairs are left out and computed as one dense ``mm``; or None.
     """
 
-    in_indices: list[torch.Tensor]
-    out_indices: list[torch.Tensor]
+    in_rows: torch.Tensor
+    out_rows: torch.Tensor
+    counts: list[int]
     n_in: int
     n_out: int
     identity: int | None = None
+    _groups: list[OffsetGroup] | None = field(default=None, repr=False)
     _transposed: KernelMap | None = field(default=None, repr=False)
 
     @property
     def volume(self) -> int:
-        return len(self.in_indices)
+        return len(self.counts)
+
+    @property
+    def in_indices(self) -> list[torch.Tensor]:
+        """Per offset, the (P_k,) input rows."""
+        return list(torch.split(self.in_rows, self.counts))
+
+    @property
+    def out_indices(self) -> list[torch.Tensor]:
+        """Per offset, the (P_k,) output rows."""
+        return list(torch.split(self.out_rows, self.counts))
 
     @property
     def num_pairs(self) -> int:
         extra = self.n_in if self.identity is not None else 0
-        return sum(int(i.numel()) for i in self.in_indices) + extra
+        return int(self.in_rows.numel()) + extra
 
     def transposed(self) -> KernelMap:
         """The same pairs with input and output swapped (the map of the transposed convolution)."""
         if self._transposed is None:
-            self._transposed = KernelMap(
-                self.out_indices, self.in_indices, self.n_out, self.n_in, self.identity, _transposed=self
-            )
+            self._transposed = KernelMap(self.out_rows, self.in_rows, self.counts, self.n_out, self.n_in,
+                                         self.identity, _transposed=self)
         return self._transposed
+
+    def groups(self, waste: float = GROUP_WASTE, budget: int = GROUP_ROWS) -> list[OffsetGroup]:
+        """Offsets batched into groups of similar pair counts (cached; shared with the transposed map).
+
+        Offsets are sorted by pair count; a group grows while the next count is at least ``1 - waste`` of
+        the group's largest and the padded rows stay within ``budget``, so padding wastes at most about
+        ``waste`` of the work and every group is a single gather, ``bmm`` and scatter.
+        """
+        if self._groups is None:
+            other = self._transposed
+            if other is not None and other._groups is not None:
+                self._groups = [g.swapped() for g in other._groups]
+            else:
+                self._groups = _make_groups(self, waste, budget)
+        return self._groups
+
+
+def _make_groups(kmap: KernelMap, waste: float, budget: int) -> list[OffsetGroup]:
+    counts = kmap.counts
+    order = sorted((k for k in range(len(counts)) if counts[k] > 0), key=lambda k: -counts[k])
+    plan: list[list[int]] = []
+    for k in order:
+        if plan and counts[k] >= (1 - waste) * counts[plan[-1][0]] and \
+                (len(plan[-1]) + 1) * counts[plan[-1][0]] <= budget:
+            plan[-1].append(k)
+        else:
+            plan.append([k])
+    if not plan:
+        return []
+    device = kmap.in_rows.device
+    volume = len(counts)
+    gid = [0] * volume
+    slot = [0] * volume
+    size = [counts[g[0]] for g in plan]
+    base, total = [], 0
+    for g, members in enumerate(plan):
+        base.append(total)
+        total += len(members) * size[g]
+        for j, k in enumerate(members):
+            gid[k], slot[k] = g, j
+    start = [0] * volume
+    acc = 0
+    for k in range(volume):
+        start[k] = acc
+        acc += counts[k]
+    counts_t = torch.tensor(counts, dtype=torch.int64, device=device)
+    k_of_pair = torch.repeat_interleave(torch.arange(volume, device=device), counts_t)
+    # flat position of each pair inside the padded buffer: group base + slot · M + rank within the offset
+    first = torch.tensor([base[gid[k]] + slot[k] * size[gid[k]] - start[k] for k in range(volume)],
+                         dtype=torch.int64, device=device)
+    position = first[k_of_pair] + torch.arange(k_of_pair.numel(), device=device)
+    in_pad = torch.full((total,), kmap.n_in, dtype=torch.int64, device=device)
+    out_pad = torch.full((total,), kmap.n_out, dtype=torch.int64, device=device)
+    in_pad[position] = kmap.in_rows
+    out_pad[position] = kmap.out_rows
+    in_gather = in_pad.clamp(max=max(kmap.n_in - 1, 0))
+    out_gather = out_pad.clamp(max=max(kmap.n_out - 1, 0))
+    groups = []
+    for g, members in enumerate(plan):
+        sl = slice(base[g], base[g] + len(members) * size[g])
+        groups.append(OffsetGroup(torch.tensor(members, dtype=torch.int64, device=device), in_pad[sl],
+                                  in_gather[sl], out_pad[sl], out_gather[sl], size[g]))
+    return groups
 
 
 @dataclass(eq=False)
@@ -172,8 +279,14 @@ class CoordinateManager:
             else:
                 step = torch.tensor((1, *new_stride), dtype=torch.int64, device=src.coordinates.device)
                 coarse = torch.div(src.coordinates, step, rounding_mode="floor") * step
-                unique = torch.unique(coarse, dim=0, sorted=True)
-                self._downsampled[cache_key] = self.insert(unique, new_stride)
+                # unique rows through packed int64 keys (torch.unique(dim=0) is far slower on CPU)
+                keys = voxel_keys(torch.div(coarse, step, rounding_mode="floor"))
+                _, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+                rows = torch.arange(keys.numel(), device=keys.device)
+                first = torch.full((int(inverse.max()) + 1 if keys.numel() else 0,), keys.numel(),
+                                   dtype=torch.int64, device=keys.device)
+                first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+                self._downsampled[cache_key] = self.insert(coarse[first], new_stride)
         return self._downsampled[cache_key]
 
     def _lookup(self, key: int):
@@ -256,33 +369,31 @@ class CoordinateManager:
         identity = None
         if in_key == out_key and (offsets == 0).all(dim=1).any():
             identity = int(torch.nonzero((offsets == 0).all(dim=1))[0, 0])
-        in_indices: list[torch.Tensor] = []
-        out_indices: list[torch.Tensor] = []
-        rows = torch.arange(n_out, device=device)
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        in_parts: list[torch.Tensor] = []
+        out_parts: list[torch.Tensor] = []
+        count_parts: list[torch.Tensor] = []
         per_chunk = max(1, QUERY_CHUNK // max(n_out, 1))
         for start in range(0, offsets.shape[0], per_chunk):
-            block = range(start, min(start + per_chunk, offsets.shape[0]))
-            query = base.unsqueeze(0) + deltas[block.start : block.stop].unsqueeze(1)  # (k, n_out)
-            if n_in == 0:
+            stop = min(start + per_chunk, offsets.shape[0])
+            query = base.unsqueeze(0) + deltas[start:stop].unsqueeze(1)  # (k, n_out)
+            if n_in == 0 or n_out == 0:
                 found = torch.zeros_like(query, dtype=torch.bool)
                 pos = torch.zeros_like(query)
             else:
                 pos = torch.searchsorted(sorted_keys, query).clamp_(max=n_in - 1)
                 found = sorted_keys[pos] == query
             if not safe:
-                for j, k in enumerate(block):
-                    q = out_norm + off_norm[k]
+                for j in range(stop - start):
+                    q = out_norm + off_norm[start + j]
                     found[j] &= ((q >= 0) & (q < radix)).all(dim=1)
-            for j, k in enumerate(block):
-                if k == identity:
-                    in_indices.append(empty)
-                    out_indices.append(empty)
-                    continue
-                hit = found[j]
-                in_indices.append(order[pos[j][hit]])
-                out_indices.append(rows[hit])
-        return KernelMap(in_indices, out_indices, n_in, n_out, identity)
+            if identity is not None and start <= identity < stop:
+                found[identity - start] = False
+            hits = torch.nonzero(found)  # row-major: offset by offset, outputs ascending
+            in_parts.append(order[pos[hits[:, 0], hits[:, 1]]])
+            out_parts.append(hits[:, 1])
+            count_parts.append(torch.bincount(hits[:, 0], minlength=stop - start))
+        counts = torch.cat(count_parts).tolist()
+        return KernelMap(torch.cat(in_parts), torch.cat(out_parts), counts, n_in, n_out, identity)
 
     def _build_partition(self, src, dst, in_key, out_key, kernel_size) -> KernelMap:
         device = src.coordinates.device
@@ -304,6 +415,4 @@ class CoordinateManager:
             scale *= k
         perm = torch.argsort(index, stable=True)
         counts = torch.bincount(index, minlength=scale).tolist()
-        in_indices = list(torch.split(perm, counts))
-        out_indices = list(torch.split(out_rows[perm], counts))
-        return KernelMap(in_indices, out_indices, src.coordinates.shape[0], dst.coordinates.shape[0])
+        return KernelMap(perm, out_rows[perm], counts, src.coordinates.shape[0], dst.coordinates.shape[0])
