@@ -28,10 +28,15 @@ QUERY_CHUNK = 1 << 22
 # Offsets whose pair counts differ by less than this fraction share one batched matmul (padding waste).
 GROUP_WASTE = 0.2
 # Most padded pairs per offset group (bounds the gathered (G, M, C) temporaries).
-GROUP_ROWS = 1 << 19
+GROUP_ROWS = 1 << 17
 # Margin (in voxels of the target stride) kept around a coordinate set when packing it into int64 keys,
 # so that neighbour queries within the margin never alias another voxel.
-PACK_MARGIN = 16
+PACK_MARGIN = 4
+# A coordinate set whose padded bounding box has at most this many cells (and at most DENSE_PER_VOXEL
+# cells per voxel) also gets a dense int32 cell -> row table: lookups become one gather instead of a
+# binary search.
+DENSE_CELLS = 1 << 23
+DENSE_PER_VOXEL = 64
 
 
 def as_tuple(value: int | SequenceABC[int], dimension: int, name: str) -> tuple[int, ...]:
@@ -290,7 +295,7 @@ class CoordinateManager:
         return self._downsampled[cache_key]
 
     def _lookup(self, key: int):
-        """Sorted packed keys of a coordinate set: (sorted keys, order, low, radix, multipliers)."""
+        """Packed keys of a coordinate set: (sorted keys, order, low, radix, multipliers, dense table)."""
         cset = self._sets[key]
         if cset.lookup is None:
             coords = cset.coordinates
@@ -314,7 +319,11 @@ class CoordinateManager:
                 mult[axis] = mult[axis + 1] * radix[axis + 1]
             packed = ((norm - low) * mult).sum(dim=1)
             sorted_keys, order = torch.sort(packed)
-            cset.lookup = (sorted_keys, order, low, radix, mult)
+            table = None
+            if total <= DENSE_CELLS and total <= DENSE_PER_VOXEL * max(norm.shape[0], 1):
+                table = torch.full((total,), -1, dtype=torch.int32, device=coords.device)
+                table[packed] = torch.arange(packed.numel(), dtype=torch.int32, device=coords.device)
+            cset.lookup = (sorted_keys, order, low, radix, mult, table)
         return cset.lookup
 
     # ---- kernel maps -----------------------------------------------------------------------------
@@ -352,7 +361,8 @@ class CoordinateManager:
             and any(k > 1 for k in kernel_size)
         ):
             return self._build_partition(src, dst, in_key, out_key, kernel_size)
-        sorted_keys, order, low, radix, mult = self._lookup(in_key)
+        lookup = self._lookup(in_key)
+        low, radix, mult = lookup[2:5]
         step = torch.tensor((1, *src.tensor_stride), dtype=torch.int64, device=device)
         # Output coordinates expressed in input voxel units (outputs are multiples of the input stride).
         out_norm = torch.div(dst.coordinates, step, rounding_mode="floor") - low
@@ -378,10 +388,9 @@ class CoordinateManager:
             query = base.unsqueeze(0) + deltas[start:stop].unsqueeze(1)  # (k, n_out)
             if n_in == 0 or n_out == 0:
                 found = torch.zeros_like(query, dtype=torch.bool)
-                pos = torch.zeros_like(query)
+                rows = torch.zeros_like(query)
             else:
-                pos = torch.searchsorted(sorted_keys, query).clamp_(max=n_in - 1)
-                found = sorted_keys[pos] == query
+                found, rows = _find(lookup, query if safe else query.clamp(min=0))
             if not safe:
                 for j in range(stop - start):
                     q = out_norm + off_norm[start + j]
@@ -389,7 +398,7 @@ class CoordinateManager:
             if identity is not None and start <= identity < stop:
                 found[identity - start] = False
             hits = torch.nonzero(found)  # row-major: offset by offset, outputs ascending
-            in_parts.append(order[pos[hits[:, 0], hits[:, 1]]])
+            in_parts.append(rows[hits[:, 0], hits[:, 1]].long())
             out_parts.append(hits[:, 1])
             count_parts.append(torch.bincount(hits[:, 0], minlength=stop - start))
         counts = torch.cat(count_parts).tolist()
@@ -399,13 +408,14 @@ class CoordinateManager:
         device = src.coordinates.device
         step = torch.tensor((1, *dst.tensor_stride), dtype=torch.int64, device=device)
         coarse = torch.div(src.coordinates, step, rounding_mode="floor") * step
-        sorted_keys, order, low, radix, mult = self._lookup(out_key)
+        lookup = self._lookup(out_key)
+        low, mult = lookup[2], lookup[4]
         norm = torch.div(coarse, step, rounding_mode="floor") - low
         packed = (norm * mult).sum(dim=1)
-        pos = torch.searchsorted(sorted_keys, packed).clamp_(max=max(sorted_keys.numel() - 1, 0))
-        if not bool((sorted_keys[pos] == packed).all()):
+        found, rows = _find(lookup, packed)
+        if not bool(found.all()):
             raise ValueError("output coordinates do not cover the strided input coordinates")
-        out_rows = order[pos]
+        out_rows = rows.long()
         ts = torch.tensor(src.tensor_stride, dtype=torch.int64, device=device)
         within = torch.div(src.coordinates[:, 1:] - coarse[:, 1:], ts, rounding_mode="floor")
         index = torch.zeros(src.coordinates.shape[0], dtype=torch.int64, device=device)
@@ -416,3 +426,16 @@ class CoordinateManager:
         perm = torch.argsort(index, stable=True)
         counts = torch.bincount(index, minlength=scale).tolist()
         return KernelMap(perm, out_rows[perm], counts, src.coordinates.shape[0], dst.coordinates.shape[0])
+
+
+def _find(lookup, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of packed ``keys`` (>= 0) in a coordinate set: (found mask, row or garbage where not found)."""
+    sorted_keys, order, _, _, _, table = lookup
+    if table is not None:
+        rows = table[keys.clamp(max=table.numel() - 1)]
+        found = rows >= 0
+        if bool((keys >= table.numel()).any()):
+            found &= keys < table.numel()
+        return found, rows
+    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=max(sorted_keys.numel() - 1, 0))
+    return sorted_keys[pos] == keys, order[pos]

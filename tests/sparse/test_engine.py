@@ -242,3 +242,64 @@ def test_sparse_tensor_validation_and_batching():
     assert st_.D == 4 and st_.F.dtype == torch.float32 and st_.batch_size == 2
     assert [len(f) for f in st_.decomposed_features()] == [2, 1]
     assert isinstance(st_.manager, CoordinateManager)
+
+
+def test_offset_groups_cover_every_pair_once_with_bounded_padding():
+    rng = np.random.default_rng(4)
+    x = random_sparse(rng, 300, 3)
+    kmap = x.manager.kernel_map(x.coordinate_key, x.coordinate_key, (3, 3, 3), (1, 1, 1))
+    groups = kmap.groups(waste=0.2)
+    expected = {
+        (k, int(i), int(o))
+        for k, (ii, oo) in enumerate(zip(kmap.in_indices, kmap.out_indices, strict=True))
+        for i, o in zip(ii, oo, strict=True)
+    }
+    got, padded = set(), 0
+    for g in groups:
+        pairs = g.in_pad.view(len(g.offsets), g.size), g.out_pad.view(len(g.offsets), g.size)
+        for row, k in enumerate(g.offsets.tolist()):
+            real = pairs[0][row] < kmap.n_in
+            assert torch.equal(real, pairs[1][row] < kmap.n_out)
+            ins, outs = pairs[0][row][real].tolist(), pairs[1][row][real].tolist()
+            got |= {(k, i, o) for i, o in zip(ins, outs, strict=True)}
+            padded += int((~real).sum())
+        assert (g.in_gather < kmap.n_in).all() and (g.out_gather < kmap.n_out).all()
+    assert got == expected and kmap.identity == 13 and all(k != 13 for k, _, _ in got)
+    assert padded <= 0.25 * len(expected)
+    flipped = kmap.transposed().groups()
+    assert all(a.in_pad is b.out_pad for a, b in zip(groups, flipped, strict=True))
+
+
+def test_benchmark_room_is_a_deterministic_surface():
+    from fourdcontrast.sparse.benchmark import Measurement, format_table, room_coordinates
+
+    a, b = room_coordinates(0.1, rng=3), room_coordinates(0.1, rng=3)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape[1] == 4 and (a[:, 0] == 0).all()
+    assert (a[:, 3] == 0).sum() > 0.3 * len(a)  # the floor is one voxel layer, not a volume
+    four = room_coordinates(0.1, frames=4, rng=3)
+    assert four.shape[1] == 5 and set(four[:, 4].tolist()) == {0, 1, 2, 3}
+    rows = [Measurement("cfg", e, 10, [2.0, t], t, 10 / t, 5.0, 2, (1.0, 1.0, 1.0))
+            for e, t in (("torch", 1.0), ("minkowski", 3.0))]
+    assert "3.00x (median)" in format_table(rows, {"cfg": 1e-6})
+
+
+@pytest.mark.parametrize("dimension", [3, 4])
+def test_dense_table_and_binary_search_lookups_agree(monkeypatch, dimension):
+    import fourdcontrast.sparse.kernel_map as km
+
+    rng = np.random.default_rng(6)
+    coords = random_sparse(rng, 150, dimension, extent=9).C
+    feats = torch.randn(len(coords), 2, dtype=torch.float64)
+    w3 = torch.randn(3**dimension, 2, 2, dtype=torch.float64)
+    w2 = torch.randn(2**dimension, 2, 2, dtype=torch.float64)
+
+    def run():
+        x = SparseTensor(feats, coords)
+        down = conv(x, w2, 2, 2)
+        return conv(x, w3, 3, dilation=2).F, conv(down, w3, 3, 2).F, conv_transpose(down, w2, 2, 2).F
+
+    dense = run()
+    monkeypatch.setattr(km, "DENSE_CELLS", 0)
+    for a, b in zip(dense, run(), strict=True):
+        torch.testing.assert_close(a, b)
