@@ -3,8 +3,70 @@
 The public API is re-exported here so notebooks read ``fc.sample_trajectory(...)``.
 """
 
-# --- pipeline: 4D sequence generation (Sec. 3.3) and correspondences (Sec. 3.2) ---
-from fourdcontrast.data import make_sequence
+# isort: split
+# --- the records that flow through the pipeline ---
+from fourdcontrast.records import (
+    SOURCE_OBJECT,
+    SOURCE_SCENE,
+    Frame,
+    HeightMap,
+    Scene,
+    Sequence,
+    ShapeObject,
+    Trajectory,
+)
+
+# isort: split
+# --- sources: readers, shipped CC-0 furniture, procedural labelled rooms (Sec. 4 data) ---
+from fourdcontrast.io.mesh import (
+    Mesh,
+    read_mesh,
+    read_scene,
+    write_mesh,
+    write_scene,
+)
+from fourdcontrast.io.modelnet import (
+    list_modelnet,
+    load_modelnet,
+    read_modelnet,
+)
+from fourdcontrast.io.off import (
+    read_off,
+    write_off,
+)
+from fourdcontrast.io.ply import (
+    PlyData,
+    read_ply,
+    write_ply,
+)
+from fourdcontrast.io.scannet import (
+    read_scannet_scene,
+)
+from fourdcontrast.sources.classes import (
+    CLASS_NAMES,
+    OBJECT_CATEGORIES,
+)
+from fourdcontrast.sources.furniture import (
+    CATEGORY_SIZES,
+    default_objects,
+    furniture_catalog,
+    load_furniture,
+    normalize_mesh,
+    read_object,
+    sample_object,
+)
+from fourdcontrast.sources.rooms import (
+    RoomConfig,
+    default_rooms,
+    default_scene,
+    make_room,
+)
+
+# isort: split
+# --- 4D sequence generation (Sec. 3.3) and correspondences (Sec. 3.2) ---
+from fourdcontrast.data import (
+    make_sequence,
+)
 from fourdcontrast.data.augment import (
     AugmentationError,
     Validity,
@@ -17,7 +79,10 @@ from fourdcontrast.data.augment import (
     sample_chunks,
     validity,
 )
-from fourdcontrast.data.compose import compose_frame, compose_sequence
+from fourdcontrast.data.compose import (
+    compose_frame,
+    compose_sequence,
+)
 from fourdcontrast.data.correspondence import (
     Correspondences,
     SceneCache,
@@ -32,105 +97,83 @@ from fourdcontrast.data.dataset import (
     ShardDataset,
     collate_sequences,
 )
-from fourdcontrast.data.generate import GenerationConfig, run_generation
-from fourdcontrast.data.shards import Shard, save_shard
-from fourdcontrast.data.synthetic import synthetic_box_object, synthetic_room
+from fourdcontrast.data.generate import (
+    GenerationConfig,
+    run_generation,
+)
+from fourdcontrast.data.memory import (
+    retain_freed_memory,
+)
+from fourdcontrast.data.shards import (
+    Shard,
+    save_shard,
+)
+from fourdcontrast.data.synthetic import (
+    synthetic_box_object,
+    synthetic_room,
+)
 from fourdcontrast.data.trajectory import (
     candidate_positions,
     compute_height_map,
     nearest_candidate_lookup,
     sample_trajectory,
 )
-from fourdcontrast.records import (
-    SOURCE_OBJECT,
-    SOURCE_SCENE,
-    Frame,
-    HeightMap,
-    Scene,
-    Sequence,
-    ShapeObject,
-    Trajectory,
-)
-from fourdcontrast.sparse.quantize import Quantization, quantize
 
-# --- end pipeline ---
 # isort: split
-# --- speed: generation performance (issue 3) ---
-from fourdcontrast.data.memory import retain_freed_memory
-
-# --- end speed ---
-# isort: split
-# --- sources: readers, shipped CC-0 furniture, procedural labelled rooms ---
-from fourdcontrast.io.mesh import Mesh, read_mesh, read_scene, write_mesh, write_scene
-from fourdcontrast.io.modelnet import list_modelnet, load_modelnet, read_modelnet
-from fourdcontrast.io.off import read_off, write_off
-from fourdcontrast.io.ply import PlyData, read_ply, write_ply
-from fourdcontrast.io.scannet import read_scannet_scene
-from fourdcontrast.sources.classes import CLASS_NAMES, OBJECT_CATEGORIES
-from fourdcontrast.sources.furniture import (
-    CATEGORY_SIZES,
-    default_objects,
-    furniture_catalog,
-    load_furniture,
-    normalize_mesh,
-    read_object,
-    sample_object,
+# --- sparse engine and backbones (Sec. 3.3.1) ---
+from fourdcontrast.models.resunet import (
+    BasicBlock,
+    MinkUNet14,
+    MinkUNet18,
+    MinkUNet34,
+    MinkUNet34C,
+    count_parameters,
 )
-from fourdcontrast.sources.rooms import RoomConfig, default_rooms, default_scene, make_room
-
-# --- end sources ---
+from fourdcontrast.sparse import (
+    CoordinateManager,
+    SparseTensor,
+    get_backend,
+    sparse_collate,
+)
+from fourdcontrast.sparse.quantize import (
+    Quantization,
+    quantize,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SOURCE_OBJECT",
-    "SOURCE_SCENE",
-    "Frame",
-    "HeightMap",
-    "Quantization",
-    "Scene",
-    "Sequence",
-    "ShapeObject",
-    "Trajectory",
-    "quantize",
-    # sources
+    "AugmentationError",
+    "BasicBlock",
+    "Batch",
     "CATEGORY_SIZES",
     "CLASS_NAMES",
-    "OBJECT_CATEGORIES",
-    "Mesh",
-    "PlyData",
-    "RoomConfig",
-    "default_objects",
-    "default_rooms",
-    "default_scene",
-    "furniture_catalog",
-    "list_modelnet",
-    "load_furniture",
-    "load_modelnet",
-    "make_room",
-    "normalize_mesh",
-    "read_mesh",
-    "read_modelnet",
-    "read_object",
-    "read_off",
-    "read_ply",
-    "read_scannet_scene",
-    "read_scene",
-    "sample_object",
-    "write_mesh",
-    "write_off",
-    "write_ply",
-    "write_scene",
-    # pipeline
-    "AugmentationError",
-    "Batch",
+    "CoordinateManager",
     "Correspondences",
+    "Frame",
     "GeneratedSequenceDataset",
     "GenerationConfig",
+    "HeightMap",
+    "Mesh",
+    "MinkUNet14",
+    "MinkUNet18",
+    "MinkUNet34",
+    "MinkUNet34C",
+    "OBJECT_CATEGORIES",
+    "PlyData",
+    "Quantization",
+    "RoomConfig",
+    "SOURCE_OBJECT",
+    "SOURCE_SCENE",
     "Sample",
+    "Scene",
     "SceneCache",
+    "Sequence",
+    "ShapeObject",
     "Shard",
     "ShardDataset",
+    "SparseTensor",
+    "Trajectory",
     "Validity",
     "augment_composed",
     "augment_sequence",
@@ -142,19 +185,43 @@ __all__ = [
     "compose_sequence",
     "compute_correspondences",
     "compute_height_map",
+    "count_parameters",
+    "default_objects",
+    "default_rooms",
+    "default_scene",
     "frame_correspondences",
+    "furniture_catalog",
+    "get_backend",
+    "list_modelnet",
+    "load_furniture",
+    "load_modelnet",
+    "make_room",
     "make_sequence",
     "nearest_candidate_lookup",
+    "normalize_mesh",
     "prepare_scene_cache",
+    "quantize",
+    "read_mesh",
+    "read_modelnet",
+    "read_object",
+    "read_off",
+    "read_ply",
+    "read_scannet_scene",
+    "read_scene",
     "remove_chunks",
     "resample",
+    "retain_freed_memory",
     "run_generation",
     "sample_chunks",
+    "sample_object",
     "sample_trajectory",
     "save_shard",
+    "sparse_collate",
     "synthetic_box_object",
     "synthetic_room",
     "validity",
-    # speed
-    "retain_freed_memory",
+    "write_mesh",
+    "write_off",
+    "write_ply",
+    "write_scene",
 ]

@@ -27,7 +27,7 @@ tar -xzf "$WORK"/MinkowskiEngine-0.5.4.tar.gz -C "$WORK"
 SRC="$WORK/MinkowskiEngine-0.5.4"
 # Python 3.10 removed the ABC aliases from `collections`.
 grep -rl --include='*.py' -E 'collections import Sequence|collections\.Sequence' "$SRC/MinkowskiEngine" |
-  xargs sed -i -E 's/from collections import Sequence/from collections.abc import Sequence/; s/collections\.Sequence/collections.abc.Sequence/g'
+  xargs sed -i -E 's/^from collections import Sequence, namedtuple$/from collections import namedtuple\nfrom collections.abc import Sequence/; s/^from collections import Sequence$/from collections.abc import Sequence/; s/collections\.Sequence/collections.abc.Sequence/g'
 (cd "$SRC" && MAX_JOBS=${MAX_JOBS:-2} "$VENV/bin/python" setup.py install --cpu_only --blas=openblas >"$WORK/build.log" 2>&1) ||
   { tail -50 "$WORK/build.log"; echo "MinkowskiEngine build failed" >&2; exit 1; }
 "$PY" -m pip install -q -e "$ROOT[dev]"

@@ -1,0 +1,1 @@
+"""Backbones and heads of 4DContrast (Sec. 3.3.1)."""

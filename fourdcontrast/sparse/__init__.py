@@ -1,5 +1,45 @@
 """Portable sparse 3D/4D convolution engine (pure PyTorch; MinkowskiEngine optional backend)."""
 
+from fourdcontrast.sparse.backend import BACKENDS, Backend, get_backend, minkowski_engine
+from fourdcontrast.sparse.functional import SparseConvolutionFunction, cat, conv, conv_transpose, global_pool
+from fourdcontrast.sparse.kernel_map import CoordinateManager, KernelMap, kernel_offsets, kernel_volume
+from fourdcontrast.sparse.nn import (
+    BatchNorm,
+    Conv,
+    ConvTranspose,
+    GlobalAvgPooling,
+    GlobalMaxPooling,
+    Linear,
+    ReLU,
+)
 from fourdcontrast.sparse.quantize import Quantization, quantize, voxel_keys
+from fourdcontrast.sparse.tensor import SparseTensor, batched_coordinates, sparse_collate
 
-__all__ = ["Quantization", "quantize", "voxel_keys"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BatchNorm",
+    "Conv",
+    "ConvTranspose",
+    "CoordinateManager",
+    "GlobalAvgPooling",
+    "GlobalMaxPooling",
+    "KernelMap",
+    "Linear",
+    "Quantization",
+    "ReLU",
+    "SparseConvolutionFunction",
+    "SparseTensor",
+    "batched_coordinates",
+    "cat",
+    "conv",
+    "conv_transpose",
+    "get_backend",
+    "global_pool",
+    "kernel_offsets",
+    "kernel_volume",
+    "minkowski_engine",
+    "quantize",
+    "sparse_collate",
+    "voxel_keys",
+]

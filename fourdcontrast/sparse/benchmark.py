@@ -1,0 +1,334 @@
+"""Speed and memory of the sparse backbones: our engine vs MinkowskiEngine (when it imports).
+
+Each measurement runs in its own subprocess (``python -m fourdcontrast.sparse.benchmark --worker ...``) so
+that the peak memory of one configuration does not leak into the next. Peak memory is the kernel's
+resident-set high-water mark (VmHWM in ``/proc/self/status``, reset through ``/proc/self/clear_refs``
+before each run) minus the resident set just before the run (model and input already built): what one
+forward+backward *adds*. (No sampling thread: polling from Python contends for the GIL and slows the run.)
+
+Inputs are room-like surfaces, not random clouds: a floor, two walls, a table and boxes (3D, 2 cm), or the
+same room with a chair-sized box moving through it over 4 frames (4D ``(x, y, z, t)``, 5 cm / 2 cm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from fourdcontrast.geometry import as_rng
+from fourdcontrast.sparse.quantize import quantize
+
+logger = logging.getLogger(__name__)
+
+# Paper, Sec. 4: 2 cm voxels for 3D, 5 cm for 4D; 4 frames per sequence.
+VOXEL_3D = 0.02
+VOXEL_4D = 0.05
+FRAMES = 4
+ROOM_SIZE = (5.0, 4.0, 2.4)  # metres (x, y, z)
+SAMPLES_PER_VOXEL = 3.0  # surface samples per voxel face area (dense enough to cover every surface voxel)
+REPEATS = 3
+IN_CHANNELS = 3  # occupancy repeated 3× (supplement, Sec. B)
+OUT_CHANNELS = 20
+
+
+def _plane(rng, origin, u, v, voxel):
+    """Points on the parallelogram origin + a·u + b·v, a, b in [0, 1], dense at ``voxel``."""
+    area = float(np.linalg.norm(np.cross(u, v)))
+    n = int(SAMPLES_PER_VOXEL * area / voxel**2) + 1
+    ab = rng.uniform(0, 1, size=(n, 2))
+    return np.asarray(origin) + ab[:, :1] * np.asarray(u) + ab[:, 1:] * np.asarray(v)
+
+
+def _box(rng, low, high, voxel, bottom=False):
+    """Points on the faces of an axis-aligned box (no bottom face unless ``bottom``)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    size = high - low
+    ex, ey, ez = np.diag(size)
+    faces = [
+        (low + ez, ex, ey), (low, ex, ez), (low + ey, ex, ez), (low, ey, ez), (low + ex, ey, ez),
+    ]
+    if bottom:
+        faces.append((low, ex, ey))
+    return np.concatenate([_plane(rng, o, u, v, voxel) for o, u, v in faces])
+
+
+def room_points(voxel_size: float, rng=0) -> np.ndarray:
+    """(N, 3) points on a room's surfaces: floor, two walls, a table and two boxes (metres)."""
+    rng = as_rng(rng)
+    sx, sy, sz = ROOM_SIZE
+    parts = [
+        _plane(rng, (0, 0, 0), (sx, 0, 0), (0, sy, 0), voxel_size),  # floor
+        _plane(rng, (0, 0, 0), (sx, 0, 0), (0, 0, sz), voxel_size),  # wall
+        _plane(rng, (0, 0, 0), (0, sy, 0), (0, 0, sz), voxel_size),  # wall
+        _box(rng, (2.0, 1.5, 0.70), (3.4, 2.5, 0.75), voxel_size, bottom=True),  # table top
+        _box(rng, (0.2, 2.8, 0.0), (1.0, 3.8, 0.9), voxel_size),  # cabinet
+        _box(rng, (3.8, 0.3, 0.0), (4.6, 1.1, 0.45), voxel_size),  # ottoman
+    ]
+    return np.concatenate(parts)
+
+
+def room_coordinates(voxel_size: float = VOXEL_3D, frames: int = 0, rng=0) -> np.ndarray:
+    """Batched integer coordinates of the benchmark room.
+
+    Args:
+        voxel_size: voxel edge in metres.
+        frames: 0 for a 3D scene ``(b, x, y, z)``; T > 0 for a 4D sequence ``(b, x, y, z, t)`` in which a
+            chair-sized box moves across the room.
+        rng: seed or generator.
+
+    Returns:
+        (N, 1+D) int64 unique coordinates (batch index 0).
+    """
+    rng = as_rng(rng)
+    scene = room_points(voxel_size, rng)
+    if frames == 0:
+        vox = quantize(scene, voxel_size).coordinates
+    else:
+        obj = _box(rng, (0, 0, 0), (0.5, 0.5, 0.9), voxel_size)
+        per_frame = []
+        for t in range(frames):
+            moved = obj + np.array([1.0 + 0.6 * t, 0.5 + 0.3 * t, 0.0])
+            pts = np.concatenate([scene, moved])
+            pts4 = np.concatenate([pts, np.full((len(pts), 1), float(t))], axis=1)
+            per_frame.append(quantize(pts4, (voxel_size,) * 3 + (1.0,)).coordinates)
+        vox = np.concatenate(per_frame)
+    return np.concatenate([np.zeros((len(vox), 1), np.int64), vox], axis=1)
+
+
+@dataclass
+class Measurement:
+    """One configuration × engine."""
+
+    name: str
+    engine: str
+    voxels: int
+    times_s: list[float]
+    median_s: float
+    voxels_per_s: float
+    peak_rss_mb: float
+    threads: int
+    loadavg: tuple[float, float, float]
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark VmHWM to the current RSS (Linux >= 4.0); False if not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+CONFIGS = {
+    # name: (model, dimension, voxel size, frames)
+    "MinkUNet34-3D-2cm": ("MinkUNet34", 3, VOXEL_3D, 0),
+    "MinkUNet14-4D-5cm": ("MinkUNet14", 4, VOXEL_4D, FRAMES),
+    "MinkUNet14-4D-2cm": ("MinkUNet14", 4, VOXEL_3D, FRAMES),
+}
+
+
+def _build(config: str, engine: str, seed: int = 0):
+    from fourdcontrast.models import resunet
+
+    model_name, dimension, voxel, frames = CONFIGS[config]
+    coords = room_coordinates(voxel, frames, rng=seed)
+    torch.manual_seed(seed)
+    model = getattr(resunet, model_name)(IN_CHANNELS, OUT_CHANNELS, dimension=dimension, backend=engine)
+    return model, coords
+
+
+def _make_input(engine: str, coords: np.ndarray):
+    from fourdcontrast.sparse.backend import get_backend
+
+    feats = torch.ones(len(coords), IN_CHANNELS)
+    return get_backend(engine).SparseTensor(feats, torch.as_tensor(coords))
+
+
+def _forward_backward(model, x) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """One timed forward+backward: (seconds, peak added RSS in MiB, output coordinates, output features)."""
+    if not _reset_peak_rss():
+        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs is not writable)")
+    base = _status_kb("VmRSS")
+    start = time.perf_counter()
+    out = model(x)
+    out.F.sum().backward()
+    elapsed = time.perf_counter() - start
+    peak = (_status_kb("VmHWM") - base) / 1024
+    model.zero_grad(set_to_none=True)
+    return elapsed, peak, out.C.detach().long(), out.F.detach()
+
+
+def _relative_difference(coords_a, feats_a, coords_b, feats_b) -> float:
+    """max |a − b| / max |b| after matching rows by coordinates."""
+    table = {tuple(c): i for i, c in enumerate(coords_b.tolist())}
+    perm = torch.tensor([table[tuple(c)] for c in coords_a.tolist()])
+    ref = feats_b[perm]
+    return float((feats_a - ref).abs().max() / ref.abs().max())
+
+
+def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int = 0
+            ) -> tuple[list[Measurement], float | None]:
+    """Forward+backward of one configuration on each engine, interleaved run by run (same load for both).
+
+    The engines get identical weights (ME's state dict loaded into ours) and input; the first, untimed
+    round warms up allocators and provides the output comparison.
+
+    Returns:
+        One :class:`Measurement` per engine and the relative output difference ours vs ME (None with one
+        engine).
+    """
+    models, coords = {}, None
+    for engine in engines:
+        models[engine], coords = _build(config, engine, seed)
+        models[engine].train()
+    if "minkowski" in models and "torch" in models:
+        models["torch"].load_state_dict(models["minkowski"].state_dict())
+    times = {e: [] for e in engines}
+    peaks = {e: 0.0 for e in engines}
+    outputs = {}
+    for r in range(repeats + 1):
+        order = engines if r % 2 == 0 else engines[::-1]
+        for engine in order:
+            elapsed, peak, c, f = _forward_backward(models[engine], _make_input(engine, coords))
+            logger.info("%s %s run %d: %.2f s, +%.0f MiB", config, engine, r, elapsed, peak)
+            peaks[engine] = max(peaks[engine], peak)
+            if r == 0:
+                outputs[engine] = (c, f)
+            else:
+                times[engine].append(elapsed)
+    diff = None
+    if "minkowski" in outputs and "torch" in outputs:
+        diff = _relative_difference(*outputs["torch"], *outputs["minkowski"])
+    rows = []
+    for engine in engines:
+        median = statistics.median(times[engine]) if times[engine] else float("nan")
+        rows.append(Measurement(config, engine, len(coords), times[engine], median, len(coords) / median,
+                                peaks[engine], torch.get_num_threads(), os.getloadavg()))
+    return rows, diff
+
+
+def _worker(args) -> int:
+    rows, diff = measure(args.config, args.engines, args.repeats)
+    print(json.dumps({"rows": [asdict(r) for r in rows], "difference": diff}))
+    return 0
+
+
+def _subprocess(argv: list[str], timeout: float) -> dict | None:
+    cmd = [sys.executable, "-m", "fourdcontrast.sparse.benchmark", *argv]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        logger.warning("timed out after %.0f s: %s", timeout, " ".join(argv))
+        return None
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-3:]
+        logger.warning("failed (%s): %s\n%s", proc.returncode, " ".join(argv), "\n".join(tail))
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0
+                  ) -> tuple[list[Measurement], dict[str, float]]:
+    """Measure every configuration (engines interleaved) in a fresh subprocess per configuration.
+
+    Returns:
+        The measurements and, per configuration, the relative output difference ours vs ME.
+    """
+    rows: list[Measurement] = []
+    diffs: dict[str, float] = {}
+    for config in configs:
+        logger.info("measuring %s on %s ...", config, ", ".join(engines))
+        argv = ["--worker", "--config", config, "--repeats", str(repeats)]
+        for engine in engines:
+            argv += ["--engine", engine]
+        res = _subprocess(argv, timeout)
+        if res is None:
+            continue
+        for row in res["rows"]:
+            row["loadavg"] = tuple(row["loadavg"])
+            rows.append(Measurement(**row))
+        if res["difference"] is not None:
+            diffs[config] = res["difference"]
+    return rows, diffs
+
+
+def format_table(rows: list[Measurement], diffs: dict[str, float]) -> str:
+    """A text table with times (median and best run), throughput, memory, and ours/ME ratios."""
+    by = {(r.name, r.engine): r for r in rows}
+    lines = [
+        f"{'configuration':<20} {'engine':<10} {'voxels':>8} {'median s':>9} {'best s':>7} {'kvox/s':>7} "
+        f"{'peak MiB':>9} {'load1':>6}  runs (s)",
+    ]
+    for r in rows:
+        runs = " ".join(f"{t:.2f}" for t in r.times_s)
+        lines.append(
+            f"{r.name:<20} {r.engine:<10} {r.voxels:>8} {r.median_s:>9.2f} {min(r.times_s):>7.2f} "
+            f"{r.voxels_per_s / 1e3:>7.1f} {r.peak_rss_mb:>9.0f} {r.loadavg[0]:>6.2f}  {runs}"
+        )
+    for name in dict.fromkeys(r.name for r in rows):
+        ours, theirs = by.get((name, "torch")), by.get((name, "minkowski"))
+        if ours and theirs:
+            diff = diffs.get(name)
+            diff_txt = f"; outputs differ by {diff:.1e} (relative)" if diff is not None else ""
+            lines.append(
+                f"{name}: ours/ME speed-up {theirs.median_s / ours.median_s:.2f}x (median), "
+                f"{min(theirs.times_s) / min(ours.times_s):.2f}x (best run); "
+                f"peak memory {ours.peak_rss_mb / max(theirs.peak_rss_mb, 1e-9):.2f}x of ME's{diff_txt}"
+            )
+    return "\n".join(lines)
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS),
+                        help="configuration(s) to run (default: all)")
+    parser.add_argument("--engine", action="append", choices=["torch", "minkowski"],
+                        help="engine(s) (default: torch, plus minkowski when it imports)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats after one warm-up run")
+    parser.add_argument("--json", help="also write the measurements to this JSON file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.worker:
+        return _worker(argparse.Namespace(config=args.config[0], engines=args.engine or ["torch"],
+                                          repeats=args.repeats))
+    from fourdcontrast.sparse.backend import minkowski_engine
+
+    engines = args.engine or (["torch", "minkowski"] if minkowski_engine() is not None else ["torch"])
+    configs = args.config or list(CONFIGS)
+    rows, diffs = run_benchmark(configs, engines, args.repeats)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}; peak memory = VmRSS added during forward+backward")
+    print(format_table(rows, diffs))
+    if args.json:
+        tmp = f"{args.json}.tmp{os.getpid()}"
+        with open(tmp, "w") as fh:
+            json.dump({"rows": [asdict(r) for r in rows], "differences": diffs}, fh, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_cli_arguments(_parser)
+    sys.exit(run_cli(_parser.parse_args()))
