@@ -7,6 +7,7 @@ Large clouds are subsampled for display and every title says so.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Sequence as SequenceABC
@@ -39,11 +40,25 @@ ELEVATION, AZIMUTH = 35.0, -60.0
 """Default camera of 3D views, degrees."""
 
 
-def _figure(width: float, height: float):
-    require("matplotlib", "the static (matplotlib) views")
+@functools.cache
+def _notebook_figure_class():
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    class NotebookFigure(Figure):
+        """A Figure that Jupyter shows as a PNG even before pyplot has chosen the inline backend
+        (matplotlib resolves its backend lazily, and until then IPython has no Figure formatter)."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", bbox_inches="tight")
+            return buf.getvalue()
+
+    return NotebookFigure
+
+
+def _figure(width: float, height: float):
+    require("matplotlib", "the static (matplotlib) views")
+    return _notebook_figure_class()(figsize=(width, height), layout="constrained")
 
 
 def _axes3d(fig, *args):

@@ -36,6 +36,12 @@ def test_plot_sequence_renders(sequence, layout):
     assert "4D sequence" in fig._suptitle.get_text()
 
 
+def test_figures_render_themselves_as_png_for_jupyter(sequence):
+    # a notebook shows the returned figure even when pyplot has not picked the inline backend yet
+    png = static.plot_sequence(sequence)._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
 def test_plot_sequence_says_when_subsampled(sequence):
     fig = static.plot_sequence(sequence, max_points=100)
     assert "subsampled" in fig._suptitle.get_text()
