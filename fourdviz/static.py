@@ -481,8 +481,9 @@ def plot_correspondence_check(
         ax.text(lo[0], lo[1], f"frame {t}", fontsize=9, va="top", fontweight="bold")
     fi, fj = sequence.frames[i], sequence.frames[j]
     obj_pair = fi.source[check.idx_i] == SOURCE_OBJECT
-    sel = subsample_pairs(check.idx_i, check.idx_j, max_lines, rng, keep=check.broken | obj_pair)
-    ok = sel[~check.broken[sel]]
+    # correct pairs subsampled on their own budget (object pairs first), broken pairs all drawn
+    good = np.flatnonzero(~check.broken)
+    ok = good[subsample_pairs(check.idx_i[good], check.idx_j[good], max_lines, rng, keep=obj_pair[good])]
     bad = np.flatnonzero(check.broken)
     _lines2d(
         ax,
@@ -512,24 +513,27 @@ def plot_correspondence_check(
     ax.legend(
         handles=_legend_handles(entries), loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=9
     )
-    # close-up: object points of frame i coloured by position error
+    # close-up: object points of the frame with the larger error, coloured by position error
+    errors = {t: position_errors(sequence, t) for t in (i, j)}
+    objs = {t: np.flatnonzero(sequence.frames[t].source == SOURCE_OBJECT) for t in (i, j)}
+    worst = {t: float(errors[t][objs[t]].max()) if len(objs[t]) else 0.0 for t in (i, j)}
+    t_close = j if worst[j] > worst[i] else i
+    f_close, obj, err = sequence.frames[t_close], objs[t_close], errors[t_close]
     ax2 = fig.add_subplot(gs[0, 2])
-    obj = np.flatnonzero(fi.source == SOURCE_OBJECT)
-    err = position_errors(sequence, i)
     if len(obj):
-        p = fi.points[obj]
+        p = f_close.points[obj]
         sc = ax2.scatter(
             p[:, 0], p[:, 1], c=err[obj] * 100, cmap="Reds", vmin=0, vmax=max(3 * tol * 100, 1e-6), s=8
         )
         fig.colorbar(sc, ax=ax2, shrink=0.8, label="position error (cm)")
-        if check.num_missing:
+        if check.num_missing and t_close == i:
             mp = fi.points[check.missing_i]
             ax2.scatter(mp[:, 0], mp[:, 1], marker="x", s=30, color=C.MISSING_COLOR, linewidths=1.2)
-        exp = expected_points(sequence, i)[obj]
+        exp = expected_points(sequence, t_close)[obj]
         ax2.scatter(exp[:, 0], exp[:, 1], s=3, color="0.5", zorder=0, label="expected (pose · canonical)")
         ax2.legend(fontsize=7, loc="upper right")
     ax2.set_aspect("equal", adjustable="datalim")
-    ax2.set_title(f"object in frame {i}: error vs. expected (tolerance {tol * 100:.1f} cm)", fontsize=9)
+    ax2.set_title(f"object in frame {t_close}: error vs. expected (tolerance {tol * 100:.1f} cm)", fontsize=9)
     ax2.set_xlabel("x (m)")
     ax2.set_ylabel("y (m)")
     fig.suptitle(f"correspondence check — {check.summary()}", fontsize=11)

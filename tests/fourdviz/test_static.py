@@ -92,6 +92,18 @@ def test_plot_correspondence_check_shows_broken(corrupted_sequence):
     assert "0 broken" not in title and "broken" in title
 
 
+@pytest.mark.parametrize("i, j", [(0, 1), (1, 0)])
+def test_correspondence_check_zooms_on_the_corrupted_frame(corrupted_sequence, i, j):
+    fig = static.plot_correspondence_check(corrupted_sequence, i, j)
+    assert fig.axes[1].get_title().startswith("object in frame 1")
+
+
+def test_correspondence_check_draws_ok_lines_beside_many_broken(corrupted_sequence):
+    fig = static.plot_correspondence_check(corrupted_sequence, 1, 0, max_lines=3)
+    legend = " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    assert "; 3 drawn)" in legend and "0 broken" not in legend
+
+
 def test_plot_similarity_renders(sequence, features):
     fig = static.plot_similarity(sequence, features, query=(1, 5))
     assert_not_blank(fig)
