@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -128,3 +130,39 @@ def benchmark_generation(
         page_faults=faults / max(repeats, 1),
         retained_memory=retained,
     )
+
+
+def format_report(result: GenerationBenchmark, scene_seed: int, backend: str) -> str:
+    """The benchmark's printed report: figures, the 20 ms target and the paper-scale projection."""
+    p90 = float(np.percentile(result.times_ms, 90))
+    faults = f"{result.page_faults:.0f} page faults / sequence"
+    return "\n".join([
+        f"load average           {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({os.cpu_count()} cores)",
+        f"scene points           {result.scene_points}  (default_scene({scene_seed}))",
+        f"points per frame       {result.points_per_frame:.0f}",
+        f"freed memory retained  {result.retained_memory}  ({faults})",
+        f"median ms / sequence   {result.median_ms:.1f}  (target <= 20)",
+        f"median CPU ms          {result.median_cpu_ms:.1f}",
+        f"  make_sequence        {np.median(result.sequence_cpu_ms):.1f}",
+        f"  correspondences      {np.median(result.correspondence_cpu_ms):.1f}  (backend {backend})",
+        f"min / p90 ms           {result.times_ms.min():.1f} / {p90:.1f}",
+        f"discard rate           {result.discard_rate:.3f}",
+        f"projected {PAPER_SCANS} x {PAPER_TRAJECTORIES}    {result.projected_minutes:.1f} min on one core",
+    ])
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=50, help="timed sequences (after 3 warm-up ones)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sequences' randomness")
+    parser.add_argument("--scene-seed", type=int, default=BENCHMARK_SCENE_SEED, help="embedded room seed")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep the C allocator's defaults (freed memory returns to the OS: page faults)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "numba"],
+                        help="correspondence kernels")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    result = benchmark_generation(args.repeats, args.seed, scene_seed=args.scene_seed,
+                                  retain_memory=not args.default_malloc, backend=args.backend)
+    print(format_report(result, args.scene_seed, args.backend))
+    return 0
