@@ -36,7 +36,7 @@ PACK_MARGIN = 4
 # cells per voxel) also gets a dense int32 cell -> row table: lookups become one gather instead of a
 # binary search.
 DENSE_CELLS = 1 << 23
-DENSE_PER_VOXEL = 64
+DENSE_PER_VOXEL = 256
 
 
 def as_tuple(value: int | SequenceABC[int], dimension: int, name: str) -> tuple[int, ...]:
