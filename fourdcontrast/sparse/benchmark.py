@@ -39,6 +39,11 @@ SAMPLES_PER_VOXEL = 3.0  # surface samples per voxel face area (dense enough to 
 REPEATS = 3
 IN_CHANNELS = 3  # occupancy repeated 3× (supplement, Sec. B)
 OUT_CHANNELS = 20
+# OpenMP threads spin after every parallel region by default; on a machine whose cores are shared with
+# other processes (this one: 2 cores, several workers) the spinning thread steals the core the main
+# thread needs, and every engine slows down several-fold (measured: ops 2-8x slower with 2 threads than
+# with 1). PASSIVE makes idle threads sleep; both engines run in the same worker, so both get it.
+OMP_WAIT_POLICY = "PASSIVE"
 
 
 def _plane(rng, origin, u, v, voxel):
@@ -232,10 +237,13 @@ def _worker(args) -> int:
     return 0
 
 
-def _subprocess(argv: list[str], timeout: float) -> dict | None:
+def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = None) -> dict | None:
     cmd = [sys.executable, "-m", "fourdcontrast.sparse.benchmark", *argv]
+    env = dict(os.environ)
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         logger.warning("timed out after %.0f s: %s", timeout, " ".join(argv))
         return None
@@ -246,9 +254,13 @@ def _subprocess(argv: list[str], timeout: float) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0
+def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0,
+                  omp_wait_policy: str | None = OMP_WAIT_POLICY
                   ) -> tuple[list[Measurement], dict[str, float]]:
     """Measure every configuration (engines interleaved) in a fresh subprocess per configuration.
+
+    ``omp_wait_policy`` is exported as ``OMP_WAIT_POLICY`` to the worker (both engines run in it, so both
+    get it); None keeps the caller's environment.
 
     Returns:
         The measurements and, per configuration, the relative output difference ours vs ME.
@@ -260,7 +272,7 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
         argv = ["--worker", "--config", config, "--repeats", str(repeats)]
         for engine in engines:
             argv += ["--engine", engine]
-        res = _subprocess(argv, timeout)
+        res = _subprocess(argv, timeout, omp_wait_policy)
         if res is None:
             continue
         for row in res["rows"]:
@@ -304,6 +316,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="engine(s) (default: torch, plus minkowski when it imports)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats after one warm-up run")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
+    parser.add_argument("--omp-wait-policy", default=OMP_WAIT_POLICY,
+                        help="OMP_WAIT_POLICY for the workers (default PASSIVE; '' keeps the environment's)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -315,9 +329,12 @@ def run_cli(args: argparse.Namespace) -> int:
 
     engines = args.engine or (["torch", "minkowski"] if minkowski_engine() is not None else ["torch"])
     configs = args.config or list(CONFIGS)
-    rows, diffs = run_benchmark(configs, engines, args.repeats)
+    policy = args.omp_wait_policy or None
+    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; peak memory = VmRSS added during forward+backward")
+          f"load average {os.getloadavg()[0]:.2f}, "
+          f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; "
+          f"peak memory = VmHWM - VmRSS added by one forward+backward")
     print(format_table(rows, diffs))
     if args.json:
         tmp = f"{args.json}.tmp{os.getpid()}"

@@ -29,6 +29,9 @@ QUERY_CHUNK = 1 << 22
 GROUP_WASTE = 0.2
 # Most padded pairs per offset group (bounds the gathered (G, M, C) temporaries).
 GROUP_ROWS = 1 << 17
+# Row indices of kernel maps: int32 halves their memory (the 5^4 stem of a 4D U-Net has ~90 pairs per
+# voxel); int64 only when a tensor has 2^31 rows or more.
+INDEX_DTYPE = torch.int32
 # Margin (in voxels of the target stride) kept around a coordinate set when packing it into int64 keys,
 # so that neighbour queries within the margin never alias another voxel.
 PACK_MARGIN = 4
@@ -36,7 +39,7 @@ PACK_MARGIN = 4
 # cells per voxel) also gets a dense int32 cell -> row table: lookups become one gather instead of a
 # binary search.
 DENSE_CELLS = 1 << 23
-DENSE_PER_VOXEL = 64
+DENSE_PER_VOXEL = 256
 
 
 def as_tuple(value: int | SequenceABC[int], dimension: int, name: str) -> tuple[int, ...]:
@@ -99,9 +102,9 @@ class OffsetGroup:
 
     Attributes:
         offsets: (G,) int64 kernel offset indices (rows of the weight).
-        in_pad: (G·M,) int64 input rows, padding = ``n_in`` (a dump row for scatters).
+        in_pad: (G·M,) int32 input rows, padding = ``n_in`` (a dump row for scatters).
         in_gather: ``in_pad`` with padding replaced by a valid row (for gathers).
-        out_pad: (G·M,) int64 output rows, padding = ``n_out``.
+        out_pad: (G·M,) int32 output rows, padding = ``n_out``.
         out_gather: ``out_pad`` with padding replaced by a valid row.
         size: M, the padded number of pairs per offset.
     """
@@ -124,8 +127,8 @@ class KernelMap:
     """Input/output row pairs of one convolution, grouped by kernel offset.
 
     Attributes:
-        in_rows: (P,) int64 input rows of all pairs, offset by offset (offset 0 first).
-        out_rows: (P,) int64 output rows of the same pairs.
+        in_rows: (P,) int32 input rows of all pairs, offset by offset (offset 0 first).
+        out_rows: (P,) int32 output rows of the same pairs.
         counts: number of pairs of each of the K offsets (``sum(counts) == P``).
         n_in: number of input rows.
         n_out: number of output rows.
@@ -218,8 +221,8 @@ def _make_groups(kmap: KernelMap, waste: float, budget: int) -> list[OffsetGroup
     first = torch.tensor([base[gid[k]] + slot[k] * size[gid[k]] - start[k] for k in range(volume)],
                          dtype=torch.int64, device=device)
     position = first[k_of_pair] + torch.arange(k_of_pair.numel(), device=device)
-    in_pad = torch.full((total,), kmap.n_in, dtype=torch.int64, device=device)
-    out_pad = torch.full((total,), kmap.n_out, dtype=torch.int64, device=device)
+    in_pad = torch.full((total,), kmap.n_in, dtype=kmap.in_rows.dtype, device=device)
+    out_pad = torch.full((total,), kmap.n_out, dtype=kmap.out_rows.dtype, device=device)
     in_pad[position] = kmap.in_rows
     out_pad[position] = kmap.out_rows
     in_gather = in_pad.clamp(max=max(kmap.n_in - 1, 0))
@@ -402,7 +405,9 @@ class CoordinateManager:
             out_parts.append(hits[:, 1])
             count_parts.append(torch.bincount(hits[:, 0], minlength=stop - start))
         counts = torch.cat(count_parts).tolist()
-        return KernelMap(torch.cat(in_parts), torch.cat(out_parts), counts, n_in, n_out, identity)
+        dtype = _index_dtype(n_in, n_out)
+        return KernelMap(torch.cat(in_parts).to(dtype), torch.cat(out_parts).to(dtype), counts,
+                         n_in, n_out, identity)
 
     def _build_partition(self, src, dst, in_key, out_key, kernel_size) -> KernelMap:
         device = src.coordinates.device
@@ -425,7 +430,9 @@ class CoordinateManager:
             scale *= k
         perm = torch.argsort(index, stable=True)
         counts = torch.bincount(index, minlength=scale).tolist()
-        return KernelMap(perm, out_rows[perm], counts, src.coordinates.shape[0], dst.coordinates.shape[0])
+        n_in, n_out = src.coordinates.shape[0], dst.coordinates.shape[0]
+        dtype = _index_dtype(n_in, n_out)
+        return KernelMap(perm.to(dtype), out_rows[perm].to(dtype), counts, n_in, n_out)
 
 
 def _find(lookup, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -439,3 +446,7 @@ def _find(lookup, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return found, rows
     pos = torch.searchsorted(sorted_keys, keys).clamp_(max=max(sorted_keys.numel() - 1, 0))
     return sorted_keys[pos] == keys, order[pos]
+
+
+def _index_dtype(n_in: int, n_out: int) -> torch.dtype:
+    return INDEX_DTYPE if max(n_in, n_out) < torch.iinfo(INDEX_DTYPE).max else torch.int64
