@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from fourdcontrast.geometry import as_rng
+from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.sparse.quantize import quantize
 
 logger = logging.getLogger(__name__)
@@ -337,10 +338,8 @@ def run_cli(args: argparse.Namespace) -> int:
           f"peak memory = VmHWM - VmRSS added by one forward+backward")
     print(format_table(rows, diffs))
     if args.json:
-        tmp = f"{args.json}.tmp{os.getpid()}"
-        with open(tmp, "w") as fh:
-            json.dump({"rows": [asdict(r) for r in rows], "differences": diffs}, fh, indent=1)
-        os.replace(tmp, args.json)
+        payload = {"rows": [asdict(r) for r in rows], "differences": diffs}
+        atomic_write_bytes(args.json, json.dumps(payload, indent=1).encode())
     return 0
 
 
