@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 # Debian packages for headless rendering (polyscope EGL, open3d) and the browser test.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libx11-6 libusb-1.0-0 xvfb xauth \
                 chromium fonts-liberation
-PYTEST_ENV := MPLBACKEND=Agg FOURDCONTRAST_QUICK=1 PYTHONHASHSEED=0
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads otherwise spin and steal the core the main thread needs
+# on a busy 2-core machine (measured: single sparse ops 2–8× slower).
+PYTEST_ENV := MPLBACKEND=Agg FOURDCONTRAST_QUICK=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: help install system-deps test test-fast lint demo benchmark clean
 
