@@ -112,6 +112,7 @@ def run_demo(
     seq, corr = sample.sequence, sample.correspondences
     f3 = emb["features_3d"].numpy()
     offsets = np.cumsum([0] + [len(c) for c in corr.coords_3d])
+    f3 = f3 - f3.mean(axis=0)  # untrained features all point one way: centre them to see differences
     point_features = [f3[offsets[t]:offsets[t + 1]][corr.point_to_voxel_3d[t]] for t in range(len(seq))]
     query = (0, int(np.flatnonzero(seq.frames[0].source == 1)[0]))
     figures = {

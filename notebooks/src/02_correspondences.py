@@ -199,8 +199,8 @@ plt.show()
 # The 3D backbone is a sparse residual U-Net (MinkUNet34 in the paper, Sec. 3.3.1); the input feature of
 # every voxel is occupancy repeated to 3 channels (supplement, Sec. B). Below, an **untrained** backbone
 # embeds the four 3D views, and every point is coloured by the cosine similarity of its feature to one
-# query point on the object. Random features only encode local geometry, so the heatmap lights up
-# wherever the surface looks locally alike — after 4DContrast pre-training (notebook 04) we hope to see
+# query point on the object (features centred by their mean). Random features only encode local
+# geometry, so the heatmap lights up wherever the surface looks locally alike — after 4DContrast pre-training (notebook 04) we hope to see
 # the object stand out in every frame.
 
 # %%
@@ -214,6 +214,10 @@ offsets = np.cumsum([0] + [len(c) for c in coords])
 features = [voxel_features[offsets[t]:offsets[t + 1]][corr.point_to_voxel_3d[t]] for t in range(T)]
 print(f"{PRESET['backbone']} ({fc.count_parameters(net) / 1e6:.1f} M parameters): "
       f"{len(voxel_features):,} voxels → {features[0].shape[1]}-d features for every point")
+# An untrained ReLU network maps every point into nearly the same direction (all cosine similarities
+# close to 1); subtracting the mean feature first makes the differences visible.
+mean_feature = np.concatenate(features).mean(axis=0)
+features = [f - mean_feature for f in features]
 query_row = int(np.flatnonzero(seq.frames[0].source == fc.SOURCE_OBJECT)[0])
 fv.plot_similarity(seq, features, query=(0, query_row))
 
