@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fourdcontrast.data import kernels  # optional numba kernels
 from fourdcontrast.data.compose import compose_frame
 from fourdcontrast.geometry import RngLike, as_rng, random_rotation, rotation_z, similarity
 from fourdcontrast.records import SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
@@ -163,7 +164,7 @@ def chunk_mask(points: np.ndarray, chunks: np.ndarray) -> np.ndarray:
     k = len(chunks)
     if k == 0 or len(points) == 0:
         return np.zeros(len(points), bool)
-    lo = bounds(points)[0]
+    lo, hi = bounds(points)
     grid = (chunks - lo) / CHUNK_GRID
     cells = np.round(grid)
     if k > 64 or not np.allclose(grid, cells, atol=1e-6, rtol=0):
@@ -174,15 +175,24 @@ def chunk_mask(points: np.ndarray, chunks: np.ndarray) -> np.ndarray:
     dtype = np.uint32 if k <= 32 else np.uint64
     bits = (np.ones(1, dtype) << np.arange(k, dtype=dtype)).astype(dtype)
     cells = cells.astype(np.int64)
-    common = None
+    low = lo.astype(np.float32)  # lo holds float32 values: exact
+    inv = np.float32(1.0 / CHUNK_GRID)
+    # the largest bin of the points: float32 subtraction, product and floor are monotonic
+    last = np.floor((hi.astype(np.float32) - low) * inv).astype(np.int64)
+    tables, firsts = [], np.empty(3, np.int64)
     for axis in range(3):
-        b = np.floor((points[:, axis] - np.float32(lo[axis])) * np.float32(1.0 / CHUNK_GRID)).astype(np.int64)
         first = int(min(cells[:, 0, axis].min(), 0))
-        size = int(max(cells[:, 1, axis].max(), b.max() + 1)) - first
-        table = np.zeros(size + 1, dtype)
+        table = np.zeros(int(max(cells[:, 1, axis].max(), last[axis] + 1)) - first + 1, dtype)
         for c in range(k):
             table[cells[c, 0, axis] - first : cells[c, 1, axis] - first] |= bits[c]
-        axis_bits = table[b - first]
+        tables.append(table)
+        firsts[axis] = first
+    if kernels.AVAILABLE:  # one sweep instead of three bin computations and lookups
+        return kernels.chunk_mask(points, low, inv, tuple(tables), firsts)
+    common = None
+    for axis in range(3):
+        b = np.floor((points[:, axis] - low[axis]) * inv).astype(np.int64)
+        axis_bits = tables[axis][b - firsts[axis]]
         common = axis_bits if common is None else common & axis_bits
     return common != 0
 

@@ -12,6 +12,7 @@ compare them element for element); they only fuse passes that numpy has to make 
 - :func:`scene_voxels`: the cached 4D scene voxels a frame uses, and the voxel of each scene point.
 - :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
   grids, one sweep each.
+- :func:`chunk_mask`: the chunk-removal mask of a scene (``augment.chunk_mask``) in one sweep.
 - :func:`frame_pairs`: the pairs of one frame with every later frame in one sweep (one gather of each
   representative point's key instead of one per later frame).
 
@@ -284,6 +285,21 @@ def _frame_pairs_py(
     return counts
 
 
+def _chunk_mask_py(
+    points: np.ndarray, low: np.ndarray, inv: np.float32, tables: tuple, firsts: np.ndarray
+) -> np.ndarray:
+    out = np.empty(points.shape[0], dtype=np.bool_)
+    t0, t1, t2 = tables
+    l0, l1, l2 = low[0], low[1], low[2]
+    f0, f1, f2 = firsts[0], firsts[1], firsts[2]
+    for i in range(points.shape[0]):  # the float32 bin formula of augment.chunk_mask, per point
+        b0 = np.int64(np.floor((points[i, 0] - l0) * inv)) - f0
+        b1 = np.int64(np.floor((points[i, 1] - l1) * inv)) - f1
+        b2 = np.int64(np.floor((points[i, 2] - l2) * inv)) - f2
+        out[i] = (t0[b0] & t1[b1] & t2[b2]) != 0
+    return out
+
+
 _fill_map_kernel = _fill_source_map
 
 
@@ -300,6 +316,7 @@ if AVAILABLE:
     _fill_map_kernel = numba.njit(cache=True, nogil=True)(_fill_source_map)
     _source_map_jit = numba.njit(cache=True, nogil=True)(_source_map_py)
     _frame_pairs_jit = numba.njit(cache=True, nogil=True)(_frame_pairs_py)
+    _chunk_mask_jit = numba.njit(cache=True, nogil=True)(_chunk_mask_py)
     _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
     _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
 
@@ -390,3 +407,20 @@ def scene_voxels(
     voxel ids ascending and (n_voxels,) int64 rank of every voxel among them; writes each scene point's
     rank into ``out``. Same as the scene part of ``correspondence._frame_4d``."""
     return _scene_voxels_jit(index, voxel_of_point, extra, int(n_voxels), out)
+
+
+def chunk_mask(
+    points: np.ndarray, low: np.ndarray, inv: np.float32, tables: tuple, firsts: np.ndarray
+) -> np.ndarray:
+    """(n,) bool: the points whose per-axis bins ``floor((p - low) * inv) - first`` share a chunk bit
+    in the three per-axis ``tables`` — the table lookup of ``augment.chunk_mask`` in one sweep.
+
+    Args:
+        points: (n, 3) float32 points.
+        low: (3,) float32 grid anchor.
+        inv: float32 inverse bin size.
+        tables: three (B_axis,) unsigned bitmask tables covering every bin of the points.
+        firsts: (3,) int64 bin of each table's first entry.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    return _chunk_mask_jit(points, low, np.float32(inv), tables, firsts)

@@ -135,3 +135,16 @@ def test_augment_deterministic(composed):
     for fa, fb in zip(a.frames, b.frames, strict=True):
         np.testing.assert_array_equal(fa.keys, fb.keys)
         np.testing.assert_array_equal(fa.view_transform, fb.view_transform)
+
+
+@pytest.mark.parametrize("numba", [False, True])
+def test_chunk_mask_paths_agree(room, numba, monkeypatch):
+    """The numba sweep and the numpy lookups give the same mask (and both the brute-force one)."""
+    from fourdcontrast.data import kernels
+
+    if numba and not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(kernels, "AVAILABLE", numba)
+    for seed in range(5):
+        chunks = sample_chunks(room.points, seed)
+        np.testing.assert_array_equal(chunk_mask(room.points, chunks), _brute_chunk_mask(room.points, chunks))
