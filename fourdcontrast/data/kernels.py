@@ -115,8 +115,7 @@ def _unpack_keys(uniq, low: np.ndarray, bits: np.ndarray) -> np.ndarray:
 
 def _view_sort_packed(points: np.ndarray, a: np.ndarray, b: np.ndarray, low: np.ndarray, bits: np.ndarray):
     """The int32-key case of :func:`_view_voxels_py`: every row travels as one int64 ``key << 32 | row``
-    (one 8-byte write per element and pass instead of two), and the digit histograms are counted while
-    the keys are made."""
+    (one 8-byte write per element and pass instead of two)."""
     n = points.shape[0]
     total = bits[0] + bits[1] + bits[2]
     passes = max(1, -(-total // RADIX_BITS))
@@ -128,10 +127,11 @@ def _view_sort_packed(points: np.ndarray, a: np.ndarray, b: np.ndarray, low: np.
         c0 = _view_cell(points, a, b, i, 0) - low[0]
         c1 = _view_cell(points, a, b, i, 1) - low[1]
         c2 = _view_cell(points, a, b, i, 2) - low[2]
-        k = ((c0 << bits[1]) | c1) << bits[2] | c2
-        src[i] = (k << 32) | i
-        for p in range(passes):
-            count[p, ((k >> (p * width)) & mask) + 1] += 1
+        src[i] = ((((c0 << bits[1]) | c1) << bits[2] | c2) << 32) | i
+    for p in range(passes):  # one histogram sweep per digit: faster than counting in the sweep above
+        shift = 32 + p * width
+        for i in range(n):
+            count[p, ((src[i] >> shift) & mask) + 1] += 1
     for p in range(passes):
         for d in range(1, (1 << width) + 1):
             count[p, d] += count[p, d - 1]
