@@ -105,7 +105,11 @@ def subset_frame(frame: Frame, keep: np.ndarray) -> Frame:
 
 def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(3,) float64 minimum and maximum corners of (N, 3) points (column-wise: much faster than
-    ``points.min(axis=0)`` on row-major data)."""
+    ``points.min(axis=0)`` on row-major data; one numba sweep when available)."""
+    if kernels.AVAILABLE and len(points) and points.dtype == np.float32:
+        fast = kernels.bounds(points)
+        if fast is not None:
+            return fast
     lo = np.array([points[:, a].min() for a in range(3)], dtype=np.float64)
     hi = np.array([points[:, a].max() for a in range(3)], dtype=np.float64)
     return lo, hi

@@ -12,7 +12,8 @@ compare them element for element); they only fuse passes that numpy has to make 
 - :func:`scene_voxels`: the cached 4D scene voxels a frame uses, and the voxel of each scene point.
 - :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
   grids, one sweep each.
-- :func:`chunk_mask`: the chunk-removal mask of a scene (``augment.chunk_mask``) in one sweep.
+- :func:`bounds`, :func:`chunk_mask`: a scene's bounds and chunk-removal mask (``augment``), one
+  sweep each.
 - :func:`frame_pairs`: the pairs of one frame with every later frame in one sweep (one gather of each
   representative point's key instead of one per later frame).
 
@@ -285,6 +286,25 @@ def _frame_pairs_py(
     return counts
 
 
+def _bounds_py(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    l0 = h0 = points[0, 0]
+    l1 = h1 = points[0, 1]
+    l2 = h2 = points[0, 2]
+    nan = False
+    for i in range(points.shape[0]):  # six independent chains: one sweep at full speed
+        x, y, z = points[i, 0], points[i, 1], points[i, 2]
+        nan |= (x != x) | (y != y) | (z != z)
+        l0 = x if x < l0 else l0
+        h0 = x if x > h0 else h0
+        l1 = y if y < l1 else l1
+        h1 = y if y > h1 else h1
+        l2 = z if z < l2 else l2
+        h2 = z if z > h2 else h2
+    lo = np.array([l0, l1, l2], dtype=np.float64)
+    hi = np.array([h0, h1, h2], dtype=np.float64)
+    return lo, hi, not nan
+
+
 def _chunk_mask_py(
     points: np.ndarray, low: np.ndarray, inv: np.float32, tables: tuple, firsts: np.ndarray
 ) -> np.ndarray:
@@ -292,10 +312,11 @@ def _chunk_mask_py(
     t0, t1, t2 = tables
     l0, l1, l2 = low[0], low[1], low[2]
     f0, f1, f2 = firsts[0], firsts[1], firsts[2]
-    for i in range(points.shape[0]):  # the float32 bin formula of augment.chunk_mask, per point
-        b0 = np.int64(np.floor((points[i, 0] - l0) * inv)) - f0
-        b1 = np.int64(np.floor((points[i, 1] - l1) * inv)) - f1
-        b2 = np.int64(np.floor((points[i, 2] - l2) * inv)) - f2
+    for i in range(points.shape[0]):  # the float32 bin formula of augment.chunk_mask, per point;
+        # points >= low: the products are >= 0, where truncation is floor
+        b0 = np.int64((points[i, 0] - l0) * inv) - f0
+        b1 = np.int64((points[i, 1] - l1) * inv) - f1
+        b2 = np.int64((points[i, 2] - l2) * inv) - f2
         out[i] = (t0[b0] & t1[b1] & t2[b2]) != 0
     return out
 
@@ -317,6 +338,7 @@ if AVAILABLE:
     _source_map_jit = numba.njit(cache=True, nogil=True)(_source_map_py)
     _frame_pairs_jit = numba.njit(cache=True, nogil=True)(_frame_pairs_py)
     _chunk_mask_jit = numba.njit(cache=True, nogil=True)(_chunk_mask_py)
+    _bounds_jit = numba.njit(cache=True, nogil=True)(_bounds_py)
     _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
     _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
 
@@ -417,10 +439,17 @@ def chunk_mask(
 
     Args:
         points: (n, 3) float32 points.
-        low: (3,) float32 grid anchor.
+        low: (3,) float32 grid anchor: the points' minimum corner (no point lies below it).
         inv: float32 inverse bin size.
         tables: three (B_axis,) unsigned bitmask tables covering every bin of the points.
         firsts: (3,) int64 bin of each table's first entry.
     """
     points = np.ascontiguousarray(points, dtype=np.float32)
     return _chunk_mask_jit(points, low, np.float32(inv), tables, firsts)
+
+
+def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(3,) float64 minimum and maximum corners of (n, 3) float32 ``points`` (n > 0), or None when a
+    coordinate is NaN (the caller's numpy code then decides). Same values as ``augment.bounds``."""
+    lo, hi, ok = _bounds_jit(np.ascontiguousarray(points, dtype=np.float32))
+    return (lo, hi) if ok else None

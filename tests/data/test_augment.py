@@ -148,3 +148,15 @@ def test_chunk_mask_paths_agree(room, numba, monkeypatch):
     for seed in range(5):
         chunks = sample_chunks(room.points, seed)
         np.testing.assert_array_equal(chunk_mask(room.points, chunks), _brute_chunk_mask(room.points, chunks))
+
+
+def test_bounds_match_numpy_columns(room):
+    """``bounds`` (one numba sweep when available) equals the column-wise numpy extremes, NaN included."""
+    points = room.points[::7].copy()
+    expect = (points.min(axis=0).astype(np.float64), points.max(axis=0).astype(np.float64))
+    for got, e in zip(bounds(points), expect, strict=True):
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, e)
+    points[5, 1] = np.nan
+    lo, hi = bounds(points)
+    assert np.isnan(lo[1]) and np.isnan(hi[1]) and np.isfinite(lo[[0, 2]]).all()
