@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fourdcontrast.data import kernels  # optional numba kernels
-from fourdcontrast.data.compose import compose_frame
+from fourdcontrast.data.compose import compose_frame, object_points_at
 from fourdcontrast.geometry import RngLike, as_rng, random_rotation, rotation_z, similarity
-from fourdcontrast.records import SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
+from fourdcontrast.records import SOURCE_OBJECT, SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -384,6 +384,17 @@ def _failure(scene: Scene, obj: ShapeObject, max_tries: int, last: Validity | No
     )
 
 
+def _compose_kept(scene: Scene, obj: ShapeObject, pose: np.ndarray, keep: np.ndarray) -> Frame:
+    """``compose_frame`` of the scene and object points flagged in (n + m,) bool ``keep``."""
+    n = len(scene)
+    if not kernels.AVAILABLE or scene.points.dtype != np.float32 or not scene.points.flags.c_contiguous:
+        return compose_frame(scene, obj, pose, np.flatnonzero(keep[:n]), np.flatnonzero(keep[n:]))
+    points, source, index, s = kernels.compose_kept(scene.points, keep, SOURCE_SCENE, SOURCE_OBJECT)
+    points[s:] = object_points_at(obj, pose, index[s:])
+    return Frame(points=points, source=source, index=index, object_pose=np.array(pose, dtype=np.float64),
+                 view_transform=np.eye(4))
+
+
 def augment_composed(
     scene: Scene,
     obj: ShapeObject,
@@ -429,10 +440,7 @@ def augment_composed(
         )
         _count(stats, last.ok)
         if last.ok:
-            frames = [
-                compose_frame(scene, obj, pose, np.flatnonzero(k[:n]), np.flatnonzero(k[n:]))
-                for pose, k in zip(poses, keeps, strict=True)
-            ]
+            frames = [_compose_kept(scene, obj, pose, k) for pose, k in zip(poses, keeps, strict=True)]
             seq = Sequence(
                 frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks
             )

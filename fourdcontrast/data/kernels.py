@@ -12,8 +12,8 @@ compare them element for element); they only fuse passes that numpy has to make 
 - :func:`scene_voxels`: the cached 4D scene voxels a frame uses, and the voxel of each scene point.
 - :func:`source_map`, :func:`first_rows`, :func:`rows_pairs`: the per-frame maps of the 3D and 4D
   grids, one sweep each.
-- :func:`bounds`, :func:`chunk_mask`: a scene's bounds and chunk-removal mask (``augment``), one
-  sweep each.
+- :func:`bounds`, :func:`chunk_mask`, :func:`compose_kept`: a scene's bounds, chunk-removal mask and
+  kept points of a frame (``augment``), one sweep each.
 - :func:`frame_pairs`: the pairs of one frame with every later frame in one sweep (one gather of each
   representative point's key instead of one per later frame).
 
@@ -305,6 +305,35 @@ def _bounds_py(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     return lo, hi, not nan
 
 
+def _compose_kept_py(
+    scene_points: np.ndarray, keep: np.ndarray, scene_source: np.int8, object_source: np.int8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    n = scene_points.shape[0]
+    s = 0
+    for i in range(n):
+        s += keep[i]
+    total = s
+    for i in range(n, len(keep)):
+        total += keep[i]
+    # one spare row: the branch-free loops write every point at the next free row, kept or not
+    points = np.empty((total + 1, 3), dtype=np.float32)
+    source = np.empty(total + 1, dtype=np.int8)
+    index = np.empty(total + 1, dtype=np.int64)
+    r = 0
+    for i in range(n):
+        points[r, 0] = scene_points[i, 0]
+        points[r, 1] = scene_points[i, 1]
+        points[r, 2] = scene_points[i, 2]
+        source[r] = scene_source
+        index[r] = i
+        r += keep[i]
+    for i in range(n, len(keep)):
+        source[r] = object_source
+        index[r] = i - n
+        r += keep[i]
+    return points[:total], source[:total], index[:total], s
+
+
 def _chunk_mask_py(
     points: np.ndarray, low: np.ndarray, inv: np.float32, tables: tuple, firsts: np.ndarray
 ) -> np.ndarray:
@@ -339,6 +368,7 @@ if AVAILABLE:
     _frame_pairs_jit = numba.njit(cache=True, nogil=True)(_frame_pairs_py)
     _chunk_mask_jit = numba.njit(cache=True, nogil=True)(_chunk_mask_py)
     _bounds_jit = numba.njit(cache=True, nogil=True)(_bounds_py)
+    _compose_kept_jit = numba.njit(cache=True, nogil=True)(_compose_kept_py)
     _first_rows_jit = numba.njit(cache=True, nogil=True)(_first_rows_py)
     _rows_pairs_jit = numba.njit(cache=True, nogil=True)(_rows_pairs_py)
 
@@ -453,3 +483,12 @@ def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     coordinate is NaN (the caller's numpy code then decides). Same values as ``augment.bounds``."""
     lo, hi, ok = _bounds_jit(np.ascontiguousarray(points, dtype=np.float32))
     return (lo, hi) if ok else None
+
+
+def compose_kept(
+    scene_points: np.ndarray, keep: np.ndarray, scene_source: int, object_source: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The kept points of a composed frame in one sweep: (k, 3) float32 points (scene points filled,
+    object rows left for the caller to place), (k,) int8 source, (k,) int64 index and the number of
+    scene points. ``keep`` is (n + m,) bool over the n scene points then the m object points."""
+    return _compose_kept_jit(scene_points, keep, np.int8(scene_source), np.int8(object_source))

@@ -160,3 +160,18 @@ def test_bounds_match_numpy_columns(room):
     points[5, 1] = np.nan
     lo, hi = bounds(points)
     assert np.isnan(lo[1]) and np.isnan(hi[1]) and np.isfinite(lo[[0, 2]]).all()
+
+
+def test_fused_path_same_with_and_without_numba(room, chair, monkeypatch):
+    """The one-sweep kept-point composition gives the frames ``compose_frame`` gives, dtypes included."""
+    from fourdcontrast.data import kernels
+
+    traj = sample_trajectory(room, chair, rng=5)
+    a = augment_composed(room, chair, traj, 11)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    b = augment_composed(room, chair, traj, 11)
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        for x, y in ((fa.points, fb.points), (fa.source, fb.source), (fa.index, fb.index)):
+            assert x.dtype == y.dtype and x.flags.c_contiguous
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(fa.object_pose, fb.object_pose)
