@@ -171,7 +171,8 @@ def _voxels_4d(points: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Quantization:
-    """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres."""
+    """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres: (V, 3) int32
+    voxels sorted lexicographically, (V,) int32 first point of each, (n,) int32 voxel of every point."""
     a, b = _view_coefficients(frame.view_transform, voxel_size)
     return _voxelize_soa(_view_axes(np.ascontiguousarray(frame.points.T), a, b))
 
