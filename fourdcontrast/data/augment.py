@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fourdcontrast.data.compose import compose_frame
+from fourdcontrast.data import kernels  # optional numba kernels
+from fourdcontrast.data.compose import compose_frame, object_points_at
 from fourdcontrast.geometry import RngLike, as_rng, random_rotation, rotation_z, similarity
-from fourdcontrast.records import SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
+from fourdcontrast.records import SOURCE_OBJECT, SOURCE_SCENE, Frame, Scene, Sequence, ShapeObject, Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,11 @@ def subset_frame(frame: Frame, keep: np.ndarray) -> Frame:
 
 def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(3,) float64 minimum and maximum corners of (N, 3) points (column-wise: much faster than
-    ``points.min(axis=0)`` on row-major data)."""
+    ``points.min(axis=0)`` on row-major data; one numba sweep when available)."""
+    if kernels.AVAILABLE and len(points) and points.dtype == np.float32:
+        fast = kernels.bounds(points)
+        if fast is not None:
+            return fast
     lo = np.array([points[:, a].min() for a in range(3)], dtype=np.float64)
     hi = np.array([points[:, a].max() for a in range(3)], dtype=np.float64)
     return lo, hi
@@ -163,7 +168,7 @@ def chunk_mask(points: np.ndarray, chunks: np.ndarray) -> np.ndarray:
     k = len(chunks)
     if k == 0 or len(points) == 0:
         return np.zeros(len(points), bool)
-    lo = bounds(points)[0]
+    lo, hi = bounds(points)
     grid = (chunks - lo) / CHUNK_GRID
     cells = np.round(grid)
     if k > 64 or not np.allclose(grid, cells, atol=1e-6, rtol=0):
@@ -174,15 +179,24 @@ def chunk_mask(points: np.ndarray, chunks: np.ndarray) -> np.ndarray:
     dtype = np.uint32 if k <= 32 else np.uint64
     bits = (np.ones(1, dtype) << np.arange(k, dtype=dtype)).astype(dtype)
     cells = cells.astype(np.int64)
-    common = None
+    low = lo.astype(np.float32)  # lo holds float32 values: exact
+    inv = np.float32(1.0 / CHUNK_GRID)
+    # the largest bin of the points: float32 subtraction, product and floor are monotonic
+    last = np.floor((hi.astype(np.float32) - low) * inv).astype(np.int64)
+    tables, firsts = [], np.empty(3, np.int64)
     for axis in range(3):
-        b = np.floor((points[:, axis] - np.float32(lo[axis])) * np.float32(1.0 / CHUNK_GRID)).astype(np.int64)
         first = int(min(cells[:, 0, axis].min(), 0))
-        size = int(max(cells[:, 1, axis].max(), b.max() + 1)) - first
-        table = np.zeros(size + 1, dtype)
+        table = np.zeros(int(max(cells[:, 1, axis].max(), last[axis] + 1)) - first + 1, dtype)
         for c in range(k):
             table[cells[c, 0, axis] - first : cells[c, 1, axis] - first] |= bits[c]
-        axis_bits = table[b - first]
+        tables.append(table)
+        firsts[axis] = first
+    if kernels.AVAILABLE:  # one sweep instead of three bin computations and lookups
+        return kernels.chunk_mask(points, low, inv, tuple(tables), firsts)
+    common = None
+    for axis in range(3):
+        b = np.floor((points[:, axis] - low[axis]) * inv).astype(np.int64)
+        axis_bits = tables[axis][b - firsts[axis]]
         common = axis_bits if common is None else common & axis_bits
     return common != 0
 
@@ -370,6 +384,17 @@ def _failure(scene: Scene, obj: ShapeObject, max_tries: int, last: Validity | No
     )
 
 
+def _compose_kept(scene: Scene, obj: ShapeObject, pose: np.ndarray, keep: np.ndarray) -> Frame:
+    """``compose_frame`` of the scene and object points flagged in (n + m,) bool ``keep``."""
+    n = len(scene)
+    if not kernels.AVAILABLE or scene.points.dtype != np.float32 or not scene.points.flags.c_contiguous:
+        return compose_frame(scene, obj, pose, np.flatnonzero(keep[:n]), np.flatnonzero(keep[n:]))
+    points, source, index, s = kernels.compose_kept(scene.points, keep, SOURCE_SCENE, SOURCE_OBJECT)
+    points[s:] = object_points_at(obj, pose, index[s:])
+    return Frame(points=points, source=source, index=index, object_pose=np.array(pose, dtype=np.float64),
+                 view_transform=np.eye(4))
+
+
 def augment_composed(
     scene: Scene,
     obj: ShapeObject,
@@ -415,10 +440,7 @@ def augment_composed(
         )
         _count(stats, last.ok)
         if last.ok:
-            frames = [
-                compose_frame(scene, obj, pose, np.flatnonzero(k[:n]), np.flatnonzero(k[n:]))
-                for pose, k in zip(poses, keeps, strict=True)
-            ]
+            frames = [_compose_kept(scene, obj, pose, k) for pose, k in zip(poses, keeps, strict=True)]
             seq = Sequence(
                 frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks
             )

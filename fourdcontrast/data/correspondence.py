@@ -110,22 +110,28 @@ def _use_numba(backend: str) -> bool:
 
 def _voxelize_soa(axes: list[np.ndarray], fast: bool = False) -> Quantization:
     """Voxelize integer coordinates given per axis (D arrays of (n,) float32 holding whole numbers):
-    unique voxels (int32, sorted lexicographically), first point per voxel and voxel of every point."""
+    unique voxels (int32, sorted lexicographically), (V,) int32 first point per voxel and (n,) int32
+    voxel of every point."""
     n = len(axes[0])
     if n == 0:
-        empty = np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int32)
         return Quantization(np.zeros((0, len(axes)), np.int32), empty, empty)
     lows = [int(a.min()) for a in axes]
     bits = [int(int(a.max()) - lo + 1).bit_length() for a, lo in zip(axes, lows, strict=True)]
     if sum(bits) > 62:
         q = _voxelize(np.stack([a.astype(np.int64) for a in axes], axis=1))
-        return Quantization(q.coordinates.astype(np.int32), q.index, q.inverse)
+        index, inverse = q.index.astype(np.int32), q.inverse.astype(np.int32)
+        return Quantization(q.coordinates.astype(np.int32), index, inverse)
     key_dtype = np.int32 if sum(bits) <= 31 else np.int64  # int32 keys sort twice as fast
     key = None
     for a, lo, b in zip(axes, lows, bits, strict=True):
         k = (a - np.float32(lo)).astype(key_dtype)
         key = k if key is None else (key << b) | k
-    u, index, inverse = kernels.sorted_unique(key, sum(bits)) if fast else _sorted_unique(key)
+    if fast:
+        u, index, inverse = kernels.sorted_unique(key, sum(bits))
+    else:
+        u, index, inverse = _sorted_unique(key)
+        index, inverse = index.astype(np.int32), inverse.astype(np.int32)
     coords = np.empty((len(u), len(axes)), dtype=np.int32)
     shift = 0
     for axis in range(len(axes) - 1, -1, -1):
@@ -165,7 +171,8 @@ def _voxels_4d(points: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def voxelize_view(frame: Frame, voxel_size: float = DEFAULT_VOXEL_SIZE_3D) -> Quantization:
-    """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres."""
+    """Voxelize the frame's 3D view (``view_transform`` applied) at ``voxel_size`` metres: (V, 3) int32
+    voxels sorted lexicographically, (V,) int32 first point of each, (n,) int32 voxel of every point."""
     a, b = _view_coefficients(frame.view_transform, voxel_size)
     return _voxelize_soa(_view_axes(np.ascontiguousarray(frame.points.T), a, b))
 
@@ -234,7 +241,7 @@ class _Frame4D:
     """4D voxels of one frame before they are stacked into the sequence's grid.
 
     ``scene_ids`` (rows of the cache's voxels, ascending) come first, then ``coords`` (new voxels,
-    (m, 3) int32); ``point_voxel`` is the (n,) int64 voxel of every point in that local numbering.
+    (m, 3) int32); ``point_voxel`` is the (n,) int32 voxel of every point in that local numbering.
     """
 
     scene_ids: np.ndarray | None
@@ -258,13 +265,13 @@ def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None, fast: b
     its voxels sorted lexicographically."""
     if cache is None:
         q = _voxelize(_voxels_4d(frame.points, voxel_size))
-        return _Frame4D(None, q.coordinates.astype(np.int32), q.inverse)
+        return _Frame4D(None, q.coordinates.astype(np.int32), q.inverse.astype(np.int32))
     is_scene, n_s, composed = _scene_prefix(frame)
     oc = _voxels_4d(frame.points[n_s:] if composed else frame.points[~is_scene], voxel_size)
     okey = cache.keys_of(oc)
     pos = np.minimum(np.searchsorted(cache.voxel_keys, okey), len(cache.voxel_keys) - 1)
     found = cache.voxel_keys[pos] == okey
-    p2v = np.empty(len(frame), dtype=np.int64)
+    p2v = np.empty(len(frame), dtype=np.int32)
     if fast and composed:  # one kernel: used voxels, their ranks and the scene points' voxels
         scene_ids, rank = kernels.scene_voxels(
             frame.index[:n_s], cache.voxel_of_point, pos[found], len(cache.voxel_keys), p2v[:n_s]
@@ -275,11 +282,11 @@ def _frame_4d(frame: Frame, voxel_size: float, cache: SceneCache | None, fast: b
         used[sv] = True
         used[pos[found]] = True
         scene_ids = np.flatnonzero(used)
-        rank = np.cumsum(used, dtype=np.int64)
+        rank = np.cumsum(used, dtype=np.int32)
         rank -= 1
     rest = oc[~found]
     new = _voxelize_soa([c.astype(np.float32) for c in rest.T])  # few points: object voxels off the scene
-    obj_v = np.empty(len(oc), dtype=np.int64)
+    obj_v = np.empty(len(oc), dtype=np.int32)
     obj_v[found] = rank[pos[found]]
     obj_v[~found] = len(scene_ids) + new.inverse
     if composed:
@@ -300,16 +307,21 @@ class Correspondences:
         voxel_size_3d: 3D voxel edge, metres.
         voxel_size_4d: 4D voxel edge, metres (time: one voxel per frame).
         coords_3d: per frame, (V_t, 3) int32 voxel coordinates of the frame's 3D view.
-        point_to_voxel_3d: per frame, (n_t,) int64 the 3D voxel of every point of the frame.
-        voxel_point_3d: per frame, (V_t,) int64 the representative (first) point of every 3D voxel.
+        point_to_voxel_3d: per frame, (n_t,) int32 the 3D voxel of every point of the frame.
+        voxel_point_3d: per frame, (V_t,) int32 the representative (first) point of every 3D voxel.
         coords_4d: (W, 4) int32 voxel coordinates (x, y, z, t) of the 4D sequence, grouped by frame
             (t ascending; within a frame no particular order).
-        point_to_voxel_4d: per frame, (n_t,) int64 the 4D voxel (row of ``coords_4d``) of every point.
-        voxel_point_4d: (W,) int64 representative point of every 4D voxel, a row of frame
+        point_to_voxel_4d: per frame, (n_t,) int32 the 4D voxel (row of ``coords_4d``) of every point.
+        voxel_point_4d: (W,) int32 representative point of every 4D voxel, a row of frame
             ``coords_4d[w, 3]``.
-        pairs_3d: for frames ``i < j``, (K, 2) int64 (3D voxel of frame i, 3D voxel of frame j) for L3D.
-        pairs_3d4d: per frame, (V_t, 2) int64 (3D voxel of the frame, 4D voxel) for L3D4D.
-        pairs_4d: for frames ``i < j``, (K, 2) int64 (4D voxel at time i, 4D voxel at time j) for L4D.
+        pairs_3d: for frames ``i < j``, (K, 2) int32 (3D voxel of frame i, 3D voxel of frame j) for L3D.
+        pairs_3d4d: per frame, (V_t, 2) int32 (3D voxel of the frame, 4D voxel) for L3D4D.
+        pairs_4d: for frames ``i < j``, (K, 2) int32 (4D voxel at time i, 4D voxel at time j) for L4D.
+
+    Every index array is int32 (half the bytes of int64; a sequence has far fewer than 2^31 points or
+    voxels): cast to int64 before indexing torch tensors with them, as
+    :func:`~fourdcontrast.data.dataset.collate_sequences` does. ``pairs_3d`` / ``pairs_4d`` of the
+    pairs ``(i, j)`` of one frame ``i`` may be views of one shared buffer.
     """
 
     voxel_size_3d: float
@@ -348,30 +360,41 @@ def _source_map(keys: np.ndarray, values: np.ndarray, domain: int) -> tuple[np.n
     """(domain,) int32 ``values`` scattered to their source keys, -1 where the frame lacks the point,
     and the number of distinct keys written (< ``len(keys)`` when a source point repeats)."""
     m = np.full(domain, -1, dtype=np.int32)
-    m[keys] = values.astype(np.int32)  # a scatter that casts on the fly is three times slower
+    m[keys] = values.astype(np.int32, copy=False)  # a scatter that casts on the fly is three times slower
     return m, int(np.count_nonzero(m >= 0))
 
 
+def _fill_map(keys: np.ndarray, values: np.ndarray, out: np.ndarray, fast: bool) -> int:
+    """Write :func:`_source_map` of ``keys`` and ``values`` into the (domain,) int32 ``out``; returns the
+    number of distinct keys written."""
+    if fast:
+        return kernels.fill_source_map(keys, values, out)
+    out.fill(-1)
+    out[keys] = values.astype(np.int32, copy=False)
+    return int(np.count_nonzero(out >= 0))
+
+
 def _first_rows(voxel: np.ndarray, out: np.ndarray) -> None:
-    """Write into (V,) int64 ``out`` the first row of (n,) ``voxel`` holding each voxel."""
+    """Write into (V,) integer ``out`` the first row of (n,) ``voxel`` holding each voxel."""
     first = torch.from_numpy(out).fill_(len(voxel))
-    first.scatter_reduce_(0, torch.from_numpy(voxel), torch.arange(len(voxel)), reduce="amin")
+    rows = torch.arange(len(voxel), dtype=first.dtype)
+    first.scatter_reduce_(0, torch.from_numpy(voxel).long(), rows, reduce="amin")
 
 
 def _rows_pairs(point_voxel: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(V, 2) int64 ``(v, point_voxel[index[v]])`` for every voxel ``v`` with representative ``index[v]``."""
-    pairs = np.empty((len(index), 2), dtype=np.int64)
+    """(V, 2) int32 ``(v, point_voxel[index[v]])`` for every voxel ``v`` with representative ``index[v]``."""
+    pairs = np.empty((len(index), 2), dtype=np.int32)
     pairs[:, 0] = np.arange(len(index))
     np.take(point_voxel, index, out=pairs[:, 1])
     return pairs
 
 
 def _pairs(source_map: np.ndarray, rep_keys: np.ndarray, offset: int) -> np.ndarray:
-    """(K, 2) int64 (offset + v, source_map[rep_keys[v]]) for the voxels ``v`` whose representative
+    """(K, 2) int32 (offset + v, source_map[rep_keys[v]]) for the voxels ``v`` whose representative
     point is present in the other frame (``source_map`` >= 0)."""
     target = source_map[rep_keys]
     rows = np.flatnonzero(target >= 0)
-    out = np.empty((len(rows), 2), dtype=np.int64)
+    out = np.empty((len(rows), 2), dtype=np.int32)
     np.add(rows, offset, out=out[:, 0])
     out[:, 1] = target[rows]
     return out
@@ -415,21 +438,19 @@ def compute_correspondences(
         if len(k) and (k.min() < 0 or k.max() >= domain):
             raise ValueError(f"frame {t} has provenance indices outside the scene / object")
     q3 = [_voxelize_view(f, voxel_size_3d, fast) for f in frames]
-    # (domain,) int32 3D voxel of each source point in each frame, -1 where absent
-    smap = kernels.source_map if fast else _source_map
-    vmap3 = []
+    # (T, domain) int32: per frame the 3D voxel of each source point, -1 where absent
+    vmap3 = np.empty((len(frames), domain), dtype=np.int32)
     for t, (k, q) in enumerate(zip(keys, q3, strict=True)):
-        m, filled = smap(k, q.inverse, domain)
-        if filled != len(k):
+        if _fill_map(k, q.inverse, vmap3[t], fast) != len(k):
             raise ValueError(f"frame {t} holds the same source point more than once")
-        vmap3.append(m)
 
     # 4D grid: the frames' voxels stacked in time order, written straight into the final arrays
     parts = [_frame_4d(f, voxel_size_4d, cache, fast) for f in frames]
     starts = np.cumsum([0] + [len(p) for p in parts])
     coords_4d = np.empty((starts[-1], 4), dtype=np.int32)
-    voxel_point_4d = np.empty(starts[-1], dtype=np.int64)
-    p2v4, vmap4 = [], []
+    voxel_point_4d = np.empty(starts[-1], dtype=np.int32)
+    vmap4 = np.empty((len(frames), domain), dtype=np.int32)
+    p2v4 = []
     for t, (part, k) in enumerate(zip(parts, keys, strict=True)):
         lo, hi = int(starts[t]), int(starts[t + 1])
         n_ids = 0
@@ -447,16 +468,23 @@ def compute_correspondences(
         (kernels.first_rows if fast else _first_rows)(p2v, voxel_point_4d[lo:hi])
         p2v += lo
         p2v4.append(p2v)
-        vmap4.append(smap(k, p2v, domain)[0])
+        _fill_map(k, p2v, vmap4[t], fast)
 
     pairs_3d, pairs_4d = {}, {}
-    pair = kernels.pairs if fast else _pairs
-    for i in range(len(frames)):
-        rep_keys3 = keys[i][q3[i].index]
-        rep_keys4 = keys[i][voxel_point_4d[starts[i] : starts[i + 1]]]
+    for i in range(len(frames) - 1):
+        rep4 = voxel_point_4d[starts[i] : starts[i + 1]]
+        if fast:  # one sweep per frame and grid for all its later frames
+            later = [(i, j) for j in range(i + 1, len(frames))]
+            p3 = kernels.frame_pairs(vmap3, i + 1, keys[i], q3[i].index, 0)
+            p4 = kernels.frame_pairs(vmap4, i + 1, keys[i], rep4, int(starts[i]))
+            pairs_3d.update(zip(later, p3, strict=True))
+            pairs_4d.update(zip(later, p4, strict=True))
+            continue
+        rep_keys3 = keys[i][q3[i].index.astype(np.intp)]  # intp: numpy's fast fancy-indexing path
+        rep_keys4 = keys[i][rep4.astype(np.intp)]
         for j in range(i + 1, len(frames)):
-            pairs_3d[(i, j)] = pair(vmap3[j], rep_keys3, 0)
-            pairs_4d[(i, j)] = pair(vmap4[j], rep_keys4, int(starts[i]))
+            pairs_3d[(i, j)] = _pairs(vmap3[j], rep_keys3, 0)
+            pairs_4d[(i, j)] = _pairs(vmap4[j], rep_keys4, int(starts[i]))
     pairs_3d4d = [(kernels.rows_pairs if fast else _rows_pairs)(p2v4[t], q.index) for t, q in enumerate(q3)]
     return Correspondences(
         voxel_size_3d=float(voxel_size_3d),

@@ -212,10 +212,10 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
             p3.append(np.column_stack([pairs[:, 0] + starts3[i], pairs[:, 1] + starts3[j]]))
             g3.append(np.full(len(pairs), b * len(frame_pairs) + p))
             pairs = corr.pairs_4d[(i, j)]
-            p4.append(pairs + base4)
+            p4.append(pairs + np.int64(base4))  # int32 pairs: offset in int64
             g4.append(np.full(len(pairs), b * len(frame_pairs) + p))
         for t, pairs in enumerate(corr.pairs_3d4d):
-            p34.append(np.column_stack([pairs[:, 0] + starts3[t], pairs[:, 1] + base4]))
+            p34.append(np.column_stack([pairs[:, 0] + starts3[t], pairs[:, 1] + np.int64(base4)]))
             g34.append(np.full(len(pairs), b * length + t))
         base3 = int(starts3[-1])
         base4 += len(corr.coords_4d)

@@ -135,3 +135,43 @@ def test_augment_deterministic(composed):
     for fa, fb in zip(a.frames, b.frames, strict=True):
         np.testing.assert_array_equal(fa.keys, fb.keys)
         np.testing.assert_array_equal(fa.view_transform, fb.view_transform)
+
+
+@pytest.mark.parametrize("numba", [False, True])
+def test_chunk_mask_paths_agree(room, numba, monkeypatch):
+    """The numba sweep and the numpy lookups give the same mask (and both the brute-force one)."""
+    from fourdcontrast.data import kernels
+
+    if numba and not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(kernels, "AVAILABLE", numba)
+    for seed in range(5):
+        chunks = sample_chunks(room.points, seed)
+        np.testing.assert_array_equal(chunk_mask(room.points, chunks), _brute_chunk_mask(room.points, chunks))
+
+
+def test_bounds_match_numpy_columns(room):
+    """``bounds`` (one numba sweep when available) equals the column-wise numpy extremes, NaN included."""
+    points = room.points[::7].copy()
+    expect = (points.min(axis=0).astype(np.float64), points.max(axis=0).astype(np.float64))
+    for got, e in zip(bounds(points), expect, strict=True):
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, e)
+    points[5, 1] = np.nan
+    lo, hi = bounds(points)
+    assert np.isnan(lo[1]) and np.isnan(hi[1]) and np.isfinite(lo[[0, 2]]).all()
+
+
+def test_fused_path_same_with_and_without_numba(room, chair, monkeypatch):
+    """The one-sweep kept-point composition gives the frames ``compose_frame`` gives, dtypes included."""
+    from fourdcontrast.data import kernels
+
+    traj = sample_trajectory(room, chair, rng=5)
+    a = augment_composed(room, chair, traj, 11)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    b = augment_composed(room, chair, traj, 11)
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        for x, y in ((fa.points, fb.points), (fa.source, fb.source), (fa.index, fb.index)):
+            assert x.dtype == y.dtype and x.flags.c_contiguous
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(fa.object_pose, fb.object_pose)

@@ -115,3 +115,14 @@ def test_bad_frames_raise(sequence):
     dup = Frame(f.points[:2], f.source[[0, 0]], f.index[[0, 0]])
     with pytest.raises(ValueError, match="more than once"):
         compute_correspondences(Sequence([dup], sequence.scene, sequence.obj))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+def test_index_arrays_are_int32(sequence, backend):
+    """Every point/voxel index array is int32 (half the bytes of int64), with either backend."""
+    c = compute_correspondences(sequence, cache=prepare_scene_cache(sequence.scene), backend=backend)
+    arrays = [c.coords_4d, c.voxel_point_4d, *c.pairs_3d.values(), *c.pairs_4d.values()]
+    for name in ("coords_3d", "point_to_voxel_3d", "voxel_point_3d", "point_to_voxel_4d", "pairs_3d4d"):
+        arrays += getattr(c, name)
+    assert {a.dtype for a in arrays} == {np.dtype(np.int32)}
+    assert all(p.shape[1:] == (2,) for p in [*c.pairs_3d.values(), *c.pairs_4d.values(), *c.pairs_3d4d])

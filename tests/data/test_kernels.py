@@ -79,7 +79,7 @@ def test_backends_give_identical_correspondences(room, chair, cached):
         x, y = getattr(a, name), getattr(b, name)
         assert x.keys() == y.keys()
         for key in x:
-            assert x[key].dtype == y[key].dtype == np.int64
+            assert x[key].dtype == y[key].dtype == np.int32
             np.testing.assert_array_equal(x[key], y[key])
 
 
@@ -161,3 +161,37 @@ def test_scene_voxels_kernel_matches_numpy(data):
         np.testing.assert_array_equal(got_ids, ids)
         np.testing.assert_array_equal(got_rank[ids], rank[ids])  # only used voxels' ranks are read
         np.testing.assert_array_equal(out, rank[vop[index]])
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_frame_pairs_match_pairs_per_frame(data):
+    """The one-sweep pairs of a frame with all later frames equal ``_pairs`` frame by frame."""
+    domain = data.draw(st.integers(1, 80))
+    frames = data.draw(st.integers(2, 5))
+    maps = data.draw(arrays(np.int32, (frames, domain), elements=st.integers(-1, 40)))
+    n = data.draw(st.integers(1, 60))
+    keys = data.draw(arrays(np.int64, n, elements=st.integers(0, domain - 1)))
+    index = data.draw(arrays(np.int32, st.integers(0, 50), elements=st.integers(0, n - 1)))
+    first = data.draw(st.integers(1, frames - 1))
+    offset = data.draw(st.integers(0, 1000))
+    got = kernels.frame_pairs(maps, first, keys, index, offset)
+    assert len(got) == frames - first
+    for j, pairs in zip(range(first, frames), got, strict=True):
+        assert pairs.dtype == np.int32
+        np.testing.assert_array_equal(pairs, _pairs(maps[j], keys[index.astype(np.int64)], offset))
+
+
+@needs_numba
+def test_fused_view_voxels_with_wide_keys_match_numpy():
+    """A view spanning more than 2^31 packed voxel keys takes the int64-key path: same result."""
+    from fourdcontrast.data.correspondence import _view_axes, _view_coefficients, _voxelize_soa
+
+    points = np.random.default_rng(0).uniform(-400, 400, (500, 3)).astype(np.float32)
+    a, b = _view_coefficients(np.eye(4), 0.02)
+    expect = _voxelize_soa(_view_axes(np.ascontiguousarray(points.T), a, b))
+    got = kernels.view_voxels(points, a, b)
+    for g, e in zip(got, (expect.coordinates, expect.index, expect.inverse), strict=True):
+        assert g.dtype == e.dtype
+        np.testing.assert_array_equal(g, e)
