@@ -28,7 +28,7 @@ import torch
 
 from fourdcontrast.data import kernels  # optional numba kernels
 from fourdcontrast.records import SOURCE_SCENE, Frame, Sequence
-from fourdcontrast.sparse.quantize import Quantization, quantize
+from fourdcontrast.sparse.quantize import Quantization, pack_keys, unique_voxels
 
 DEFAULT_VOXEL_SIZE_3D = 0.02
 """3D voxel edge in metres (paper, Sec. 4: 2 cm)."""
@@ -65,33 +65,11 @@ def frame_correspondences(sequence: Sequence, i: int, j: int) -> tuple[np.ndarra
     return idx_i, rows_j[idx_i]
 
 
-def _pack(coords: torch.Tensor) -> tuple[torch.Tensor, list[int]] | None:
-    low = coords.min(dim=0).values
-    span = coords.max(dim=0).values - low + 1
-    bits = [int(s).bit_length() for s in span.tolist()]
-    if sum(bits) > 62:
-        return None
-    key = torch.zeros(len(coords), dtype=torch.int64)
-    shifted = coords - low
-    for axis, b in enumerate(bits):
-        key = (key << b) | shifted[:, axis]
-    return key, bits
-
-
 def _voxelize(coords: np.ndarray) -> Quantization:
     """Unique rows of (n, D) int64 ``coords`` (sorted lexicographically) with the first point of every
-    voxel and the voxel of every point, like :func:`~fourdcontrast.sparse.quantize.quantize`."""
-    if len(coords) == 0:
-        empty = np.zeros(0, np.int64)
-        return Quantization(coords.reshape(0, coords.shape[1]), empty, empty)
-    packed = _pack(torch.from_numpy(coords))
-    if packed is None:
-        return quantize(coords.astype(np.float64), 1.0)
-    uniq, inverse = torch.unique(packed[0], sorted=True, return_inverse=True)
-    index = torch.full((len(uniq),), len(coords), dtype=torch.int64)
-    index.scatter_reduce_(0, inverse, torch.arange(len(coords)), reduce="amin")
-    index_np = index.numpy()
-    return Quantization(coords[index_np], index_np, inverse.numpy())
+    voxel and the voxel of every point (:func:`~fourdcontrast.sparse.quantize.unique_voxels`, numpy)."""
+    q = unique_voxels(torch.from_numpy(coords))
+    return Quantization(q.coordinates.numpy(), q.index.numpy(), q.inverse.numpy())
 
 
 def _view_coefficients(view_transform: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +199,7 @@ def prepare_scene_cache(scene, voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D) -> 
     """Precompute what :func:`compute_correspondences` can reuse across sequences of ``scene``."""
     coords = _voxels_4d(scene.points, voxel_size_4d)
     q = _voxelize(coords)
-    packed = _pack(torch.from_numpy(q.coordinates))
+    packed = pack_keys(torch.from_numpy(q.coordinates))
     if packed is None:
         raise ValueError(f"scene {scene.name!r} is too large to pack {voxel_size_4d} m voxel keys")
     return SceneCache(

@@ -12,7 +12,7 @@ from fourdcontrast.sparse.nn import (
     Linear,
     ReLU,
 )
-from fourdcontrast.sparse.quantize import Quantization, quantize, voxel_keys
+from fourdcontrast.sparse.quantize import Quantization, pack_keys, quantize, unique_voxels, voxel_keys
 from fourdcontrast.sparse.tensor import SparseTensor, batched_coordinates, sparse_collate
 
 __all__ = [
@@ -41,5 +41,7 @@ __all__ = [
     "minkowski_engine",
     "quantize",
     "sparse_collate",
+    "pack_keys",
+    "unique_voxels",
     "voxel_keys",
 ]

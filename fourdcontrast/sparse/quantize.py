@@ -35,23 +35,45 @@ class Quantization:
         return len(self.coordinates)
 
 
-def voxel_keys(coordinates: torch.Tensor) -> torch.Tensor:
+def pack_keys(coordinates: torch.Tensor) -> tuple[torch.Tensor, list[int]] | None:
     """Pack (N, D) int64 coordinates into (N,) int64 keys that order like the rows (lexicographic).
 
-    Raises ValueError when the coordinate ranges do not fit into 63 bits.
+    Returns:
+        ``(keys, bits)`` with ``bits[d]`` the bits used for axis ``d`` (offset by the per-axis minimum),
+        or None when the coordinate ranges need more than 62 bits.
     """
     if coordinates.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64, device=coordinates.device)
+        return torch.zeros(0, dtype=torch.int64, device=coordinates.device), [0] * coordinates.shape[1]
     low = coordinates.min(dim=0).values
     span = coordinates.max(dim=0).values - low + 1
     bits = [int(s).bit_length() for s in span.tolist()]
     if sum(bits) > 62:
-        raise ValueError(f"coordinate ranges {span.tolist()} are too large to pack into int64 keys")
+        return None
     shifted = coordinates - low
     keys = torch.zeros(coordinates.shape[0], dtype=torch.int64, device=coordinates.device)
     for axis, b in enumerate(bits):
         keys = (keys << b) | shifted[:, axis]
-    return keys
+    return keys, bits
+
+
+def voxel_keys(coordinates: torch.Tensor) -> torch.Tensor:
+    """:func:`pack_keys` without the bits; raises ValueError when the ranges do not fit into 62 bits."""
+    packed = pack_keys(coordinates)
+    if packed is None:
+        span = (coordinates.max(dim=0).values - coordinates.min(dim=0).values + 1).tolist()
+        raise ValueError(f"coordinate ranges {span} are too large to pack into int64 keys")
+    return packed[0]
+
+
+def unique_voxels(coordinates: torch.Tensor) -> Quantization:
+    """Unique rows of (N, D) int64 voxel coordinates (tensors in, tensors out): the sorted unique
+    coordinates, the first point of every voxel (``index``) and the voxel of every point (``inverse``)."""
+    keys = voxel_keys(coordinates)
+    unique_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    n = coordinates.shape[0]
+    index = torch.full((unique_keys.shape[0],), n, dtype=torch.int64, device=coordinates.device)
+    index = index.scatter_reduce(0, inverse, torch.arange(n, device=coordinates.device), reduce="amin")
+    return Quantization(coordinates[index], index, inverse)
 
 
 def quantize(
@@ -84,12 +106,8 @@ def quantize(
     if size.numel() not in (1, pts.shape[1]) or bool((size <= 0).any()):
         raise ValueError(f"voxel_size must be positive, one value or one per axis, got {voxel_size}")
     coords = torch.floor(pts.to(torch.float64) / size).to(torch.int64)
-    keys = voxel_keys(coords)
-    unique_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    n_vox = unique_keys.shape[0]
-    order = torch.arange(pts.shape[0], device=pts.device)
-    index = torch.full((n_vox,), pts.shape[0], dtype=torch.int64, device=pts.device)
-    index = index.scatter_reduce(0, inverse, order, reduce="amin")
+    voxels = unique_voxels(coords)
+    index, inverse, n_vox = voxels.index, voxels.inverse, len(voxels)
     out_feats = None
     if features is not None:
         feats = torch.as_tensor(np.asarray(features) if as_numpy else features, device=pts.device)
@@ -104,7 +122,7 @@ def quantize(
             counts = torch.bincount(inverse, minlength=n_vox).to(torch.float64).unsqueeze(1)
             out_feats = (sums / counts).to(feats.dtype if feats.is_floating_point() else torch.float32)
             out_feats = out_feats.reshape((n_vox,) + tuple(feats.shape[1:]))
-    result = Quantization(coords[index], index, inverse, out_feats)
+    result = Quantization(voxels.coordinates, index, inverse, out_feats)
     if as_numpy:
         result = Quantization(
             result.coordinates.numpy(),
