@@ -26,6 +26,7 @@ from fourdcontrast.data.dataset import ShardDataset, collate_sequences
 from fourdcontrast.data.generate import GenerationConfig, load_objects, run_generation, scene_specs
 from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.models.resunet import MinkUNet14, MinkUNet34, count_parameters
+from fourdcontrast.records import SOURCE_OBJECT
 from fourdcontrast.sparse import SparseTensor
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def run_demo(
     offsets = np.cumsum([0] + [len(c) for c in corr.coords_3d])
     f3 = f3 - f3.mean(axis=0)  # untrained features all point one way: centre them to see differences
     point_features = [f3[offsets[t]:offsets[t + 1]][corr.point_to_voxel_3d[t]] for t in range(len(seq))]
-    query = (0, int(np.flatnonzero(seq.frames[0].source == 1)[0]))
+    query = (0, int(np.flatnonzero(seq.frames[0].source == SOURCE_OBJECT)[0]))
     figures = {
         "trajectory_sampling": fv.plot_trajectory_sampling(seq.trajectory, seq.scene),
         "sequence": fv.plot_sequence(seq, layout="side"),

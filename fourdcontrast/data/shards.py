@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,7 @@ class Shard:
                     .astype(bool)
                     .reshape(hm.valid.shape)
                 )
-                hm = HeightMap(**{**hm.__dict__, "candidates": cand})
+                hm = replace(hm, candidates=cand)
             trajectory = Trajectory(
                 positions=d[p + "positions"],
                 yaws=d[p + "yaws"],

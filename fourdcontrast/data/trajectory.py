@@ -9,6 +9,7 @@ random steps of 30–90 cm that turn by less than 150°.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
@@ -218,16 +219,7 @@ def candidate_positions(height_map: HeightMap, radius: float) -> HeightMap:
             f"no candidate position: an object of bounding radius {radius:.2f} m does not fit inside the "
             f"free floor ({int(height_map.valid.sum())} valid {height_map.cell_size} m cells)"
         )
-    return HeightMap(
-        origin=height_map.origin,
-        cell_size=height_map.cell_size,
-        accumulation=height_map.accumulation,
-        max_height=height_map.max_height,
-        floor_height=height_map.floor_height,
-        floor=height_map.floor,
-        valid=height_map.valid,
-        candidates=candidates,
-    )
+    return replace(height_map, candidates=candidates)
 
 
 def nearest_candidate_lookup(height_map: HeightMap) -> np.ndarray:
