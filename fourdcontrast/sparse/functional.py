@@ -14,7 +14,7 @@ from collections.abc import Sequence as SequenceABC
 
 import torch
 
-from fourdcontrast.sparse.kernel_map import KernelMap, as_tuple
+from fourdcontrast.sparse.kernel_map import KernelMap, Workspace, as_tuple
 from fourdcontrast.sparse.tensor import SparseTensor
 
 
@@ -24,11 +24,14 @@ class SparseConvolutionFunction(torch.autograd.Function):
     Offsets with similar pair counts are batched (:meth:`KernelMap.groups`): per group one gather of the
     input rows, one ``bmm`` with the group's kernels and one ``index_add_`` into the output, padding rows
     going to a dump row. Few large operations instead of three per offset keep the engine fast when the
-    cores are shared (every operation is a parallel region that waits for its slowest thread).
+    cores are shared (every operation is a parallel region that waits for its slowest thread). The
+    gathered rows and products live in the ``workspace`` (reused buffers, see :class:`Workspace`).
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    def forward(ctx, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap,
+                workspace: Workspace | None = None) -> torch.Tensor:
+        ws = workspace if workspace is not None else Workspace()
         c_in, c_out = weight.shape[1], weight.shape[2]
         out = features.new_empty((kmap.n_out + 1, c_out))
         if kmap.identity is not None:
@@ -36,22 +39,28 @@ class SparseConvolutionFunction(torch.autograd.Function):
             out[kmap.n_out].zero_()
         else:
             out.zero_()
+        dtype, device = features.dtype, features.device
         for group in kmap.groups():
             g = group.offsets.numel()
-            x = features.index_select(0, group.in_gather).view(g, group.size, c_in)
-            y = torch.bmm(x, weight.index_select(0, group.offsets))
-            out.index_add_(0, group.out_pad, y.view(-1, c_out))
+            x = ws.get("a", (g, group.size, c_in), dtype, device)
+            torch.index_select(features, 0, _gather_index(group.in_pad, kmap.n_in), out=x.view(-1, c_in))
+            y = ws.get("b", (g, group.size, c_out), dtype, device)
+            torch.bmm(x, weight.index_select(0, group.offsets), out=y)
+            out.index_add_(0, _scatter_index(group.out_pad), y.view(-1, c_out))
         ctx.save_for_backward(features, weight)
         ctx.kmap = kmap
+        ctx.workspace = ws
         return out[: kmap.n_out]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         features, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
+        ws: Workspace = ctx.workspace
         need_f, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         c_in, c_out = weight.shape[1], weight.shape[2]
-        grad_ext = grad_out.new_empty((kmap.n_out + 1, c_out))
+        dtype, device = grad_out.dtype, grad_out.device
+        grad_ext = ws.get("grad", (kmap.n_out + 1, c_out), dtype, device)
         grad_ext[: kmap.n_out] = grad_out
         grad_ext[kmap.n_out].zero_()
         grad_f = grad_w = None
@@ -68,16 +77,30 @@ class SparseConvolutionFunction(torch.autograd.Function):
                 torch.mm(features.t(), grad_out, out=grad_w[kmap.identity])
         for group in kmap.groups():
             g = group.offsets.numel()
-            gy = grad_ext.index_select(0, group.out_pad).view(g, group.size, c_out)
+            gy = ws.get("a", (g, group.size, c_out), dtype, device)
+            torch.index_select(grad_ext, 0, group.out_pad, out=gy.view(-1, c_out))  # padding: zero rows
             w = weight.index_select(0, group.offsets)
             if need_f:
-                grad_f.index_add_(0, group.in_pad, torch.bmm(gy, w.transpose(1, 2)).view(-1, c_in))
+                gx = ws.get("b", (g, group.size, c_in), dtype, device)
+                torch.bmm(gy, w.transpose(1, 2), out=gx)
+                grad_f.index_add_(0, _scatter_index(group.in_pad), gx.view(-1, c_in))
             if need_w:
-                x = features.index_select(0, group.in_gather).view(g, group.size, c_in)
-                grad_w.index_copy_(0, group.offsets, torch.bmm(x.transpose(1, 2), gy))
+                x = ws.get("c", (g, group.size, c_in), dtype, device)
+                torch.index_select(features, 0, _gather_index(group.in_pad, kmap.n_in), out=x.view(-1, c_in))
+                grad_w.index_add_(0, group.offsets, torch.bmm(x.transpose(1, 2), gy))
         if need_f:
             grad_f = grad_f[: kmap.n_in]
-        return grad_f, grad_w, None
+        return grad_f, grad_w, None, None
+
+
+def _gather_index(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Padded rows with the dump row ``n`` replaced by a valid row (for gathers from tensors of n rows)."""
+    return rows.clamp(max=max(n - 1, 0))
+
+
+def _scatter_index(rows: torch.Tensor) -> torch.Tensor:
+    """Rows as int64: CPU ``index_add_`` takes a ~4× slower path with int32 indices (torch 2.13)."""
+    return rows if rows.dtype == torch.int64 else rows.long()
 
 
 def conv(
@@ -116,7 +139,7 @@ def conv(
         weight3 = weight if weight.ndim == 3 else weight.unsqueeze(0)
         if weight3.shape[0] != kmap.volume:
             raise ValueError(f"weight has {weight3.shape[0]} kernel offsets, the kernel has {kmap.volume}")
-        feats = SparseConvolutionFunction.apply(x.features, weight3, kmap)
+        feats = SparseConvolutionFunction.apply(x.features, weight3, kmap, manager.workspace)
     if bias is not None:
         feats = feats + bias.reshape(1, -1)
     return SparseTensor(
@@ -163,7 +186,7 @@ def conv_transpose(
     kmap = manager.kernel_map(fine_key, x.coordinate_key, ks, dil, region).transposed()
     if weight.shape[0] != kmap.volume:
         raise ValueError(f"weight has {weight.shape[0]} kernel offsets, the kernel has {kmap.volume}")
-    feats = SparseConvolutionFunction.apply(x.features, weight, kmap)
+    feats = SparseConvolutionFunction.apply(x.features, weight, kmap, manager.workspace)
     if bias is not None:
         feats = feats + bias.reshape(1, -1)
     return SparseTensor(

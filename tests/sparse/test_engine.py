@@ -263,11 +263,89 @@ def test_offset_groups_cover_every_pair_once_with_bounded_padding():
             ins, outs = pairs[0][row][real].tolist(), pairs[1][row][real].tolist()
             got |= {(k, i, o) for i, o in zip(ins, outs, strict=True)}
             padded += int((~real).sum())
-        assert (g.in_gather < kmap.n_in).all() and (g.out_gather < kmap.n_out).all()
+        assert (g.in_pad <= kmap.n_in).all() and (g.out_pad <= kmap.n_out).all()
     assert got == expected and kmap.identity == 13 and all(k != 13 for k, _, _ in got)
     assert padded <= 0.25 * len(expected)
     flipped = kmap.transposed().groups()
     assert all(a.in_pad is b.out_pad for a, b in zip(groups, flipped, strict=True))
+
+
+@pytest.mark.parametrize("budget", [1, 7, 1000])
+def test_offsets_cut_into_pieces_cover_every_pair_once(budget):
+    rng = np.random.default_rng(8)
+    x = random_sparse(rng, 200, 3)
+    kmap = x.manager.kernel_map(x.coordinate_key, x.coordinate_key, (3, 3, 3), (1, 1, 1))
+    flat = [(i.tolist(), o.tolist()) for i, o in zip(kmap.in_indices, kmap.out_indices, strict=True)]
+    groups = kmap.groups(waste=0.2, budget=budget)
+    assert kmap.in_rows is None and kmap.out_rows is None  # flat lists released once grouped
+    assert all(g.in_pad.numel() <= max(budget, 1) for g in groups)
+    pieces = [k for g in groups for k in g.offsets.tolist()]
+    expected_pieces = sum(-(-c // budget) for c in kmap.counts)
+    assert len(pieces) == expected_pieces
+    assert (len(pieces) > len(set(pieces))) == (max(kmap.counts) > budget)
+    # the pairs read back from the groups are the original ones, in the original order
+    again = [(i.tolist(), o.tolist()) for i, o in zip(kmap.in_indices, kmap.out_indices, strict=True)]
+    assert again == flat
+
+
+@pytest.mark.parametrize("budget", [5, 64])
+def test_conv_with_pieces_matches_reference_and_gradcheck(budget):
+    rng = np.random.default_rng(9)
+    x = random_sparse(rng, 40, 3, channels=2, extent=3, batch=1)
+    manager, key = x.manager, x.coordinate_key
+    manager.kernel_map(key, key, (3, 3, 3), (1, 1, 1)).groups(budget=budget)
+    down = manager.downsample(key, (2, 2, 2))
+    manager.kernel_map(key, down, (2, 2, 2), (1, 1, 1)).groups(budget=budget)
+    w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
+    offsets = kernel_offsets(3, 3)
+    ref = reference_conv(x.C, x.F, x.C, w.detach(), offsets, (1, 1, 1), (1, 1, 1))
+    torch.testing.assert_close(conv(x, w, 3, 1).F, ref)
+    feats = x.F.clone().requires_grad_(True)
+    w_down = torch.randn(8, 2, 3, dtype=torch.float64, requires_grad=True)
+    w_up = torch.randn(8, 3, 2, dtype=torch.float64, requires_grad=True)
+
+    def net(f, ws, wd, wu):
+        y = conv(x.replace_features(f), ws, 3, 1)
+        z = conv(x.replace_features(f), wd, 2, 2)
+        return torch.cat([y.F, conv_transpose(z, wu, 2, 2).F], dim=1)
+
+    assert torch.autograd.gradcheck(net, (feats, w, w_down, w_up))
+
+
+def test_workspace_reuses_and_grows_its_buffers():
+    from fourdcontrast.sparse.kernel_map import Workspace
+
+    ws = Workspace()
+    a = ws.get("a", (4, 3), torch.float32, "cpu")
+    b = ws.get("a", (2, 5), torch.float32, "cpu")
+    assert a.shape == (4, 3) and b.shape == (2, 5) and b.data_ptr() == a.data_ptr()  # reused
+    c = ws.get("a", (10, 3), torch.float32, "cpu")  # grows (and may move)
+    assert c.shape == (10, 3) and c.is_contiguous() and ws.nbytes == 30 * 4
+    d = ws.get("b", (1,), torch.float64, "cpu")
+    assert d.data_ptr() != c.data_ptr() and ws.nbytes == 30 * 4 + 8
+    ws.clear()
+    assert ws.nbytes == 0
+
+
+def test_convolutions_share_the_manager_workspace_without_changing_results():
+    rng = np.random.default_rng(10)
+    x = random_sparse(rng, 150, 3, channels=4, dtype=torch.float32)
+    w1 = torch.randn(27, 4, 6, requires_grad=True)
+    w2 = torch.randn(27, 6, 5, requires_grad=True)
+    y = conv(conv(x, w1, 3, 1), w2, 3, 1)
+    assert x.manager.workspace.nbytes > 0
+    y.F.square().sum().backward()
+    g1, g2 = w1.grad.clone(), w2.grad.clone()
+    # the same network on a fresh manager, one convolution at a time with private workspaces
+    x2 = SparseTensor(x.F, x.C)
+    w1.grad = w2.grad = None
+    h = conv(x2, w1, 3, 1)
+    h.manager.workspace.clear()
+    y2 = conv(h, w2, 3, 1)
+    torch.testing.assert_close(y2.F, y.F)
+    y2.F.square().sum().backward()
+    torch.testing.assert_close(w1.grad, g1)
+    torch.testing.assert_close(w2.grad, g2)
 
 
 def test_benchmark_room_is_a_deterministic_surface():
