@@ -238,11 +238,19 @@ def _worker(args) -> int:
     return 0
 
 
-def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = None) -> dict | None:
+# Environment variables that set the thread count of every math library either engine uses (torch's
+# OpenMP and MKL; the OpenBLAS MinkowskiEngine is built against).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = None,
+                threads: int | None = None) -> dict | None:
     cmd = [sys.executable, "-m", "fourdcontrast.sparse.benchmark", *argv]
     env = dict(os.environ)
     if omp_wait_policy:
         env["OMP_WAIT_POLICY"] = omp_wait_policy
+    if threads is not None:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
@@ -256,12 +264,13 @@ def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = N
 
 
 def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0,
-                  omp_wait_policy: str | None = OMP_WAIT_POLICY
+                  omp_wait_policy: str | None = OMP_WAIT_POLICY, threads: int | None = None
                   ) -> tuple[list[Measurement], dict[str, float]]:
     """Measure every configuration (engines interleaved) in a fresh subprocess per configuration.
 
     ``omp_wait_policy`` is exported as ``OMP_WAIT_POLICY`` to the worker (both engines run in it, so both
-    get it); None keeps the caller's environment.
+    get it); None keeps the caller's environment. ``threads`` (None: the libraries' default, one per
+    core) sets the thread count of torch, MKL and OpenBLAS in the worker.
 
     Returns:
         The measurements and, per configuration, the relative output difference ours vs ME.
@@ -273,7 +282,7 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
         argv = ["--worker", "--config", config, "--repeats", str(repeats)]
         for engine in engines:
             argv += ["--engine", engine]
-        res = _subprocess(argv, timeout, omp_wait_policy)
+        res = _subprocess(argv, timeout, omp_wait_policy, threads)
         if res is None:
             continue
         for row in res["rows"]:
@@ -319,6 +328,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--omp-wait-policy", default=OMP_WAIT_POLICY,
                         help="OMP_WAIT_POLICY for the workers (default PASSIVE; '' keeps the environment's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of torch/MKL/OpenBLAS in the workers (default: one per core)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -331,8 +342,9 @@ def run_cli(args: argparse.Namespace) -> int:
     engines = args.engine or (["torch", "minkowski"] if minkowski_engine() is not None else ["torch"])
     configs = args.config or list(CONFIGS)
     policy = args.omp_wait_policy or None
-    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy, threads=args.threads)
+    threads = rows[0].threads if rows else torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}, "
           f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; "
           f"peak memory = VmHWM - VmRSS added by one forward+backward")
