@@ -2,7 +2,13 @@
 
 from fourdcontrast.sparse.backend import BACKENDS, Backend, get_backend, minkowski_engine
 from fourdcontrast.sparse.functional import SparseConvolutionFunction, cat, conv, conv_transpose, global_pool
-from fourdcontrast.sparse.kernel_map import CoordinateManager, KernelMap, kernel_offsets, kernel_volume
+from fourdcontrast.sparse.kernel_map import (
+    CoordinateManager,
+    KernelMap,
+    Workspace,
+    kernel_offsets,
+    kernel_volume,
+)
 from fourdcontrast.sparse.nn import (
     BatchNorm,
     Conv,
@@ -30,6 +36,7 @@ __all__ = [
     "ReLU",
     "SparseConvolutionFunction",
     "SparseTensor",
+    "Workspace",
     "batched_coordinates",
     "cat",
     "conv",

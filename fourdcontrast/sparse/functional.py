@@ -4,8 +4,10 @@ The convolution is a custom :class:`torch.autograd.Function` that saves only its
 weight) and the kernel map, never the gathered copies: per kernel offset ``k`` the forward computes
 ``out[o_k] += in[i_k] @ W[k]``; the backward ``grad_in[i_k] += grad[o_k] @ W[k]ᵀ`` and
 ``grad_W[k] = in[i_k]ᵀ @ grad[o_k]``, with offsets of similar pair counts batched into one ``bmm``. The
-centre offset of a submanifold convolution maps every row on itself and is one dense ``mm``. Code is
-device-agnostic (tensors follow their inputs).
+centre offset of a submanifold convolution maps every row on itself and is one dense ``mm``. Gathered
+rows and products are written into the coordinate manager's reusable :class:`Workspace` buffers
+(``benchmarks/sparse_engine_profile.md`` explains why). Code is device-agnostic (tensors follow their
+inputs).
 """
 
 from __future__ import annotations

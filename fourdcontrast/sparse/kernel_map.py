@@ -170,7 +170,9 @@ class KernelMap:
             real = (group.in_pad < self.n_in).view(-1, group.size)
             for slot, k in enumerate(group.offsets.tolist()):
                 parts[k].append(padded[slot][real[slot]])
-        empty = torch.zeros(0, dtype=INDEX_DTYPE)
+        groups = self._groups or []
+        empty = torch.zeros(0, dtype=groups[0].in_pad.dtype if groups else INDEX_DTYPE,
+                            device=groups[0].in_pad.device if groups else None)
         return [torch.cat(p) if p else empty for p in parts]
 
     @property
@@ -321,6 +323,10 @@ class CoordinateManager:
     manager, so each strided coordinate set and each kernel map — keyed by (input coordinates, output
     coordinates, kernel size, dilation, region) — is computed once per forward and reused by every
     layer (a U-Net computes each map once and its decoder reuses the encoder's maps, transposed).
+
+    Attributes:
+        workspace: the :class:`Workspace` whose buffers the convolutions of this pass reuse for their
+            temporaries (freed with the manager, or early with ``workspace.clear()``).
     """
 
     def __init__(self) -> None:
