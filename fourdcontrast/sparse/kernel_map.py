@@ -15,6 +15,7 @@ Offsets follow MinkowskiEngine's order so kernels move between the engines witho
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 
@@ -286,9 +287,7 @@ class Workspace:
     def get(self, slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
             ) -> torch.Tensor:
         """An uninitialised contiguous tensor of ``shape`` backed by the slot's buffer."""
-        numel = 1
-        for n in shape:
-            numel *= int(n)
+        numel = math.prod(int(n) for n in shape)
         key = (slot, dtype, torch.device(device))
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < numel:
