@@ -1,10 +1,14 @@
 """Speed and memory of the sparse backbones: our engine vs MinkowskiEngine (when it imports).
 
-Each measurement runs in its own subprocess (``python -m fourdcontrast.sparse.benchmark --worker ...``) so
-that the peak memory of one configuration does not leak into the next. Peak memory is the kernel's
-resident-set high-water mark (VmHWM in ``/proc/self/status``, reset through ``/proc/self/clear_refs``
-before each run) minus the resident set just before the run (model and input already built): what one
-forward+backward *adds*. (No sampling thread: polling from Python contends for the GIL and slows the run.)
+Times: both engines run interleaved, run by run, in one subprocess per configuration
+(``python -m fourdcontrast.sparse.benchmark --worker ...``), so both see the same load. Peak memory: one
+forward+backward of one engine in a fresh subprocess of its own (``--memory-worker``), measured as the
+kernel's resident-set high-water mark (VmHWM in ``/proc/self/status``, reset through
+``/proc/self/clear_refs``) minus the resident set just before the run (model and input already built):
+what the first forward+backward *adds*. It cannot be taken in the timing process: memory freed by one run
+stays in the process (glibc keeps freed heap blocks), so a later run — of either engine — reuses it and
+appears to add less (measured: ME's 4D 5 cm peak read 0.47 GiB after our run, 0.81 GiB in its own
+process). (No sampling thread: polling from Python contends for the GIL and slows the run.)
 
 Inputs are room-like surfaces, not random clouds: a floor, two walls, a table and boxes (3D, 2 cm), or the
 same room with a chair-sized box moving through it over 4 frames (4D ``(x, y, z, t)``, 5 cm / 2 cm).
@@ -121,7 +125,7 @@ class Measurement:
     times_s: list[float]
     median_s: float
     voxels_per_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # one forward+backward in a fresh process (see the module docstring)
     threads: int
     loadavg: tuple[float, float, float]
 
@@ -199,8 +203,9 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
     round warms up allocators and provides the output comparison.
 
     Returns:
-        One :class:`Measurement` per engine and the relative output difference ours vs ME (None with one
-        engine).
+        One :class:`Measurement` per engine (``peak_rss_mb`` left NaN: memory is measured by
+        :func:`measure_memory` in a process of its own) and the relative output difference ours vs ME
+        (None with one engine).
     """
     models, coords = {}, None
     for engine in engines:
@@ -209,14 +214,12 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
     if "minkowski" in models and "torch" in models:
         models["torch"].load_state_dict(models["minkowski"].state_dict())
     times = {e: [] for e in engines}
-    peaks = {e: 0.0 for e in engines}
     outputs = {}
     for r in range(repeats + 1):
         order = engines if r % 2 == 0 else engines[::-1]
         for engine in order:
-            elapsed, peak, c, f = _forward_backward(models[engine], _make_input(engine, coords))
-            logger.info("%s %s run %d: %.2f s, +%.0f MiB", config, engine, r, elapsed, peak)
-            peaks[engine] = max(peaks[engine], peak)
+            elapsed, _, c, f = _forward_backward(models[engine], _make_input(engine, coords))
+            logger.info("%s %s run %d: %.2f s", config, engine, r, elapsed)
             if r == 0:
                 outputs[engine] = (c, f)
             else:
@@ -228,8 +231,21 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
     for engine in engines:
         median = statistics.median(times[engine]) if times[engine] else float("nan")
         rows.append(Measurement(config, engine, len(coords), times[engine], median, len(coords) / median,
-                                peaks[engine], torch.get_num_threads(), os.getloadavg()))
+                                float("nan"), torch.get_num_threads(), os.getloadavg()))
     return rows, diff
+
+
+def measure_memory(config: str, engine: str, seed: int = 0) -> float:
+    """Peak resident memory (MiB) that the first forward+backward of ``config`` adds in this process.
+
+    Meant for a fresh process (``--memory-worker``): in a process that already ran a pass, freed memory
+    is reused and the figure reads low.
+    """
+    model, coords = _build(config, engine, seed)
+    model.train()
+    x = _make_input(engine, coords)
+    _, peak, _, _ = _forward_backward(model, x)
+    return peak
 
 
 def _worker(args) -> int:
@@ -266,7 +282,8 @@ def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = N
 def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0,
                   omp_wait_policy: str | None = OMP_WAIT_POLICY, threads: int | None = None
                   ) -> tuple[list[Measurement], dict[str, float]]:
-    """Measure every configuration (engines interleaved) in a fresh subprocess per configuration.
+    """Measure every configuration: times with the engines interleaved in one fresh subprocess per
+    configuration, then each engine's peak memory in a fresh subprocess of its own.
 
     ``omp_wait_policy`` is exported as ``OMP_WAIT_POLICY`` to the worker (both engines run in it, so both
     get it); None keeps the caller's environment. ``threads`` (None: the libraries' default, one per
@@ -287,6 +304,9 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
             continue
         for row in res["rows"]:
             row["loadavg"] = tuple(row["loadavg"])
+            mem = _subprocess(["--memory-worker", "--config", config, "--engine", row["engine"]], timeout,
+                              omp_wait_policy, threads)
+            row["peak_rss_mb"] = float("nan") if mem is None else mem["peak_rss_mb"]
             rows.append(Measurement(**row))
         if res["difference"] is not None:
             diffs[config] = res["difference"]
@@ -331,9 +351,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of torch/MKL/OpenBLAS in the workers (default: one per core)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.memory_worker:
+        peak = measure_memory(args.config[0], (args.engine or ["torch"])[0])
+        print(json.dumps({"peak_rss_mb": peak}))
+        return 0
     if args.worker:
         return _worker(argparse.Namespace(config=args.config[0], engines=args.engine or ["torch"],
                                           repeats=args.repeats))
@@ -347,7 +372,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}, "
           f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; "
-          f"peak memory = VmHWM - VmRSS added by one forward+backward")
+          f"peak memory = VmHWM - VmRSS added by the first forward+backward, each engine in its own process")
     print(format_table(rows, diffs))
     if args.json:
         payload = {"rows": [asdict(r) for r in rows], "differences": diffs}

@@ -362,6 +362,18 @@ def test_benchmark_room_is_a_deterministic_surface():
     assert "3.00x (median)" in format_table(rows, {"cfg": 1e-6})
 
 
+def test_benchmark_memory_is_what_a_forward_backward_adds(monkeypatch):
+    import fourdcontrast.sparse.benchmark as bench
+
+    monkeypatch.setitem(bench.CONFIGS, "tiny", ("MinkUNet14", 3, 0.1, 0))
+    if not bench._reset_peak_rss():
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    voxels = len(bench.room_coordinates(0.1))
+    peak = bench.measure_memory("tiny", "torch")
+    # at least the stem's 32-channel activations (float32) are alive at once; far below a GiB
+    assert voxels * 32 * 4 / 2**20 < peak < 1024
+
+
 @pytest.mark.parametrize("dimension", [3, 4])
 def test_dense_table_and_binary_search_lookups_agree(monkeypatch, dimension):
     import fourdcontrast.sparse.kernel_map as km
