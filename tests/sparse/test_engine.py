@@ -74,7 +74,9 @@ def test_kernel_offsets_follow_minkowski_order():
 @pytest.mark.parametrize(
     "kernel_size,stride,dilation,region",
     [(3, 1, 1, "hypercube"), (2, 2, 1, "hypercube"), (3, 2, 1, "hypercube"), (3, 1, 2, "hypercube"),
-     (1, 2, 1, "hypercube"), (3, 1, 1, "hypercross"), ("spatial", 1, 1, "hypercube")],
+     (1, 2, 1, "hypercube"), (3, 1, 1, "hypercross"), ("spatial", 1, 1, "hypercube"),
+     # reach 2 (= the packing margin: no bounds checks) and reach 4 (queries leave the packed box)
+     (5, 1, 1, "hypercube"), (5, 1, 2, "hypercube")],
 )
 def test_conv_matches_reference(dimension, kernel_size, stride, dilation, region):
     rng = np.random.default_rng(dimension)
