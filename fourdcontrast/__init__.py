@@ -69,6 +69,7 @@ from fourdcontrast.data import (
 )
 from fourdcontrast.data.augment import (
     AugmentationError,
+    AugmentOptions,
     Validity,
     augment_composed,
     augment_sequence,
@@ -143,6 +144,7 @@ from fourdcontrast.sparse.quantize import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentOptions",
     "AugmentationError",
     "BasicBlock",
     "Batch",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fourdcontrast.data.augment import AugmentationError, augment_composed
+from fourdcontrast.data.augment import AugmentationError, AugmentOptions, augment_composed
 from fourdcontrast.data.trajectory import DEFAULT_LENGTH, sample_trajectory
 from fourdcontrast.geometry import RngLike, as_rng
 from fourdcontrast.records import HeightMap, Scene, Sequence, ShapeObject
@@ -36,7 +36,7 @@ def make_sequence(
     lookup: np.ndarray | None = None,
     max_sequence_tries: int = DEFAULT_SEQUENCE_TRIES,
     trajectory_options: dict | None = None,
-    augment_options: dict | None = None,
+    augment_options: AugmentOptions | None = None,
     stats: dict | None = None,
     seed: int | None = None,
 ) -> Sequence:
@@ -55,7 +55,7 @@ def make_sequence(
         lookup: cached :func:`~fourdcontrast.data.trajectory.nearest_candidate_lookup` of that map.
         max_sequence_tries: new trajectories tried when augmentation keeps failing.
         trajectory_options: extra keyword arguments of ``sample_trajectory``.
-        augment_options: extra keyword arguments of ``augment_sequence`` (``max_tries``, thresholds...).
+        augment_options: parameters of the augmentation (default: the paper's, ``AugmentOptions()``).
         stats: optional dict collecting ``tries`` / ``discarded`` counts.
         seed: recorded on the sequence.
 
@@ -71,7 +71,7 @@ def make_sequence(
         )
         try:
             return augment_composed(
-                scene, obj, trajectory, rng, stats=stats, seed=seed, **(augment_options or {})
+                scene, obj, trajectory, rng, augment_options, stats=stats, seed=seed
             )
         except AugmentationError as exc:
             error = exc

@@ -46,6 +46,60 @@ class AugmentationError(ValueError):
     """No augmentation of a sequence passed the validity rules within the allowed tries."""
 
 
+@dataclass(frozen=True)
+class AugmentOptions:
+    """Parameters of the scene augmentation (Sec. 3.3), every default named in this module.
+
+    Attributes:
+        chunk_count: inclusive range of the number of cubic chunks removed from the scene (paper: [5, 15]).
+        chunk_size: range of a chunk's edge as a proportion of the scene's extent (paper: [0.15, 0.45]).
+        resample_fraction: range of the fraction of its points each frame keeps (see :func:`resample`).
+        min_scene_fraction: fraction of the scan's points present in every frame (paper: ≥ 0.30).
+        min_object_fraction: fraction of the object's points present in every frame (paper: ≥ 0.30).
+        min_kept_fraction: fraction of its points every frame keeps (paper: ≥ 0.50).
+        max_tries: augmentation attempts before :class:`AugmentationError`.
+        view_rotation: ``"z"`` (uniform yaw) or ``"so3"`` (uniform rotation) of each frame's 3D view.
+        view_scale: range of the uniform scale of each 3D view.
+        view_translation: maximum absolute translation per axis of each 3D view, metres.
+
+    Raises:
+        ValueError: on a range with low > high or values outside their domain.
+    """
+
+    chunk_count: tuple[int, int] = DEFAULT_CHUNK_COUNT
+    chunk_size: tuple[float, float] = DEFAULT_CHUNK_SIZE
+    resample_fraction: tuple[float, float] = DEFAULT_RESAMPLE_FRACTION
+    min_scene_fraction: float = DEFAULT_MIN_SCENE_FRACTION
+    min_object_fraction: float = DEFAULT_MIN_OBJECT_FRACTION
+    min_kept_fraction: float = DEFAULT_MIN_KEPT_FRACTION
+    max_tries: int = DEFAULT_MAX_TRIES
+    view_rotation: str = DEFAULT_VIEW_ROTATION
+    view_scale: tuple[float, float] = DEFAULT_VIEW_SCALE
+    view_translation: float = DEFAULT_VIEW_TRANSLATION
+
+    def __post_init__(self) -> None:
+        _check_range("chunk_count", self.chunk_count, 0, None)
+        _check_range("chunk_size", self.chunk_size, 0, None)
+        _check_range("resample_fraction", self.resample_fraction, 0, 1)
+        _check_range("view_scale", self.view_scale, 0, None)
+        for name in ("min_scene_fraction", "min_object_fraction", "min_kept_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if int(self.max_tries) != self.max_tries or self.max_tries < 1:
+            raise ValueError(f"max_tries must be a positive int, got {self.max_tries!r}")
+        if self.view_rotation not in ("z", "so3"):
+            raise ValueError(f"view_rotation must be 'z' or 'so3', got {self.view_rotation!r}")
+        if not self.view_translation >= 0:
+            raise ValueError(f"view_translation must be >= 0 metres, got {self.view_translation!r}")
+
+
+def _check_range(name: str, value, low: float, high: float | None) -> None:
+    """``value`` must be a pair ``(a, b)`` with ``low <= a <= b`` (and ``b <= high``)."""
+    if len(value) != 2 or not low <= value[0] <= value[1] or (high is not None and value[1] > high):
+        bound = f"{low} <= a <= b" + (f" <= {high}" if high is not None else "")
+        raise ValueError(f"{name} must be a pair (a, b) with {bound}, got {value!r}")
+
+
 @dataclass
 class Validity:
     """How much of a sequence survived augmentation (the discard rule of Sec. 3.3).
@@ -311,16 +365,7 @@ def _replace_frames(sequence: Sequence, frames: list[Frame], chunks: np.ndarray 
 def augment_sequence(
     sequence: Sequence,
     rng: RngLike = None,
-    chunk_count: tuple[int, int] = DEFAULT_CHUNK_COUNT,
-    chunk_size: tuple[float, float] = DEFAULT_CHUNK_SIZE,
-    resample_fraction: tuple[float, float] = DEFAULT_RESAMPLE_FRACTION,
-    min_scene_fraction: float = DEFAULT_MIN_SCENE_FRACTION,
-    min_object_fraction: float = DEFAULT_MIN_OBJECT_FRACTION,
-    min_kept_fraction: float = DEFAULT_MIN_KEPT_FRACTION,
-    max_tries: int = DEFAULT_MAX_TRIES,
-    view_rotation: str = DEFAULT_VIEW_ROTATION,
-    view_scale: tuple[float, float] = DEFAULT_VIEW_SCALE,
-    view_translation: float = DEFAULT_VIEW_TRANSLATION,
+    options: AugmentOptions | None = None,
     stats: dict | None = None,
 ) -> Sequence:
     """Augment a composed sequence (Sec. 3.3): remove chunks of the background scene (the same chunks
@@ -330,11 +375,7 @@ def augment_sequence(
     Args:
         sequence: the composed sequence (e.g. from :func:`~fourdcontrast.data.compose.compose_sequence`).
         rng: generator or seed.
-        chunk_count, chunk_size: see :func:`sample_chunks`.
-        resample_fraction: see :func:`resample`.
-        min_scene_fraction, min_object_fraction, min_kept_fraction: see :func:`validity`.
-        max_tries: attempts before raising.
-        view_rotation, view_scale, view_translation: see :func:`random_view_transform`.
+        options: the augmentation's parameters (default: ``AugmentOptions()``, the paper's values).
         stats: optional dict; ``"tries"`` and ``"discarded"`` counts are added to it.
 
     Returns:
@@ -344,24 +385,26 @@ def augment_sequence(
         AugmentationError: when no attempt passes the validity rules.
     """
     rng = as_rng(rng)
+    opt = options if options is not None else AugmentOptions()
     scene_points = sequence.scene.points
     last = None
-    for attempt in range(max_tries):
-        chunks = sample_chunks(scene_points, rng, chunk_count, chunk_size)
+    for attempt in range(opt.max_tries):
+        chunks = sample_chunks(scene_points, rng, opt.chunk_count, opt.chunk_size)
         removed = chunk_mask(scene_points, chunks)
         frames = []
         for frame in sequence.frames:
-            keep = resample_mask(len(frame), rng.uniform(*resample_fraction), rng)
+            keep = resample_mask(len(frame), rng.uniform(*opt.resample_fraction), rng)
             is_scene = frame.source == SOURCE_SCENE
             keep[is_scene] &= ~removed[frame.index[is_scene]]
             frames.append(subset_frame(frame, keep))
         candidate = _replace_frames(sequence, frames, chunks)
-        last = validity(sequence, candidate, min_scene_fraction, min_object_fraction, min_kept_fraction)
+        last = validity(sequence, candidate, opt.min_scene_fraction, opt.min_object_fraction,
+                        opt.min_kept_fraction)
         _count(stats, last.ok)
         if last.ok:
-            return augment_views(candidate, rng, view_rotation, view_scale, view_translation)
+            return augment_views(candidate, rng, opt.view_rotation, opt.view_scale, opt.view_translation)
         logger.debug("augmentation attempt %d discarded: %s", attempt, last)
-    raise _failure(sequence.scene, sequence.obj, max_tries, last)
+    raise _failure(sequence.scene, sequence.obj, opt.max_tries, last)
 
 
 def _count(stats: dict | None, ok: bool) -> None:
@@ -400,32 +443,24 @@ def augment_composed(
     obj: ShapeObject,
     trajectory: Trajectory,
     rng: RngLike = None,
-    chunk_count: tuple[int, int] = DEFAULT_CHUNK_COUNT,
-    chunk_size: tuple[float, float] = DEFAULT_CHUNK_SIZE,
-    resample_fraction: tuple[float, float] = DEFAULT_RESAMPLE_FRACTION,
-    min_scene_fraction: float = DEFAULT_MIN_SCENE_FRACTION,
-    min_object_fraction: float = DEFAULT_MIN_OBJECT_FRACTION,
-    min_kept_fraction: float = DEFAULT_MIN_KEPT_FRACTION,
-    max_tries: int = DEFAULT_MAX_TRIES,
-    view_rotation: str = DEFAULT_VIEW_ROTATION,
-    view_scale: tuple[float, float] = DEFAULT_VIEW_SCALE,
-    view_translation: float = DEFAULT_VIEW_TRANSLATION,
+    options: AugmentOptions | None = None,
     stats: dict | None = None,
     seed: int | None = None,
 ) -> Sequence:
-    """``augment_sequence(compose_sequence(scene, obj, trajectory), rng, ...)`` without building the
+    """``augment_sequence(compose_sequence(scene, obj, trajectory), rng, options)`` without building the
     full composed frames first: the same random draws, the same result, a fraction of the memory
-    traffic. Arguments as in :func:`augment_sequence`."""
+    traffic. Arguments as in :func:`augment_sequence`; ``seed`` is recorded on the sequence."""
     rng = as_rng(rng)
+    opt = options if options is not None else AugmentOptions()
     n, m = len(scene), len(obj)
     poses = trajectory.poses()
     last = None
-    for attempt in range(max_tries):
-        chunks = sample_chunks(scene.points, rng, chunk_count, chunk_size)
+    for attempt in range(opt.max_tries):
+        chunks = sample_chunks(scene.points, rng, opt.chunk_count, opt.chunk_size)
         removed = chunk_mask(scene.points, chunks)
         keeps = []
         for _ in poses:
-            keep = resample_mask(n + m, rng.uniform(*resample_fraction), rng)
+            keep = resample_mask(n + m, rng.uniform(*opt.resample_fraction), rng)
             keep[:n] &= ~removed
             keeps.append(keep)
         scene_all = np.logical_and.reduce([k[:n] for k in keeps])
@@ -434,9 +469,9 @@ def augment_composed(
             scene_fraction=float(np.count_nonzero(scene_all)) / max(n, 1),
             object_fraction=float(np.count_nonzero(obj_all)) / max(m, 1),
             kept_fraction=np.array([np.count_nonzero(k) / max(n + m, 1) for k in keeps]),
-            min_scene_fraction=min_scene_fraction,
-            min_object_fraction=min_object_fraction,
-            min_kept_fraction=min_kept_fraction,
+            min_scene_fraction=opt.min_scene_fraction,
+            min_object_fraction=opt.min_object_fraction,
+            min_kept_fraction=opt.min_kept_fraction,
         )
         _count(stats, last.ok)
         if last.ok:
@@ -444,6 +479,6 @@ def augment_composed(
             seq = Sequence(
                 frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed, chunks=chunks
             )
-            return augment_views(seq, rng, view_rotation, view_scale, view_translation)
+            return augment_views(seq, rng, opt.view_rotation, opt.view_scale, opt.view_translation)
         logger.debug("augmentation attempt %d discarded: %s", attempt, last)
-    raise _failure(scene, obj, max_tries, last)
+    raise _failure(scene, obj, opt.max_tries, last)

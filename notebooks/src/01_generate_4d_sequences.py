@@ -152,7 +152,8 @@ fv.plot_sequence(composed, layout="overlay")
 # Then the discard rule: *"≥ 30% of the points in the original scan and ≥ 30% of the points of the
 # synthetic object should be consistently represented in each frame, and each frame must maintain at
 # least 50% of its points through the augmentation process."* `fc.augment_sequence` re-draws a failing
-# augmentation (up to `max_tries`), then raises a clear `AugmentationError`.
+# augmentation (up to `max_tries`), then raises a clear `AugmentationError`. Every number above is a field
+# of `fc.AugmentOptions` (defaults: the paper's values); pass `options=fc.AugmentOptions(...)` to change one.
 
 # %%
 augmented = fc.augment_sequence(composed, rng=np.random.default_rng(PRESET["seed"]))
@@ -201,7 +202,8 @@ def draw_stats(n, **options):
     rows = []
     for k in range(n):
         try:
-            seq = fc.augment_sequence(composed, rng=np.random.default_rng(1000 + k), max_tries=1, **options)
+            seq = fc.augment_sequence(composed, rng=np.random.default_rng(1000 + k),
+                                      options=fc.AugmentOptions(max_tries=1, **options))
             v = fc.validity(composed, seq)
             rows.append((v.scene_fraction, v.object_fraction, v.kept_fraction.min(), True))
         except AugmentationError:
@@ -220,8 +222,9 @@ def fractions(options, n):
     out = []
     for k in range(n):
         rng_k = np.random.default_rng(2000 + k)
-        seq = fc.augment_sequence(composed, rng=rng_k, max_tries=1, min_scene_fraction=0, min_object_fraction=0,
-                                  min_kept_fraction=0, **options)
+        no_rules = fc.AugmentOptions(max_tries=1, min_scene_fraction=0, min_object_fraction=0, min_kept_fraction=0,
+                                     **options)
+        seq = fc.augment_sequence(composed, rng=rng_k, options=no_rules)
         v = fc.validity(composed, seq)
         out.append((v.scene_fraction, v.object_fraction, v.kept_fraction.min()))
     return np.array(out)
@@ -278,7 +281,8 @@ def show_draw(step_min=0.30, step_max=0.90, max_turn=150.0, chunks_min=5, chunks
     g = np.random.default_rng(seed)
     tr = fc.sample_trajectory(scene, obj, length=4, rng=g, height_map=hm, step_range=(step_min, step_max),
                               max_turn_deg=max_turn)
-    seq = fc.augment_sequence(fc.compose_sequence(scene, obj, tr), rng=g, chunk_count=(chunks_min, chunks_max))
+    options = fc.AugmentOptions(chunk_count=(chunks_min, chunks_max))
+    seq = fc.augment_sequence(fc.compose_sequence(scene, obj, tr), rng=g, options=options)
     display(fv.plot_trajectory_sampling(tr, scene), fv.plot_sequence(seq, layout="overlay"))
 
 

@@ -3,6 +3,7 @@ import pytest
 
 from fourdcontrast.data.augment import (
     AugmentationError,
+    AugmentOptions,
     augment_composed,
     augment_sequence,
     augment_views,
@@ -92,7 +93,7 @@ def test_augment_sequence_rules(composed):
 
 
 def test_object_points_never_removed_by_chunks(composed):
-    aug = augment_sequence(composed, 3, resample_fraction=(1.0, 1.0))
+    aug = augment_sequence(composed, 3, AugmentOptions(resample_fraction=(1.0, 1.0)))
     for frame in aug.frames:
         assert np.count_nonzero(frame.source == SOURCE_OBJECT) == len(composed.obj)
 
@@ -115,14 +116,15 @@ def test_views_are_recorded_similarities(composed):
 def test_discard_then_clear_error(composed):
     stats = {}
     with pytest.raises(AugmentationError, match="room.*3 tries"):
-        augment_sequence(composed, 0, min_kept_fraction=0.99, max_tries=3, stats=stats)
+        augment_sequence(composed, 0, AugmentOptions(min_kept_fraction=0.99, max_tries=3), stats=stats)
     assert stats == {"tries": 3, "discarded": 3}
 
 
-def test_fused_path_equals_compose_then_augment(room, chair):
+@pytest.mark.parametrize("options", [None, AugmentOptions(chunk_count=(2, 3), view_rotation="so3")])
+def test_fused_path_equals_compose_then_augment(room, chair, options):
     traj = sample_trajectory(room, chair, rng=5)
-    a = augment_sequence(compose_sequence(room, chair, traj), 11)
-    b = augment_composed(room, chair, traj, 11)
+    a = augment_sequence(compose_sequence(room, chair, traj), 11, options)
+    b = augment_composed(room, chair, traj, 11, options)
     np.testing.assert_array_equal(a.chunks, b.chunks)
     for fa, fb in zip(a.frames, b.frames, strict=True):
         np.testing.assert_array_equal(fa.points, fb.points)
@@ -175,3 +177,14 @@ def test_fused_path_same_with_and_without_numba(room, chair, monkeypatch):
             assert x.dtype == y.dtype and x.flags.c_contiguous
             np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(fa.object_pose, fb.object_pose)
+
+
+@pytest.mark.parametrize("bad", [
+    {"chunk_count": (15, 5)}, {"chunk_size": (-0.1, 0.2)}, {"resample_fraction": (0.5, 1.5)},
+    {"min_kept_fraction": 1.5}, {"max_tries": 0}, {"view_rotation": "xyz"}, {"view_translation": -1.0},
+])
+def test_augment_options_reject_bad_values(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        AugmentOptions(**bad)
+    assert AugmentOptions().chunk_count == (5, 15) and AugmentOptions().min_kept_fraction == 0.5

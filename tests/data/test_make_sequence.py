@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fourdcontrast.data import make_sequence
-from fourdcontrast.data.augment import AugmentationError
+from fourdcontrast.data.augment import AugmentationError, AugmentOptions
 from fourdcontrast.data.trajectory import candidate_positions, compute_height_map, nearest_candidate_lookup
 
 
@@ -28,7 +28,7 @@ def test_make_sequence_gives_up_with_clear_error(room, chair):
             chair,
             0,
             max_sequence_tries=2,
-            augment_options={"min_scene_fraction": 0.99, "max_tries": 2},
+            augment_options=AugmentOptions(min_scene_fraction=0.99, max_tries=2),
             stats=stats,
         )
     assert stats == {"tries": 4, "discarded": 4}
