@@ -115,7 +115,7 @@ class BasicBlock(nn.Module):
         self.conv2 = ops.Conv(planes, planes, kernel_size=ks, stride=1, dilation=dilation,
                               dimension=dimension, region=region)
         self.norm2 = ops.BatchNorm(planes, momentum=bn_momentum)
-        self.relu = ops.ReLU()
+        self.relu = ops.ReLU(inplace=True)  # as ME's examples: applied only to fresh tensors
         self.downsample = downsample
 
     def forward(self, x):
@@ -199,7 +199,7 @@ class MinkUNetBase(nn.Module):
         self.block8 = self._make_layer(P[7], L[7])
 
         self.final = ops.Conv(P[7] * exp, out_channels, kernel_size=1, bias=True, dimension=D)
-        self.relu = ops.ReLU()
+        self.relu = ops.ReLU(inplace=True)  # as ME's examples: applied only to fresh tensors
         weight_initialization(self, ops)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1, dilation: int = 1,

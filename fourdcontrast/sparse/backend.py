@@ -103,7 +103,7 @@ def _minkowski_backend() -> Backend:
         Conv=conv,
         ConvTranspose=conv_transpose,
         BatchNorm=batch_norm,
-        ReLU=lambda: ME.MinkowskiReLU(),
+        ReLU=lambda inplace=False: ME.MinkowskiReLU(inplace=inplace),
         Linear=lambda in_features, out_features, bias=True: ME.MinkowskiLinear(
             in_features, out_features, bias),
         GlobalAvgPooling=lambda: ME.MinkowskiGlobalAvgPooling(),

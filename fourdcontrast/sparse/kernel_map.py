@@ -537,8 +537,8 @@ def _find(lookup, keys: torch.Tensor, in_range: bool = False) -> tuple[torch.Ten
         if outside is not None:
             found &= ~outside
         return found, rows
-    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=max(sorted_keys.numel() - 1, 0)).view(-1)
-    return sorted_keys.index_select(0, pos).view(keys.shape) == keys, order.index_select(0, pos).view(keys.shape)
+    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=max(sorted_keys.numel() - 1, 0))
+    return sorted_keys[pos] == keys, order[pos]
 
 
 def _index_dtype(n_in: int, n_out: int) -> torch.dtype:

@@ -123,10 +123,21 @@ class BatchNorm(nn.Module):
 
 
 class ReLU(nn.Module):
-    """ReLU on the features (``MinkowskiReLU``); returns a new tensor."""
+    """ReLU on the features (``MinkowskiReLU``).
+
+    Args:
+        inplace: overwrite the input's features (no new (N, C) tensor) instead of returning new ones.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: SparseTensor) -> SparseTensor:
-        return x.replace_features(torch.relu(x.features))
+        return x.replace_features(torch.relu_(x.features) if self.inplace else torch.relu(x.features))
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Linear(nn.Module):

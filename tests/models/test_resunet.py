@@ -64,7 +64,7 @@ def test_topology_and_initialisation():
     assert float(k.detach().std()) == pytest.approx(np.sqrt(2 / (256 * 27)), rel=0.05)
     assert torch.all(model.bn0.bn.weight == 1) and torch.all(model.bn0.bn.bias == 0)
     # transposed convolutions keep ME's uniform reset: |w| <= 1/sqrt(C_out*K)
-    assert float(model.convtr7p2s2.kernel.abs().max()) <= 1 / np.sqrt(96 * 8) + 1e-7
+    assert float(model.convtr7p2s2.kernel.detach().abs().max()) <= 1 / np.sqrt(96 * 8) + 1e-7
     assert isinstance(model.block1[0], BasicBlock)
 
 

@@ -186,6 +186,19 @@ def test_batchnorm_relu_linear_cat_and_pooling():
     assert bn.bn.momentum == 0.1 and set(bn.state_dict()) >= {"bn.weight", "bn.running_mean"}
     r = ReLU()(y)
     assert (r.F >= 0).all() and torch.equal(r.F, torch.relu(y.F)) and r.coordinate_key == x.coordinate_key
+    # in place after batch norm: same values and gradients, no new feature tensor
+    w = torch.randn(len(x), 4)
+    grads = []
+    for inplace in (False, True):
+        x.F.requires_grad_(True)
+        x.F.grad = None
+        z = bn(x)
+        out = ReLU(inplace=inplace)(z)
+        assert (out.F.data_ptr() == z.F.data_ptr()) == inplace
+        (out.F * w).sum().backward()
+        grads.append(x.F.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    x.F.requires_grad_(False)
     lin = Linear(4, 2)
     torch.testing.assert_close(lin(x).F, lin.linear(x.F))
     c = cat(x, r)
