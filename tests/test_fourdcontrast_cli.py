@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from fourdcontrast.cli import COMMANDS, build_parser, main
 
@@ -17,6 +18,12 @@ def test_generation_benchmark_command_prints_the_report(capsys):
     assert main(["benchmark", "generation", "--repeats", "2", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "median ms / sequence" in out and "target <= 20" in out and "projected 1201 x 20" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+def test_sparse_benchmark_on_cuda_without_a_gpu_is_one_clear_error(caplog):
+    assert main(["benchmark", "sparse", "--device", "cuda", "--config", "MinkUNet34-3D-2cm"]) == 1
+    assert "device 'cuda'" in caplog.text and "is_available() is False" in caplog.text
 
 
 @pytest.mark.slow

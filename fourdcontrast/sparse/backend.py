@@ -96,7 +96,8 @@ def _minkowski_backend() -> Backend:
                                      track_running_stats=track_running_stats)
 
     def sparse_tensor(features, coordinates, tensor_stride=1):
-        return ME.SparseTensor(features, coordinates.int(), tensor_stride=tensor_stride)
+        return ME.SparseTensor(features, coordinates.int().to(features.device), tensor_stride=tensor_stride,
+                               device=features.device)
 
     return Backend(
         name="minkowski",

@@ -10,6 +10,11 @@ stays in the process (glibc keeps freed heap blocks), so a later run — of eith
 appears to add less (measured: ME's 4D 5 cm peak read 0.47 GiB after our run, 0.81 GiB in its own
 process). (No sampling thread: polling from Python contends for the GIL and slows the run.)
 
+With ``--device cuda`` the models and inputs live on the GPU, times are taken between
+``torch.cuda.synchronize()`` calls, and peak memory is ``torch.cuda.max_memory_allocated`` minus the
+memory allocated before the run (what torch's caching allocator handed out; ME allocates through torch's
+allocator by default, so both engines are counted alike).
+
 Inputs are room-like surfaces, not random clouds: a floor, two walls, a table and boxes (3D, 2 cm), or the
 same room with a chair-sized box moving through it over 4 frames (4D ``(x, y, z, t)``, 5 cm / 2 cm).
 """
@@ -128,6 +133,7 @@ class Measurement:
     peak_rss_mb: float  # one forward+backward in a fresh process (see the module docstring)
     threads: int
     loadavg: tuple[float, float, float]
+    device: str = "cpu"  # "cpu": peak_rss_mb is resident memory; "cuda": GPU memory allocated by torch
 
 
 def _status_kb(field: str) -> int:
@@ -166,25 +172,46 @@ def _build(config: str, engine: str, seed: int = 0):
     return model, coords
 
 
-def _make_input(engine: str, coords: np.ndarray):
+def _make_input(engine: str, coords: np.ndarray, device: str = "cpu"):
     from fourdcontrast.sparse.backend import get_backend
 
-    feats = torch.ones(len(coords), IN_CHANNELS)
-    return get_backend(engine).SparseTensor(feats, torch.as_tensor(coords))
+    feats = torch.ones(len(coords), IN_CHANNELS, device=device)
+    return get_backend(engine).SparseTensor(feats, torch.as_tensor(coords, device=device))
 
 
-def _forward_backward(model, x) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """One timed forward+backward: (seconds, peak added RSS in MiB, output coordinates, output features)."""
-    if not _reset_peak_rss():
-        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs is not writable)")
-    base = _status_kb("VmRSS")
+def check_device(device: str) -> None:
+    """Raise ValueError unless ``device`` is ``"cpu"`` or a ``"cuda"`` that torch can use."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device 'cuda': torch {torch.__version__} sees no CUDA device "
+                         "(torch.cuda.is_available() is False)")
+
+
+def _forward_backward(model, x, device: str = "cpu") -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """One timed forward+backward: (seconds, peak added memory in MiB, output coordinates, output features).
+
+    Memory is resident memory on the CPU, GPU memory allocated by torch on CUDA.
+    """
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        if not _reset_peak_rss():
+            raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs is not writable)")
+        base = _status_kb("VmRSS") * 1024
     start = time.perf_counter()
     out = model(x)
     out.F.sum().backward()
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    peak = (_status_kb("VmHWM") - base) / 1024
+    top = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024
+    peak = (top - base) / 2**20
     model.zero_grad(set_to_none=True)
-    return elapsed, peak, out.C.detach().long(), out.F.detach()
+    return elapsed, peak, out.C.detach().long().cpu(), out.F.detach().cpu()
 
 
 def _relative_difference(coords_a, feats_a, coords_b, feats_b) -> float:
@@ -195,7 +222,7 @@ def _relative_difference(coords_a, feats_a, coords_b, feats_b) -> float:
     return float((feats_a - ref).abs().max() / ref.abs().max())
 
 
-def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int = 0
+def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int = 0, device: str = "cpu"
             ) -> tuple[list[Measurement], float | None]:
     """Forward+backward of one configuration on each engine, interleaved run by run (same load for both).
 
@@ -213,12 +240,14 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
         models[engine].train()
     if "minkowski" in models and "torch" in models:
         models["torch"].load_state_dict(models["minkowski"].state_dict())
+    for model in models.values():
+        model.to(device)
     times = {e: [] for e in engines}
     outputs = {}
     for r in range(repeats + 1):
         order = engines if r % 2 == 0 else engines[::-1]
         for engine in order:
-            elapsed, _, c, f = _forward_backward(models[engine], _make_input(engine, coords))
+            elapsed, _, c, f = _forward_backward(models[engine], _make_input(engine, coords, device), device)
             logger.info("%s %s run %d: %.2f s", config, engine, r, elapsed)
             if r == 0:
                 outputs[engine] = (c, f)
@@ -231,25 +260,25 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
     for engine in engines:
         median = statistics.median(times[engine]) if times[engine] else float("nan")
         rows.append(Measurement(config, engine, len(coords), times[engine], median, len(coords) / median,
-                                float("nan"), torch.get_num_threads(), os.getloadavg()))
+                                float("nan"), torch.get_num_threads(), os.getloadavg(), device))
     return rows, diff
 
 
-def measure_memory(config: str, engine: str, seed: int = 0) -> float:
+def measure_memory(config: str, engine: str, seed: int = 0, device: str = "cpu") -> float:
     """Peak resident memory (MiB) that the first forward+backward of ``config`` adds in this process.
 
     Meant for a fresh process (``--memory-worker``): in a process that already ran a pass, freed memory
     is reused and the figure reads low.
     """
     model, coords = _build(config, engine, seed)
-    model.train()
-    x = _make_input(engine, coords)
-    _, peak, _, _ = _forward_backward(model, x)
+    model.train().to(device)
+    x = _make_input(engine, coords, device)
+    _, peak, _, _ = _forward_backward(model, x, device)
     return peak
 
 
 def _worker(args) -> int:
-    rows, diff = measure(args.config, args.engines, args.repeats)
+    rows, diff = measure(args.config, args.engines, args.repeats, device=args.device)
     print(json.dumps({"rows": [asdict(r) for r in rows], "difference": diff}))
     return 0
 
@@ -280,14 +309,15 @@ def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = N
 
 
 def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0,
-                  omp_wait_policy: str | None = OMP_WAIT_POLICY, threads: int | None = None
-                  ) -> tuple[list[Measurement], dict[str, float]]:
+                  omp_wait_policy: str | None = OMP_WAIT_POLICY, threads: int | None = None,
+                  device: str = "cpu") -> tuple[list[Measurement], dict[str, float]]:
     """Measure every configuration: times with the engines interleaved in one fresh subprocess per
     configuration, then each engine's peak memory in a fresh subprocess of its own.
 
     ``omp_wait_policy`` is exported as ``OMP_WAIT_POLICY`` to the worker (both engines run in it, so both
     get it); None keeps the caller's environment. ``threads`` (None: the libraries' default, one per
-    core) sets the thread count of torch, MKL and OpenBLAS in the worker.
+    core) sets the thread count of torch, MKL and OpenBLAS in the worker. ``device``: ``"cpu"`` or
+    ``"cuda"`` (see the module docstring for what memory means there).
 
     Returns:
         The measurements and, per configuration, the relative output difference ours vs ME.
@@ -296,7 +326,7 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
     diffs: dict[str, float] = {}
     for config in configs:
         logger.info("measuring %s on %s ...", config, ", ".join(engines))
-        argv = ["--worker", "--config", config, "--repeats", str(repeats)]
+        argv = ["--worker", "--config", config, "--repeats", str(repeats), "--device", device]
         for engine in engines:
             argv += ["--engine", engine]
         res = _subprocess(argv, timeout, omp_wait_policy, threads)
@@ -304,8 +334,8 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
             continue
         for row in res["rows"]:
             row["loadavg"] = tuple(row["loadavg"])
-            mem = _subprocess(["--memory-worker", "--config", config, "--engine", row["engine"]], timeout,
-                              omp_wait_policy, threads)
+            mem = _subprocess(["--memory-worker", "--config", config, "--engine", row["engine"],
+                               "--device", device], timeout, omp_wait_policy, threads)
             row["peak_rss_mb"] = float("nan") if mem is None else mem["peak_rss_mb"]
             rows.append(Measurement(**row))
         if res["difference"] is not None:
@@ -350,29 +380,39 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OMP_WAIT_POLICY for the workers (default PASSIVE; '' keeps the environment's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of torch/MKL/OpenBLAS in the workers (default: one per core)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="run the models on the CPU (default) or the GPU")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        logger.error("error: %s", exc)
+        return 1
     if args.memory_worker:
-        peak = measure_memory(args.config[0], (args.engine or ["torch"])[0])
+        peak = measure_memory(args.config[0], (args.engine or ["torch"])[0], device=args.device)
         print(json.dumps({"peak_rss_mb": peak}))
         return 0
     if args.worker:
         return _worker(argparse.Namespace(config=args.config[0], engines=args.engine or ["torch"],
-                                          repeats=args.repeats))
+                                          repeats=args.repeats, device=args.device))
     from fourdcontrast.sparse.backend import minkowski_engine
 
     engines = args.engine or (["torch", "minkowski"] if minkowski_engine() is not None else ["torch"])
     configs = args.config or list(CONFIGS)
     policy = args.omp_wait_policy or None
-    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy, threads=args.threads)
+    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy, threads=args.threads,
+                                device=args.device)
     threads = rows[0].threads if rows else torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}, "
+    where = (f"GPU {torch.cuda.get_device_name()}" if args.device == "cuda"
+             else f"{threads} threads, {os.cpu_count()} CPUs")
+    memory = ("torch.cuda.max_memory_allocated" if args.device == "cuda" else "VmHWM - VmRSS")
+    print(f"torch {torch.__version__}, {where}, load average {os.getloadavg()[0]:.2f}, "
           f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; "
-          f"peak memory = VmHWM - VmRSS added by the first forward+backward, each engine in its own process")
+          f"peak memory = {memory} added by the first forward+backward, each engine in its own process")
     print(format_table(rows, diffs))
     if args.json:
         payload = {"rows": [asdict(r) for r in rows], "differences": diffs}
