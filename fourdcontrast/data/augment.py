@@ -34,8 +34,10 @@ DEFAULT_MIN_KEPT_FRACTION = 0.50
 """Min fraction of its points each frame keeps through augmentation (paper: ≥ 50 %)."""
 DEFAULT_MAX_TRIES = 20
 """Augmentation attempts before a sequence is given up (our bound)."""
+VIEW_ROTATIONS = ("z", "so3")
+"""3D-view rotations: ``"z"`` (uniform yaw, scans stay upright) or ``"so3"`` (uniform on SO(3))."""
 DEFAULT_VIEW_ROTATION = "z"
-"""3D-view rotation: ``"z"`` (uniform yaw, scans stay upright) or ``"so3"`` (uniform on SO(3))."""
+"""3D-view rotation, one of :data:`VIEW_ROTATIONS`."""
 DEFAULT_VIEW_SCALE = (0.8, 1.2)
 """Range of the uniform scale of each 3D view (not in the paper; our choice)."""
 DEFAULT_VIEW_TRANSLATION = 0.5
@@ -87,8 +89,8 @@ class AugmentOptions:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if int(self.max_tries) != self.max_tries or self.max_tries < 1:
             raise ValueError(f"max_tries must be a positive int, got {self.max_tries!r}")
-        if self.view_rotation not in ("z", "so3"):
-            raise ValueError(f"view_rotation must be 'z' or 'so3', got {self.view_rotation!r}")
+        if self.view_rotation not in VIEW_ROTATIONS:
+            raise ValueError(f"view_rotation must be one of {VIEW_ROTATIONS}, got {self.view_rotation!r}")
         if not self.view_translation >= 0:
             raise ValueError(f"view_translation must be >= 0 metres, got {self.view_translation!r}")
 
@@ -322,7 +324,7 @@ def random_view_transform(
     elif rotation == "so3":
         r = random_rotation(rng)
     else:
-        raise ValueError(f"rotation must be 'z' or 'so3', got {rotation!r}")
+        raise ValueError(f"rotation must be one of {VIEW_ROTATIONS}, got {rotation!r}")
     scale = rng.uniform(*scale_range)
     return similarity(r, rng.uniform(-max_translation, max_translation, 3), scale)
 

@@ -42,7 +42,7 @@ PACK_MARGIN = 2
 # A coordinate set whose padded bounding box has at most this many cells (and at most DENSE_PER_VOXEL
 # cells per voxel) also gets a dense int32 cell -> row table (at most 256 MiB): lookups become one
 # gather instead of a binary search. The 4D 2 cm benchmark sequence (497k voxels, 52M cells) gets one:
-# its 5^4 stem map (43M pairs) builds in 2.4 s instead of 6.9 s, peak memory unchanged within 10 MiB.
+# its 5^4 stem map (43M pairs) builds in 2.0 s instead of 6.9 s, peak memory unchanged within noise.
 DENSE_CELLS = 1 << 26
 DENSE_PER_VOXEL = 256
 
