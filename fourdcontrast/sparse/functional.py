@@ -16,6 +16,7 @@ from collections.abc import Sequence as SequenceABC
 
 import torch
 
+from fourdcontrast.sparse import native
 from fourdcontrast.sparse.kernel_map import KernelMap, Workspace, as_tuple
 from fourdcontrast.sparse.tensor import SparseTensor
 
@@ -34,6 +35,11 @@ class SparseConvolutionFunction(torch.autograd.Function):
     def forward(ctx, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap,
                 workspace: Workspace | None = None) -> torch.Tensor:
         ws = workspace if workspace is not None else Workspace()
+        ctx.save_for_backward(features, weight)
+        ctx.kmap = kmap
+        ctx.workspace = ws
+        if native.usable(features):
+            return _native_forward(features, weight, kmap, ws)
         c_in, c_out = weight.shape[1], weight.shape[2]
         out = features.new_empty((kmap.n_out + 1, c_out))
         if kmap.identity is not None:
@@ -49,9 +55,6 @@ class SparseConvolutionFunction(torch.autograd.Function):
             y = ws.get("b", (g, group.size, c_out), dtype, device)
             torch.bmm(x, weight.index_select(0, group.offsets), out=y)
             out.index_add_(0, _scatter_index(group.out_pad), y.view(-1, c_out))
-        ctx.save_for_backward(features, weight)
-        ctx.kmap = kmap
-        ctx.workspace = ws
         return out[: kmap.n_out]
 
     @staticmethod
@@ -60,6 +63,8 @@ class SparseConvolutionFunction(torch.autograd.Function):
         kmap: KernelMap = ctx.kmap
         ws: Workspace = ctx.workspace
         need_f, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if native.usable(features):
+            return (*_native_backward(grad_out, features, weight, kmap, ws, need_f, need_w), None, None)
         c_in, c_out = weight.shape[1], weight.shape[2]
         dtype, device = grad_out.dtype, grad_out.device
         grad_ext = ws.get("grad", (kmap.n_out + 1, c_out), dtype, device)
@@ -93,6 +98,49 @@ class SparseConvolutionFunction(torch.autograd.Function):
         if need_f:
             grad_f = grad_f[: kmap.n_in]
         return grad_f, grad_w, None, None
+
+
+def _native_forward(features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, ws: Workspace
+                    ) -> torch.Tensor:
+    """The forward by the compiled fused kernels (:mod:`fourdcontrast.sparse.native`)."""
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    features, weight = features.detach().contiguous(), weight.detach().contiguous()
+    out = features.new_empty((kmap.n_out, c_out))
+    if kmap.identity is not None:
+        torch.mm(features, weight[kmap.identity], out=out)
+    else:
+        out.zero_()
+    in_rows, out_rows = kmap.flat_pairs()
+    scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
+    native.load().conv_forward(features, weight, in_rows, out_rows, kmap.counts, out, scratch,
+                               native.chunk_rows(c_in, c_out))
+    return out
+
+
+def _native_backward(grad_out: torch.Tensor, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap,
+                     ws: Workspace, need_f: bool, need_w: bool
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Input and weight gradients by the compiled fused kernels."""
+    c_in, c_out = weight.shape[1], weight.shape[2]
+    grad_out, features = grad_out.detach().contiguous(), features.detach().contiguous()
+    weight = weight.detach().contiguous()
+    grad_f = grad_w = None
+    if need_f:
+        grad_f = features.new_empty((kmap.n_in, c_in))
+        if kmap.identity is not None:
+            torch.mm(grad_out, weight[kmap.identity].t(), out=grad_f)
+        else:
+            grad_f.zero_()
+    if need_w:
+        grad_w = torch.empty_like(weight)  # every offset is written: the kernel's, then the identity's
+    if need_f or need_w:
+        in_rows, out_rows = kmap.flat_pairs()
+        scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
+        native.load().conv_backward(grad_out, features, weight, in_rows, out_rows, kmap.counts, grad_f, grad_w,
+                                    scratch, native.chunk_rows(c_in, c_out))
+    if need_w and kmap.identity is not None:
+        torch.mm(features.t(), grad_out, out=grad_w[kmap.identity])
+    return grad_f, grad_w
 
 
 def _gather_index(rows: torch.Tensor, n: int) -> torch.Tensor:

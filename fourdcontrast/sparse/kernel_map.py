@@ -179,6 +179,16 @@ class KernelMap:
                             device=groups[0].in_pad.device if groups else None)
         return [torch.cat(p) if p else empty for p in parts]
 
+    def flat_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (P,) input and output rows of all pairs, offset by offset (rebuilt if grouped before)."""
+        if self.in_rows is None:
+            self.in_rows = torch.cat(self.in_indices)
+            self.out_rows = torch.cat(self.out_indices)
+            other = self._transposed
+            if other is not None:
+                other.in_rows, other.out_rows = self.out_rows, self.in_rows
+        return self.in_rows, self.out_rows
+
     @property
     def num_pairs(self) -> int:
         extra = self.n_in if self.identity is not None else 0
