@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev,notebooks,viz,open3d,fast]"
+	# compile the optional native sparse kernels now (~30 s) rather than inside the first test
+	$(BIN)/fourdcontrast native || echo "warning: native sparse kernels unavailable; the PyTorch path will be used"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -16,6 +16,7 @@ COMMANDS = {
     "benchmark": ("fourdcontrast.benchmark", "time the sparse engine and the data generation"),
     "demo": ("fourdcontrast.demo", "the main job end to end on the embedded data"),
     "view": ("fourdviz.cli", "open or render a generated sequence (polyscope / PNG)"),
+    "native": ("fourdcontrast.sparse.native", "build the optional native sparse kernels, check they load"),
 }
 
 

@@ -9,7 +9,7 @@ from fourdcontrast.cli import COMMANDS, build_parser, main
 def test_parser_knows_every_command():
     parser = build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
-    assert set(sub.choices) == set(COMMANDS) == {"generate", "benchmark", "demo", "view"}
+    assert set(sub.choices) == set(COMMANDS) == {"generate", "benchmark", "demo", "view", "native"}
     assert parser.parse_args(["benchmark", "sparse", "--repeats", "2"]).repeats == 2
     assert parser.parse_args(["demo", "--scenes", "1"]).scenes == 1
 
@@ -24,6 +24,18 @@ def test_generation_benchmark_command_prints_the_report(capsys):
 def test_sparse_benchmark_on_cuda_without_a_gpu_is_one_clear_error(caplog):
     assert main(["benchmark", "sparse", "--device", "cuda", "--config", "MinkUNet34-3D-2cm"]) == 1
     assert "device 'cuda'" in caplog.text and "is_available() is False" in caplog.text
+
+
+def test_native_command_reports_whether_the_kernels_load(capsys, monkeypatch):
+    from fourdcontrast.sparse import native
+
+    code = main(["native"])
+    out = capsys.readouterr().out
+    assert code == (0 if native.load() is not None else 1)
+    assert ("built" in out) == (code == 0)
+    if code == 0:
+        monkeypatch.setenv(native.ENV_VAR, "0")
+        assert main(["native"]) == 0 and "disabled by FOURDCONTRAST_NATIVE=0" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
-"""Portable sparse 3D/4D convolution engine (pure PyTorch; MinkowskiEngine optional backend)."""
+"""Portable sparse 3D/4D convolution engine (PyTorch, with optional compiled CPU kernels; MinkowskiEngine
+optional backend)."""
 
+from fourdcontrast.sparse import native
 from fourdcontrast.sparse.backend import BACKENDS, Backend, get_backend, minkowski_engine
 from fourdcontrast.sparse.functional import SparseConvolutionFunction, cat, conv, conv_transpose, global_pool
 from fourdcontrast.sparse.kernel_map import (
@@ -46,6 +48,7 @@ __all__ = [
     "kernel_offsets",
     "kernel_volume",
     "minkowski_engine",
+    "native",
     "quantize",
     "sparse_collate",
     "pack_keys",

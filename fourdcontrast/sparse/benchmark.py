@@ -134,6 +134,7 @@ class Measurement:
     threads: int
     loadavg: tuple[float, float, float]
     device: str = "cpu"  # "cpu": peak_rss_mb is resident memory; "cuda": GPU memory allocated by torch
+    kernels: str = ""  # our engine: "native" (compiled CPU kernels) or "pytorch"; ME: "minkowski"
 
 
 def _status_kb(field: str) -> int:
@@ -260,8 +261,18 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
     for engine in engines:
         median = statistics.median(times[engine]) if times[engine] else float("nan")
         rows.append(Measurement(config, engine, len(coords), times[engine], median, len(coords) / median,
-                                float("nan"), torch.get_num_threads(), os.getloadavg(), device))
+                                float("nan"), torch.get_num_threads(), os.getloadavg(), device,
+                                kernels_of(engine, device)))
     return rows, diff
+
+
+def kernels_of(engine: str, device: str = "cpu") -> str:
+    """Which convolution code an engine runs: ``"native"``, ``"pytorch"`` (ours) or ``"minkowski"``."""
+    if engine != "torch":
+        return engine
+    from fourdcontrast.sparse import native
+
+    return "native" if native.usable(torch.zeros(1, device=device)) else "pytorch"
 
 
 def measure_memory(config: str, engine: str, seed: int = 0, device: str = "cpu") -> float:
@@ -347,14 +358,15 @@ def format_table(rows: list[Measurement], diffs: dict[str, float]) -> str:
     """A text table with times (median and best run), throughput, memory, and ours/ME ratios."""
     by = {(r.name, r.engine): r for r in rows}
     lines = [
-        f"{'configuration':<20} {'engine':<10} {'voxels':>8} {'median s':>9} {'best s':>7} {'kvox/s':>7} "
-        f"{'peak MiB':>9} {'load1':>6}  runs (s)",
+        f"{'configuration':<20} {'engine':<10} {'kernels':<9} {'voxels':>8} {'median s':>9} {'best s':>7} "
+        f"{'kvox/s':>7} {'peak MiB':>9} {'load1':>6}  runs (s)",
     ]
     for r in rows:
         runs = " ".join(f"{t:.2f}" for t in r.times_s)
         lines.append(
-            f"{r.name:<20} {r.engine:<10} {r.voxels:>8} {r.median_s:>9.2f} {min(r.times_s):>7.2f} "
-            f"{r.voxels_per_s / 1e3:>7.1f} {r.peak_rss_mb:>9.0f} {r.loadavg[0]:>6.2f}  {runs}"
+            f"{r.name:<20} {r.engine:<10} {r.kernels or '-':<9} {r.voxels:>8} {r.median_s:>9.2f} "
+            f"{min(r.times_s):>7.2f} {r.voxels_per_s / 1e3:>7.1f} {r.peak_rss_mb:>9.0f} "
+            f"{r.loadavg[0]:>6.2f}  {runs}"
         )
     for name in dict.fromkeys(r.name for r in rows):
         ours, theirs = by.get((name, "torch")), by.get((name, "minkowski"))
@@ -373,7 +385,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS),
                         help="configuration(s) to run (default: all)")
     parser.add_argument("--engine", action="append", choices=["torch", "minkowski"],
-                        help="engine(s) (default: torch, plus minkowski when it imports)")
+                        help="engine(s) (default: torch, plus minkowski when it imports); ours uses its "
+                             "compiled CPU kernels when built (FOURDCONTRAST_NATIVE=0: the PyTorch path)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats after one warm-up run")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--omp-wait-policy", default=OMP_WAIT_POLICY,

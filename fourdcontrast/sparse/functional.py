@@ -7,7 +7,9 @@ weight) and the kernel map, never the gathered copies: per kernel offset ``k`` t
 centre offset of a submanifold convolution maps every row on itself and is one dense ``mm``. Gathered
 rows and products are written into the coordinate manager's reusable :class:`Workspace` buffers
 (``benchmarks/sparse_engine_profile.md`` explains why). Code is device-agnostic (tensors follow their
-inputs).
+inputs). On CPUs, float32/float64 convolutions run the compiled fused kernels of
+:mod:`fourdcontrast.sparse.native` when they are built (same arithmetic, no large temporaries; ~1.7×
+faster for a whole MinkUNet34 on the development VM), the batched PyTorch path otherwise.
 """
 
 from __future__ import annotations
@@ -136,8 +138,8 @@ def _native_backward(grad_out: torch.Tensor, features: torch.Tensor, weight: tor
     if need_f or need_w:
         in_rows, out_rows = kmap.flat_pairs()
         scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
-        native.load().conv_backward(grad_out, features, weight, in_rows, out_rows, kmap.counts, grad_f, grad_w,
-                                    scratch, native.chunk_rows(c_in, c_out))
+        native.load().conv_backward(grad_out, features, weight, in_rows, out_rows, kmap.counts, grad_f,
+                                    grad_w, scratch, native.chunk_rows(c_in, c_out))
     if need_w and kmap.identity is not None:
         torch.mm(features.t(), grad_out, out=grad_w[kmap.identity])
     return grad_f, grad_w

@@ -126,13 +126,14 @@ class OffsetGroup:
 class KernelMap:
     """Input/output row pairs of one convolution, grouped by kernel offset.
 
-    The flat pair lists are kept until :meth:`groups` packs them into padded offset groups (what the
-    convolution uses); they are then released to halve the map's memory (the 5^4 stem of a 4D U-Net
-    at 2 cm has ~43 M pairs), and :attr:`in_indices` / :attr:`out_indices` read the pairs back from the
-    groups.
+    The compiled CPU kernels (:mod:`fourdcontrast.sparse.native`) use the flat pair lists. The PyTorch
+    path packs them into padded offset groups with :meth:`groups`, which releases the flat lists to halve
+    the map's memory (the 5^4 stem of a 4D U-Net at 2 cm has ~43 M pairs); :attr:`in_indices`,
+    :attr:`out_indices` and :meth:`flat_pairs` then read the pairs back from the groups.
 
     Attributes:
-        in_rows: (P,) int32 input rows of all pairs, offset by offset (offset 0 first); None once grouped.
+        in_rows: (P,) int32 input rows of all pairs, offset by offset (offset 0 first); None once grouped
+            (until :meth:`flat_pairs` rebuilds them).
         out_rows: (P,) int32 output rows of the same pairs; None once grouped.
         counts: number of pairs of each of the K offsets (``sum(counts) == P``).
         n_in: number of input rows.

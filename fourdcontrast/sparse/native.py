@@ -15,15 +15,16 @@ default ``~/.cache/torch_extensions``). Where that fails the engine warns once a
 path. They are used for CPU float32/float64 tensors unless the environment variable
 ``FOURDCONTRAST_NATIVE`` is ``0`` (CUDA tensors always take the PyTorch path).
 
-``python -m fourdcontrast.sparse.native`` compiles them ahead of time and says whether they load.
+``fourdcontrast native`` compiles them ahead of time and says whether they load (``make test`` runs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
-import sys
+import re
 import warnings
 from pathlib import Path
 
@@ -33,7 +34,9 @@ ENV_VAR = "FOURDCONTRAST_NATIVE"
 """Environment variable: ``0`` disables the compiled kernels (anything else, or unset, allows them)."""
 
 SOURCE = Path(__file__).with_name("csrc") / "sparse_conv.cpp"
-EXTENSION_NAME = "fourdcontrast_sparse_conv"
+EXTENSION_NAME = "fourdcontrast_sparse_conv_torch" + re.sub(r"\W", "_", torch.__version__)
+"""Module name of the build; it names the torch version, whose C++ ABI the build depends on (the build
+cache is keyed by Python version and CUDA/CPU only, so two CPU torch versions would otherwise share it)."""
 CHUNK_VALUES = 1 << 17
 """Values per gathered chunk buffer (512 KiB of float32): a chunk has ``CHUNK_VALUES // max(C_in, C_out)``
 rows, within [``MIN_CHUNK``, ``MAX_CHUNK``] (measured best on the development VM: 96 channels 512–1024
@@ -51,7 +54,7 @@ def load():
         from torch.utils.cpp_extension import load as load_extension
 
         flags = ["-O3", "-fopenmp"]
-        log.info("loading the native sparse kernels (compiled once, ~30 s the first time)")
+        log.info("native sparse kernels: loading (the first build takes ~30 s)")
         return load_extension(EXTENSION_NAME, [str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                               verbose=False)
     except Exception as exc:  # no compiler, no ninja, unwritable cache...
@@ -89,16 +92,18 @@ def scratch_shape(c_in: int, c_out: int) -> tuple[int, int]:
     return torch.get_num_threads(), chunk * (2 * c_in + c_out) + c_in * c_out
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """``fourdcontrast native``: no options."""
+    del parser
+
+
+def run_cli(args: argparse.Namespace) -> int:
     """Compile (if needed) and load the kernels; exit status 0 when they load, 1 otherwise."""
-    del argv
+    del args
     module = load()
     if module is None:
         print("native sparse kernels: NOT available (the PyTorch path will be used)")
         return 1
-    print(f"native sparse kernels: available ({module.__file__})")
+    state = "disabled by FOURDCONTRAST_NATIVE=0" if not allowed() else "in use for CPU float32/float64"
+    print(f"native sparse kernels: built ({module.__file__}); {state}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,10 +22,23 @@ from fourdcontrast.sparse import (
     conv_transpose,
     kernel_offsets,
     kernel_volume,
+    native,
     sparse_collate,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True, params=["native", "pytorch"])
+def kernels(request, monkeypatch):
+    """Every test of this module runs with the compiled CPU kernels and with the PyTorch path."""
+    if request.param == "native":
+        monkeypatch.delenv(native.ENV_VAR, raising=False)
+        if native.load() is None:
+            pytest.skip("native sparse kernels not built here")
+    else:
+        monkeypatch.setenv(native.ENV_VAR, "0")
+    return request.param
 
 
 def random_sparse(rng, n, dimension, channels=3, extent=6, batch=2, dtype=torch.float64, device="cpu"):
@@ -372,9 +385,10 @@ def test_benchmark_room_is_a_deterministic_surface():
     assert (a[:, 3] == 0).sum() > 0.3 * len(a)  # the floor is one voxel layer, not a volume
     four = room_coordinates(0.1, frames=4, rng=3)
     assert four.shape[1] == 5 and set(four[:, 4].tolist()) == {0, 1, 2, 3}
-    rows = [Measurement("cfg", e, 10, [2.0, t], t, 10 / t, 5.0, 2, (1.0, 1.0, 1.0))
-            for e, t in (("torch", 1.0), ("minkowski", 3.0))]
-    assert "3.00x (median)" in format_table(rows, {"cfg": 1e-6})
+    rows = [Measurement("cfg", e, 10, [2.0, t], t, 10 / t, 5.0, 2, (1.0, 1.0, 1.0), "cpu", k)
+            for e, t, k in (("torch", 1.0, "native"), ("minkowski", 3.0, "minkowski"))]
+    table = format_table(rows, {"cfg": 1e-6})
+    assert "3.00x (median)" in table and "native" in table.splitlines()[1]
 
 
 def test_benchmark_memory_is_what_a_forward_backward_adds(monkeypatch):
