@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import logging
 import os
-import re
 import warnings
 from pathlib import Path
 
@@ -34,9 +34,11 @@ ENV_VAR = "FOURDCONTRAST_NATIVE"
 """Environment variable: ``0`` disables the compiled kernels (anything else, or unset, allows them)."""
 
 SOURCE = Path(__file__).with_name("csrc") / "sparse_conv.cpp"
-EXTENSION_NAME = "fourdcontrast_sparse_conv_torch" + re.sub(r"\W", "_", torch.__version__)
-"""Module name of the build; it names the torch version, whose C++ ABI the build depends on (the build
-cache is keyed by Python version and CUDA/CPU only, so two CPU torch versions would otherwise share it)."""
+EXTENSION_NAME = "fourdcontrast_sparse_conv_" + hashlib.sha1(
+    f"{torch.__version__} {Path(torch.__file__).parent}".encode()).hexdigest()[:12]
+"""Module name of the build. It hashes the torch version and installation: the build depends on torch's
+C++ ABI and include paths, and torch's build cache is keyed by Python version and CUDA/CPU only (two
+virtual environments would otherwise rebuild over each other, ~30 s every time one follows the other)."""
 CHUNK_VALUES = 1 << 17
 """Values per gathered chunk buffer (512 KiB of float32): a chunk has ``CHUNK_VALUES // max(C_in, C_out)``
 rows, within [``MIN_CHUNK``, ``MAX_CHUNK``] (measured best on the development VM: 96 channels 512–1024
