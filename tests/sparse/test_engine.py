@@ -376,33 +376,6 @@ def test_convolutions_share_the_manager_workspace_without_changing_results():
     torch.testing.assert_close(w2.grad, g2)
 
 
-def test_benchmark_room_is_a_deterministic_surface():
-    from fourdcontrast.sparse.benchmark import Measurement, format_table, room_coordinates
-
-    a, b = room_coordinates(0.1, rng=3), room_coordinates(0.1, rng=3)
-    np.testing.assert_array_equal(a, b)
-    assert a.shape[1] == 4 and (a[:, 0] == 0).all()
-    assert (a[:, 3] == 0).sum() > 0.3 * len(a)  # the floor is one voxel layer, not a volume
-    four = room_coordinates(0.1, frames=4, rng=3)
-    assert four.shape[1] == 5 and set(four[:, 4].tolist()) == {0, 1, 2, 3}
-    rows = [Measurement("cfg", e, 10, [2.0, t], t, 10 / t, 5.0, 2, (1.0, 1.0, 1.0), "cpu", k)
-            for e, t, k in (("torch", 1.0, "native"), ("minkowski", 3.0, "minkowski"))]
-    table = format_table(rows, {"cfg": 1e-6})
-    assert "3.00x (median)" in table and "native" in table.splitlines()[1]
-
-
-def test_benchmark_memory_is_what_a_forward_backward_adds(monkeypatch):
-    import fourdcontrast.sparse.benchmark as bench
-
-    monkeypatch.setitem(bench.CONFIGS, "tiny", ("MinkUNet14", 3, 0.1, 0))
-    if not bench._reset_peak_rss():
-        pytest.skip("/proc/self/clear_refs is not writable here")
-    voxels = len(bench.room_coordinates(0.1))
-    peak = bench.measure_memory("tiny", "torch")
-    # at least the stem's 32-channel activations (float32) are alive at once; far below a GiB
-    assert voxels * 32 * 4 / 2**20 < peak < 1024
-
-
 @pytest.mark.parametrize("dimension", [3, 4])
 def test_dense_table_and_binary_search_lookups_agree(monkeypatch, dimension):
     import fourdcontrast.sparse.kernel_map as km
