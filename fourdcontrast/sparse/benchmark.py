@@ -15,6 +15,9 @@ With ``--device cuda`` the models and inputs live on the GPU, times are taken be
 memory allocated before the run (what torch's caching allocator handed out; ME allocates through torch's
 allocator by default, so both engines are counted alike).
 
+Our engine runs its compiled CPU kernels where they build (:mod:`fourdcontrast.sparse.native`; the
+table's ``kernels`` column says which path ran; ``FOURDCONTRAST_NATIVE=0`` times the PyTorch path).
+
 Inputs are room-like surfaces, not random clouds: a floor, two walls, a table and boxes (3D, 2 cm), or the
 same room with a chair-sized box moving through it over 4 frames (4D ``(x, y, z, t)``, 5 cm / 2 cm).
 """
