@@ -1,8 +1,9 @@
 """Backend switch: the same model code builds its layers from our engine or from MinkowskiEngine.
 
-``get_backend("torch")`` (default, pure PyTorch) or ``get_backend("minkowski")`` return a
-:class:`Backend` whose constructors take the same arguments, and whose layers have the same parameter
-names and shapes, so a ``state_dict`` moves between the two unchanged.
+``get_backend("torch")`` (default: our engine, PyTorch plus optional compiled CPU kernels) or
+``get_backend("minkowski")`` return a :class:`Backend` whose constructors take the same arguments, and
+whose layers have the same parameter names and shapes, so a ``state_dict`` moves between the two
+unchanged.
 """
 
 from __future__ import annotations
