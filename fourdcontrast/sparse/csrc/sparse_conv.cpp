@@ -55,7 +55,7 @@ class SpinBarrier {
       return;
     }
     for (int64_t spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
-      if (spins < (1 << 14)) {
+      if (spins < (1 << 11)) {
         cpu_relax();
       } else {
         std::this_thread::yield();
