@@ -317,7 +317,10 @@ def test_offsets_cut_into_pieces_cover_every_pair_once(budget):
 
 
 @pytest.mark.parametrize("budget", [5, 64])
-def test_conv_with_pieces_matches_reference_and_gradcheck(budget):
+def test_conv_with_pieces_matches_reference_and_gradcheck(monkeypatch, budget):
+    # PyTorch path: offsets cut into pieces of `budget` pairs; native: chunks of `budget` rows
+    monkeypatch.setattr(native, "MIN_CHUNK", 1)
+    monkeypatch.setattr(native, "MAX_CHUNK", budget)
     rng = np.random.default_rng(9)
     x = random_sparse(rng, 40, 3, channels=2, extent=3, batch=1)
     manager, key = x.manager, x.coordinate_key

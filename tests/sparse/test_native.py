@@ -82,27 +82,6 @@ def test_native_matches_the_pytorch_path(monkeypatch, dimension, dtype, max_chun
 
 
 @needs_native
-def test_native_gradcheck_with_many_chunks(monkeypatch):
-    monkeypatch.setattr(native, "MIN_CHUNK", 1)
-    monkeypatch.setattr(native, "MAX_CHUNK", 2)
-    rng = np.random.default_rng(3)
-    coords, feats = random_input(rng, 40, 3, 2, torch.float64, extent=3)
-    x = SparseTensor(feats, coords)
-    f = feats.clone().requires_grad_(True)
-    w_sub = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
-    w_down = torch.randn(8, 2, 3, dtype=torch.float64, requires_grad=True)
-    w_up = torch.randn(8, 3, 2, dtype=torch.float64, requires_grad=True)
-
-    def net(f, ws, wd, wu):
-        y = conv(x.replace_features(f), ws, 3, 1)
-        z = conv(x.replace_features(f), wd, 2, 2)
-        return torch.cat([y.F, conv_transpose(z, wu, 2, 2).F], dim=1)
-
-    assert native.usable(f)
-    assert torch.autograd.gradcheck(net, (f, w_sub, w_down, w_up))
-
-
-@needs_native
 def test_native_results_are_deterministic_and_thread_count_independent(monkeypatch):
     monkeypatch.setattr(native, "MIN_CHUNK", 1)
     monkeypatch.setattr(native, "MAX_CHUNK", 5)

@@ -110,9 +110,9 @@ std::vector<OffsetPlan> plan_offsets(const std::vector<int64_t>& counts, int64_t
   return plan;
 }
 
-// Runs body(tid, team, guard) on every thread of one OpenMP team. The body wraps each piece of work in
-// guard(...): an exception there is kept (the first one is rethrown after the region) and later work is
-// skipped, while the thread still reaches every barrier, so nobody waits forever.
+// Wraps each piece of work of a parallel region: an exception there is kept (the first one is rethrown
+// after the region) and later work is skipped, while every thread still reaches every barrier, so
+// nobody waits forever.
 class Guard {
  public:
   template <typename Fn>
@@ -136,15 +136,42 @@ class Guard {
   std::exception_ptr error_;
 };
 
-template <typename Body>
-void run_parallel(int64_t threads, Body&& body) {
+// Runs chunk(tid, op, start, len, first) for every chunk of every planned offset on one OpenMP team: each
+// thread takes a fixed contiguous run of each offset's chunks (`first`: the first of its run), and all
+// threads finish an offset before any starts the next one (its pairs may share destination rows). With
+// `reduce`, after an offset's chunks each thread also runs done(tid, team, op), and a second barrier
+// keeps the next offset from overwriting what done() reads.
+template <typename Chunk, typename Done>
+void run_offsets(const std::vector<OffsetPlan>& plan, int64_t threads, Chunk&& chunk, bool reduce, Done&& done) {
   Guard guard;
+  std::unique_ptr<SpinBarrier> barrier;
 #pragma omp parallel num_threads(static_cast<int>(threads))
   {
     at::NoGradGuard no_grad;  // worker threads do not inherit the caller's grad mode
-    body(omp_get_thread_num(), omp_get_num_threads(), guard);
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#pragma omp single
+    barrier = std::make_unique<SpinBarrier>(team);  // implicit OpenMP barrier after `single`
+    for (const OffsetPlan& op : plan) {
+      const int64_t first = op.n_chunks * tid / team, last = op.n_chunks * (tid + 1) / team;
+      for (int64_t c = first; c < last; ++c) {
+        guard([&] {
+          const int64_t s = op.start + c * op.len;
+          chunk(tid, op, s, std::min(op.len, op.start + op.n - s), c == first);
+        });
+      }
+      barrier->wait();
+      if (reduce) {
+        guard([&] { done(tid, team, op); });
+        barrier->wait();
+      }
+    }
   }
   guard.rethrow();
+}
+
+// Whether thread `tid` of `team` had chunks of offset `op` in run_offsets.
+inline bool has_chunks(const OffsetPlan& op, int tid, int team) {
+  return op.n_chunks * tid / team < op.n_chunks * (tid + 1) / team;
 }
 
 void check_common(const at::Tensor& features, const at::Tensor& weight, const at::Tensor& in_rows,
@@ -177,33 +204,15 @@ void forward_impl(const at::Tensor& features, const at::Tensor& weight, const at
   const index_t* out_r = out_rows.const_data_ptr<index_t>();
   const int64_t threads = at::get_num_threads();
   const std::vector<OffsetPlan> plan = plan_offsets(counts, chunk, threads);
-  SpinBarrier* barrier = nullptr;
-  std::unique_ptr<SpinBarrier> barrier_owner;
-  run_parallel(threads, [&](int tid, int team, Guard& guard) {
-#pragma omp single
-    {
-      barrier_owner = std::make_unique<SpinBarrier>(team);
-      barrier = barrier_owner.get();
-    }  // implicit OpenMP barrier: every thread sees the spin barrier
+  auto chunk_fn = [&](int tid, const OffsetPlan& op, int64_t s, int64_t len, bool) {
     at::Tensor buf = scratch.select(0, tid);
-    at::Tensor x = buf.narrow(0, 0, chunk * c_in).view({chunk, c_in});
-    at::Tensor y = buf.narrow(0, chunk * c_in, chunk * c_out).view({chunk, c_out});
-    for (size_t p = 0; p < plan.size(); ++p) {
-      const OffsetPlan& op = plan[p];
-      const at::Tensor w = weight.select(0, op.k);
-      for (int64_t c = op.n_chunks * tid / team, last = op.n_chunks * (tid + 1) / team; c < last; ++c) {
-        guard([&] {
-          const int64_t s = op.start + c * op.len;
-          const int64_t len = std::min(op.len, op.start + op.n - s);
-          gather_rows(x.data_ptr<scalar_t>(), f, in_r + s, len, c_in);
-          at::Tensor y_len = y.narrow(0, 0, len);
-          at::mm_out(y_len, x.narrow(0, 0, len), w);
-          scatter_add_rows(o, y.const_data_ptr<scalar_t>(), out_r + s, len, c_out);
-        });
-      }
-      barrier->wait();  // the next offset may write the same output rows
-    }
-  });
+    at::Tensor x = buf.narrow(0, 0, len * c_in).view({len, c_in});
+    at::Tensor y = buf.narrow(0, chunk * c_in, len * c_out).view({len, c_out});
+    gather_rows(x.data_ptr<scalar_t>(), f, in_r + s, len, c_in);
+    at::mm_out(y, x, weight.select(0, op.k));
+    scatter_add_rows(o, y.const_data_ptr<scalar_t>(), out_r + s, len, c_out);
+  };
+  run_offsets(plan, threads, chunk_fn, false, [](int, int, const OffsetPlan&) {});
 }
 
 template <typename scalar_t, typename index_t>
@@ -225,63 +234,39 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& features, const
       if (counts[k] == 0) std::fill(gw + static_cast<int64_t>(k) * cc, gw + static_cast<int64_t>(k + 1) * cc, 0);
     }
   }
-  std::vector<char> has_partial(threads, 0);
-  SpinBarrier* barrier = nullptr;
-  std::unique_ptr<SpinBarrier> barrier_owner;
   const int64_t partial_at = chunk * (2 * c_in + c_out);
-  run_parallel(threads, [&](int tid, int team, Guard& guard) {
-#pragma omp single
-    {
-      barrier_owner = std::make_unique<SpinBarrier>(team);
-      barrier = barrier_owner.get();
-    }
+  auto chunk_fn = [&](int tid, const OffsetPlan& op, int64_t s, int64_t len, bool first) {
     at::Tensor buf = scratch.select(0, tid);
-    at::Tensor gy = buf.narrow(0, 0, chunk * c_out).view({chunk, c_out});
-    at::Tensor gx = buf.narrow(0, chunk * c_out, chunk * c_in).view({chunk, c_in});
-    at::Tensor x = buf.narrow(0, chunk * (c_out + c_in), chunk * c_in).view({chunk, c_in});
-    at::Tensor acc = buf.narrow(0, partial_at, cc).view({c_in, c_out});
-    for (size_t p = 0; p < plan.size(); ++p) {
-      const OffsetPlan& op = plan[p];
-      const at::Tensor w_t = weight.select(0, op.k).t();
-      bool first = true;
-      for (int64_t c = op.n_chunks * tid / team, last = op.n_chunks * (tid + 1) / team; c < last; ++c) {
-        guard([&] {
-          const int64_t s = op.start + c * op.len;
-          const int64_t len = std::min(op.len, op.start + op.n - s);
-          gather_rows(gy.data_ptr<scalar_t>(), g, out_r + s, len, c_out);
-          at::Tensor gy_len = gy.narrow(0, 0, len);
-          if (gi) {
-            at::Tensor gx_len = gx.narrow(0, 0, len);
-            at::mm_out(gx_len, gy_len, w_t);
-            scatter_add_rows(gi, gx.const_data_ptr<scalar_t>(), in_r + s, len, c_in);
-          }
-          if (gw) {
-            gather_rows(x.data_ptr<scalar_t>(), f, in_r + s, len, c_in);
-            if (first) {
-              at::mm_out(acc, x.narrow(0, 0, len).t(), gy_len);
-            } else {
-              acc.addmm_(x.narrow(0, 0, len).t(), gy_len);
-            }
-            first = false;
-          }
-        });
-      }
-      if (gw) {
-        has_partial[tid] = first ? 0 : 1;  // (a failed thread may leave `first` set: its partial is ignored)
-        barrier->wait();  // every partial sum of this offset is complete
-        // each thread sums one slice of the per-thread partial sums into grad_w[k]
-        const int64_t lo = cc * tid / team, hi = cc * (tid + 1) / team;
-        scalar_t* dst = gw + op.k * cc;
-        std::fill(dst + lo, dst + hi, 0);
-        for (int u = 0; u < team; ++u) {
-          if (!has_partial[u]) continue;
-          const scalar_t* src = scratch.select(0, u).const_data_ptr<scalar_t>() + partial_at;
-          for (int64_t j = lo; j < hi; ++j) dst[j] += src[j];
-        }
-      }
-      barrier->wait();  // the next offset may write the same input rows, and reuses the partial sums
+    at::Tensor gy = buf.narrow(0, 0, len * c_out).view({len, c_out});
+    gather_rows(gy.data_ptr<scalar_t>(), g, out_r + s, len, c_out);
+    if (gi) {
+      at::Tensor gx = buf.narrow(0, chunk * c_out, len * c_in).view({len, c_in});
+      at::mm_out(gx, gy, weight.select(0, op.k).t());
+      scatter_add_rows(gi, gx.const_data_ptr<scalar_t>(), in_r + s, len, c_in);
     }
-  });
+    if (gw) {  // this thread's partial sum of in[i]^T @ grad[o] over its chunks of the offset
+      at::Tensor x = buf.narrow(0, chunk * (c_out + c_in), len * c_in).view({len, c_in});
+      at::Tensor acc = buf.narrow(0, partial_at, cc).view({c_in, c_out});
+      gather_rows(x.data_ptr<scalar_t>(), f, in_r + s, len, c_in);
+      if (first) {
+        at::mm_out(acc, x.t(), gy);
+      } else {
+        acc.addmm_(x.t(), gy);
+      }
+    }
+  };
+  // each thread sums one slice of the per-thread partial sums into grad_w[k] (no zero-filled grad_w)
+  auto reduce_fn = [&](int tid, int team, const OffsetPlan& op) {
+    const int64_t lo = cc * tid / team, hi = cc * (tid + 1) / team;
+    scalar_t* dst = gw + op.k * cc;
+    std::fill(dst + lo, dst + hi, 0);
+    for (int u = 0; u < team; ++u) {
+      if (!has_chunks(op, u, team)) continue;
+      const scalar_t* src = scratch.select(0, u).const_data_ptr<scalar_t>() + partial_at;
+      for (int64_t j = lo; j < hi; ++j) dst[j] += src[j];
+    }
+  };
+  run_offsets(plan, threads, chunk_fn, gw != nullptr, reduce_fn);
 }
 
 }  // namespace
