@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fourdcontrast.sparse import native
 from fourdcontrast.sparse.quantize import voxel_keys
 
 REGION_TYPES = ("hypercube", "hypercross")
@@ -477,10 +478,15 @@ class CoordinateManager:
         identity = None
         if in_key == out_key and (offsets == 0).all(dim=1).any():
             identity = int(torch.nonzero((offsets == 0).all(dim=1))[0, 0])
+        dtype = _index_dtype(n_in, n_out)
+        table = lookup[5]
+        if table is not None and safe and n_in and n_out and native.available_on(device):
+            in_rows, out_rows, counts = native.load().kernel_map_dense(
+                base, out_order, deltas, table, -1 if identity is None else identity, dtype == torch.int64)
+            return KernelMap(in_rows, out_rows, counts.tolist(), n_in, n_out, identity)
         in_parts: list[torch.Tensor] = []
         out_parts: list[torch.Tensor] = []
         count_parts: list[torch.Tensor] = []
-        dtype = _index_dtype(n_in, n_out)
         per_chunk = max(1, QUERY_CHUNK // max(n_out, 1))
         for start in range(0, offsets.shape[0], per_chunk):
             stop = min(start + per_chunk, offsets.shape[0])

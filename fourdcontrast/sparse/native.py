@@ -13,7 +13,9 @@ The kernels are compiled on first use with :func:`torch.utils.cpp_extension.load
 OpenMP and the ``ninja`` package are needed; ~30 s once, then cached under ``TORCH_EXTENSIONS_DIR``,
 default ``~/.cache/torch_extensions``). Where that fails the engine warns once and keeps the PyTorch
 path. They are used for CPU float32/float64 tensors unless the environment variable
-``FOURDCONTRAST_NATIVE`` is ``0`` (CUDA tensors always take the PyTorch path).
+``FOURDCONTRAST_NATIVE`` is ``0`` (CUDA tensors always take the PyTorch path). The same extension builds
+kernel maps by dense-table lookup on CPUs (``kernel_map_dense``: the pairs the PyTorch builder finds, in
+the same order, without its per-offset temporaries).
 
 ``fourdcontrast native`` compiles them ahead of time and says whether they load (``make test`` runs it).
 """
@@ -73,14 +75,14 @@ def allowed() -> bool:
     return os.environ.get(ENV_VAR, "1").strip() != "0"
 
 
+def available_on(device: torch.device | str) -> bool:
+    """Whether the compiled kernels may run on ``device`` (a CPU, allowed, and built)."""
+    return torch.device(device).type == "cpu" and allowed() and load() is not None
+
+
 def usable(features: torch.Tensor) -> bool:
-    """Whether the compiled kernels apply to ``features`` (CPU float32/float64, allowed, and built)."""
-    return (
-        features.device.type == "cpu"
-        and features.dtype in (torch.float32, torch.float64)
-        and allowed()
-        and load() is not None
-    )
+    """Whether the compiled convolution applies to ``features`` (CPU float32/float64, allowed, and built)."""
+    return features.dtype in (torch.float32, torch.float64) and available_on(features.device)
 
 
 def chunk_rows(c_in: int, c_out: int) -> int:

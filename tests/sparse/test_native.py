@@ -149,3 +149,56 @@ def test_native_kernels_build_where_a_compiler_exists():
     if not (shutil.which(os.environ.get("CXX", "c++")) and importlib.util.find_spec("ninja")):
         pytest.skip("no C++ compiler or ninja here: the engine uses the PyTorch path")
     assert native.load() is not None, "a compiler and ninja exist, but the native kernels did not build"
+
+
+@needs_native
+@pytest.mark.parametrize("dimension", [3, 4])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_native_kernel_maps_equal_the_pytorch_builder_pair_for_pair(monkeypatch, dimension, kernel_size):
+    from fourdcontrast.sparse.kernel_map import CoordinateManager
+
+    rng = np.random.default_rng(7)
+    coords, _ = random_input(rng, 700, dimension, 1, torch.float32, extent=6)
+    ext, calls = native.load(), []
+
+    class Spy:  # counts the native builder's calls, to show the native case really used it
+        def __getattr__(self, name):
+            if name == "kernel_map_dense":
+                calls.append(name)
+            return getattr(ext, name)
+
+    monkeypatch.setattr(native, "load", Spy)
+
+    def build(use_native, in_stride=1):
+        monkeypatch.setenv(native.ENV_VAR, "1" if use_native else "0")
+        manager = CoordinateManager()
+        key = manager.insert(coords, (1,) * dimension)
+        assert manager._lookup(key)[5] is not None  # the dense table, where the native builder applies
+        maps = [manager.kernel_map(key, key, (kernel_size,) * dimension, (1,) * dimension)]
+        down = manager.downsample(key, (2,) * dimension)  # strided output, 3^D kernel (not the partition)
+        maps.append(manager.kernel_map(key, down, (3,) * dimension, (1,) * dimension))
+        return maps
+
+    native_maps = build(True)
+    assert len(calls) == 2
+    for ours, theirs in zip(native_maps, build(False), strict=True):
+        assert ours.counts == theirs.counts and ours.identity == theirs.identity
+        assert ours.in_rows.dtype == theirs.in_rows.dtype
+        assert torch.equal(ours.in_rows, theirs.in_rows) and torch.equal(ours.out_rows, theirs.out_rows)
+    assert len(calls) == 2 and sum(native_maps[0].counts) > len(coords)
+
+
+@needs_native
+def test_native_kernel_map_builder_writes_int64_rows_and_skips_out_of_table_keys():
+    ext = native.load()
+    table = torch.tensor([-1, 0, -1, 1, 2, -1], dtype=torch.int32)
+    base = torch.tensor([1, 3, 4])  # output keys, ascending
+    out_order = torch.tensor([2, 0, 1])
+    deltas = torch.tensor([-1, 0, 1, 3])
+    for wide in (False, True):
+        in_rows, out_rows, counts = ext.kernel_map_dense(base, out_order, deltas, table, 1, wide)
+        assert in_rows.dtype == (torch.int64 if wide else torch.int32)
+        # offset -1: keys 0, 2, 3 -> row 1 (output 4); offset 0: the identity, left out;
+        # offset +1: keys 2, 4, 5 -> row 2 (output 3); offset +3: keys 4, 6 (outside), 7 (outside) -> row 2
+        assert counts.tolist() == [1, 0, 1, 1]
+        assert in_rows.tolist() == [1, 2, 2] and out_rows.tolist() == [1, 0, 2]

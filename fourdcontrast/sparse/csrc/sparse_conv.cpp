@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -314,8 +315,82 @@ void conv_backward(const at::Tensor& grad_out, const at::Tensor& features, const
   });
 }
 
+// Kernel map by dense-table lookup. Outputs are given by their packed keys in ascending order (`base`)
+// and their rows (`out_order`); an input voxel at output + offset k has packed key base[o] + deltas[k]
+// and row table[key] (-1: none). The caller guarantees every key lies inside the table's box. Pairs come
+// out offset by offset, outputs in key order (what the PyTorch builder produces), the offset `identity`
+// (-1: none) left out. Each thread takes a contiguous range of outputs and visits all offsets of one
+// output before the next: neighbouring outputs read nearly the same table lines, which stay in cache
+// (2x faster than offset by offset). Two passes (count, then fill) write straight into the results.
+std::vector<at::Tensor> kernel_map_dense(const at::Tensor& base, const at::Tensor& out_order, const at::Tensor& deltas,
+                                         const at::Tensor& table, int64_t identity, bool wide) {
+  TORCH_CHECK(base.device().is_cpu() && table.device().is_cpu(), "kernel_map_dense: CPU tensors only");
+  TORCH_CHECK(base.scalar_type() == at::kLong && out_order.scalar_type() == at::kLong &&
+                  deltas.scalar_type() == at::kLong && table.scalar_type() == at::kInt,
+              "kernel_map_dense: int64 keys, rows and deltas, int32 table expected");
+  TORCH_CHECK(base.is_contiguous() && out_order.is_contiguous() && deltas.is_contiguous() && table.is_contiguous(),
+              "kernel_map_dense: contiguous inputs expected");
+  TORCH_CHECK(base.numel() == out_order.numel(), "kernel_map_dense: one row per output key needed");
+  const int64_t n_out = base.numel(), volume = deltas.numel(), cells = table.numel();
+  const int64_t* b = base.const_data_ptr<int64_t>();
+  const int64_t* order = out_order.const_data_ptr<int64_t>();
+  const int64_t* d = deltas.const_data_ptr<int64_t>();
+  const int32_t* t = table.const_data_ptr<int32_t>();
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_out));
+  // counts[th * volume + k]: hits of offset k among thread th's outputs
+  std::vector<int64_t> counts(threads * volume, 0);
+  auto hit = [&](int64_t o, int64_t k) {
+    const int64_t q = b[o] + d[k];
+    return k != identity && q >= 0 && q < cells && t[q] >= 0;
+  };
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+  for (int64_t th = 0; th < threads; ++th) {
+    int64_t* c = counts.data() + th * volume;
+    for (int64_t o = n_out * th / threads; o < n_out * (th + 1) / threads; ++o) {
+      for (int64_t k = 0; k < volume; ++k) c[k] += hit(o, k);
+    }
+  }
+  // cursor[th * volume + k]: where thread th writes its next pair of offset k
+  std::vector<int64_t> cursor(threads * volume), per_offset(volume, 0);
+  int64_t total = 0;
+  for (int64_t k = 0; k < volume; ++k) {
+    for (int64_t th = 0; th < threads; ++th) {
+      cursor[th * volume + k] = total;
+      total += counts[th * volume + k];
+      per_offset[k] += counts[th * volume + k];
+    }
+  }
+  const auto dtype = wide ? at::kLong : at::kInt;
+  at::Tensor in_rows = at::empty({total}, base.options().dtype(dtype));
+  at::Tensor out_rows = at::empty({total}, base.options().dtype(dtype));
+  auto fill = [&](auto* in_r, auto* out_r) {
+    using index_t = std::remove_pointer_t<decltype(in_r)>;
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
+    for (int64_t th = 0; th < threads; ++th) {
+      int64_t* cur = cursor.data() + th * volume;
+      for (int64_t o = n_out * th / threads; o < n_out * (th + 1) / threads; ++o) {
+        for (int64_t k = 0; k < volume; ++k) {
+          if (hit(o, k)) {
+            in_r[cur[k]] = static_cast<index_t>(t[b[o] + d[k]]);
+            out_r[cur[k]++] = static_cast<index_t>(order[o]);
+          }
+        }
+      }
+    }
+  };
+  if (wide) {
+    fill(in_rows.data_ptr<int64_t>(), out_rows.data_ptr<int64_t>());
+  } else {
+    fill(in_rows.data_ptr<int32_t>(), out_rows.data_ptr<int32_t>());
+  }
+  at::Tensor count_tensor = at::empty({volume}, base.options());
+  std::copy(per_offset.begin(), per_offset.end(), count_tensor.data_ptr<int64_t>());
+  return {in_rows, out_rows, count_tensor};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fourdcontrast fused sparse convolution kernels (CPU)";
   m.def("conv_forward", &conv_forward, "out += sum_k scatter(gather(features, in_k) @ W[k], out_k)");
   m.def("conv_backward", &conv_backward, "input and weight gradients of conv_forward");
+  m.def("kernel_map_dense", &kernel_map_dense, "kernel map pairs by dense-table lookup (in_rows, out_rows, counts)");
 }
