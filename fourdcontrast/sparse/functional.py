@@ -8,7 +8,7 @@ centre offset of a submanifold convolution maps every row on itself and is one d
 rows and products are written into the coordinate manager's reusable :class:`Workspace` buffers
 (``benchmarks/sparse_engine_profile.md`` explains why). Code is device-agnostic (tensors follow their
 inputs). On CPUs, float32/float64 convolutions run the compiled fused kernels of
-:mod:`fourdcontrast.sparse.native` when they are built (same arithmetic, no large temporaries; ~1.7×
+:mod:`fourdcontrast.sparse.native` when they are built (same arithmetic, no large temporaries; ~2×
 faster for a whole MinkUNet34 on the development VM), the batched PyTorch path otherwise.
 """
 
