@@ -339,15 +339,16 @@ std::vector<at::Tensor> kernel_map_dense(const at::Tensor& base, const at::Tenso
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_out));
   // counts[th * volume + k]: hits of offset k among thread th's outputs
   std::vector<int64_t> counts(threads * volume, 0);
-  auto hit = [&](int64_t o, int64_t k) {
+  // input row of output o at offset k, or -1 (no voxel there, or the identity offset)
+  auto row = [&](int64_t o, int64_t k) -> int32_t {
     const int64_t q = b[o] + d[k];
-    return k != identity && q >= 0 && q < cells && t[q] >= 0;
+    return (k != identity && q >= 0 && q < cells) ? t[q] : -1;
   };
 #pragma omp parallel for schedule(static) num_threads(static_cast<int>(threads))
   for (int64_t th = 0; th < threads; ++th) {
     int64_t* c = counts.data() + th * volume;
     for (int64_t o = n_out * th / threads; o < n_out * (th + 1) / threads; ++o) {
-      for (int64_t k = 0; k < volume; ++k) c[k] += hit(o, k);
+      for (int64_t k = 0; k < volume; ++k) c[k] += row(o, k) >= 0;
     }
   }
   // cursor[th * volume + k]: where thread th writes its next pair of offset k
@@ -370,8 +371,9 @@ std::vector<at::Tensor> kernel_map_dense(const at::Tensor& base, const at::Tenso
       int64_t* cur = cursor.data() + th * volume;
       for (int64_t o = n_out * th / threads; o < n_out * (th + 1) / threads; ++o) {
         for (int64_t k = 0; k < volume; ++k) {
-          if (hit(o, k)) {
-            in_r[cur[k]] = static_cast<index_t>(t[b[o] + d[k]]);
+          const int32_t r = row(o, k);
+          if (r >= 0) {
+            in_r[cur[k]] = static_cast<index_t>(r);
             out_r[cur[k]++] = static_cast<index_t>(order[o]);
           }
         }
