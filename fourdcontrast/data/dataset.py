@@ -164,6 +164,9 @@ class Batch:
         pairs_4d_group: (K3,) int64 as ``pairs_3d_group``.
         batch_size: B.
         length: T.
+        points_3d: (N3, 3) float32 position in metres of every 3D voxel's representative point in its
+            frame's scene (4D) coordinates — unscaled and unrotated, so distances within a frame are true
+            distances (feature-match recall, CSC's shape-context partitions).
     """
 
     coords_3d: torch.Tensor
@@ -178,6 +181,7 @@ class Batch:
     pairs_4d_group: torch.Tensor
     batch_size: int
     length: int
+    points_3d: torch.Tensor | None = None
 
 
 def _with_batch(coords: np.ndarray, b: int) -> np.ndarray:
@@ -199,13 +203,14 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
     if any(len(s.sequence) != length for s in samples):
         raise ValueError(f"sequences differ in length: {[len(s.sequence) for s in samples]}")
     frame_pairs = [(i, j) for i in range(length) for j in range(i + 1, length)]
-    c3, c4, p3, g3, p34, g34, p4, g4 = [], [], [], [], [], [], [], []
+    c3, x3, c4, p3, g3, p34, g34, p4, g4 = [], [], [], [], [], [], [], [], []
     base3 = base4 = 0
     for b, sample in enumerate(samples):
         corr = sample.correspondences
         starts3 = np.cumsum([0] + [len(c) for c in corr.coords_3d]) + base3
         for t, coords in enumerate(corr.coords_3d):
             c3.append(_with_batch(coords, b * length + t))
+            x3.append(sample.sequence.frames[t].points[corr.voxel_point_3d[t]])
         c4.append(_with_batch(corr.coords_4d, b))
         for p, (i, j) in enumerate(frame_pairs):
             pairs = corr.pairs_3d[(i, j)]
@@ -240,4 +245,5 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
         pairs_4d_group=cat(g4, 0, torch.int64),
         batch_size=len(samples),
         length=length,
+        points_3d=cat(x3, 3, torch.float32),
     )

@@ -292,12 +292,34 @@ class MinkUNet34C(MinkUNet34):
     PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
 
 
+BACKBONES: dict[str, type[MinkUNetBase]] = {
+    cls.__name__: cls
+    for cls in (MinkUNet14, MinkUNet14A, MinkUNet14B, MinkUNet14C, MinkUNet18, MinkUNet18A, MinkUNet18B,
+                MinkUNet34, MinkUNet34A, MinkUNet34B, MinkUNet34C)
+}
+"""The U-Nets by name, for configs (``backbone_3d: MinkUNet34``)."""
+
+
+def build_backbone(name: str, in_channels: int, out_channels: int, dimension: int = 3,
+                   kernel_shape: str = "hypercube", backend: str = "torch") -> MinkUNetBase:
+    """The U-Net ``name`` (a key of :data:`BACKBONES`) with the given channels, dimension and kernels.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name](in_channels, out_channels, dimension=dimension, kernel_shape=kernel_shape,
+                           backend=backend)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 __all__ = [
+    "BACKBONES",
     "KERNEL_SHAPES",
     "BasicBlock",
     "MinkUNet14",
@@ -312,6 +334,7 @@ __all__ = [
     "MinkUNet34B",
     "MinkUNet34C",
     "MinkUNetBase",
+    "build_backbone",
     "count_parameters",
     "kaiming_normal_",
     "kernel_spec",

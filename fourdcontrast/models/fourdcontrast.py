@@ -1,0 +1,380 @@
+"""The 4DContrast pre-training meta-architecture (paper Sec. 3.2 and 3.3.1, supplement Sec. B, Fig. 8).
+
+::
+
+    3D frames ──► Φ3D = MinkUNet34 (2 cm) → 1×1×1 projector ──► z3D ──► P3D ──► p3D
+    4D sequence ► Φ4D = MinkUNet14 (5 cm × 1 frame) → 1×1×1×1 projector ► z4D ► P4D ► p4D
+
+    L3D   (Eqs. 3–4): ½ D(p3D_i,a, SG z3D_j,b) + ½ D(p3D_j,b, SG z3D_i,a)   over frame pairs i < j
+    L3D4D (Eqs. 5–6): ½ D(SG p3D_i,a, z4D_i,a) + ½ D(SG p4D_i,a, z3D_i,a)   over frames
+    L4D   (Eqs. 7–8): as L3D on the 4D features                              over time pairs i < j
+    L     (Eq. 9)   : w3D L3D + w3D4D L3D4D + w4D L4D
+
+:class:`FourDContrast` takes a :class:`~fourdcontrast.data.dataset.Batch` and returns a dict of named loss
+terms and diagnostics. Every baseline and ablation of the paper is one field of :class:`MethodConfig`
+(see :data:`METHODS` and :func:`method_config`):
+
+- ``framework``: ``"simsiam"`` (4DContrast), ``"simclr"`` (supplement Fig. 7 / Table 10: no predictors,
+  match-average pooled 4D features, hardest-contrastive or PointInfoNCE), ``"pointinfonce"``
+  (PointContrast) or ``"csc"`` (Contrastive Scene Contexts);
+- ``data``: ``"sequences"`` (our 4D data) or ``"static"`` (two views of a static scan,
+  :mod:`fourdcontrast.data.static`) — read by the trainer to choose its dataset;
+- ``backbone_4d=None`` drops the 4D branch (the 3D-3D-only rows), ``second_dimension=3`` replaces Φ4D by a
+  second 3D U-Net on the frames in scene coordinates ("two 3D backbones", supplement Table 8);
+- ``w3d`` / ``w3d4d`` / ``w4d`` (loss switches), ``stop_gradient=False`` (the collapse demonstration).
+
+The model runs unchanged on our engine (``backend="torch"``) and on MinkowskiEngine
+(``backend="minkowski"``), with the same parameter names, so one ``state_dict`` serves both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from fourdcontrast import losses
+from fourdcontrast.models.heads import Predictor, Projector
+from fourdcontrast.models.resunet import BACKBONES, KERNEL_SHAPES, build_backbone
+from fourdcontrast.sparse.backend import get_backend
+
+FRAMEWORKS = ("simsiam", "simclr", "pointinfonce", "csc")
+"""Contrastive frameworks: SimSiam (4DContrast), SimCLR (supplement), PointContrast's PointInfoNCE, CSC."""
+DATA_KINDS = ("sequences", "static")
+"""Pre-training data: generated 4D sequences, or two augmented views of a static scan."""
+SIMCLR_LOSSES = ("hardest", "infonce")
+"""Contrastive loss of the SimCLR variant: FCGF's hardest-contrastive (the supplement's) or PointInfoNCE."""
+DEFAULT_FEATURE_DIM = 96
+"""Width d of the encoder outputs z and predictor outputs p (our choice; the paper does not give it):
+the width of MinkUNet34C's last decoder stage, so the U-Net's final 1×1 layer keeps its width."""
+DEFAULT_MAX_PAIRS_PER_GROUP = None
+"""Correspondences sampled per frame pair / frame of a sequence for the SimSiam terms (our choice):
+``None`` uses all of them — the per-voxel heads are computed for every voxel anyway, so the losses cost
+little next to the backbones."""
+SEQUENCE_LENGTH_BATCH = {3: 16, 4: 12, 5: 10}
+"""Sequences per batch for each sequence length in the paper's ablation (supplement Table 9)."""
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Everything that distinguishes 4DContrast from its baselines and ablations (one switch each).
+
+    Attributes:
+        framework: one of :data:`FRAMEWORKS`.
+        data: one of :data:`DATA_KINDS` (which dataset the trainer feeds).
+        backbone_3d: the 3D U-Net (:data:`~fourdcontrast.models.resunet.BACKBONES`; paper: MinkUNet34).
+        backbone_4d: the second U-Net (paper: MinkUNet14 4D), or None for no second branch.
+        second_dimension: 4 (Φ4D on the sequence) or 3 ("two 3D backbones": the second U-Net sees each
+            frame in scene coordinates at the 4D voxel size, with no time axis).
+        kernel_shape_4d: kernels of the 4D U-Net: ``"hypercube"`` (default), ``"spatial"`` or
+            ``"hypercross"``.
+        in_channels: input channels (occupancy repeated into 3, supplement Sec. B).
+        feature_dim: width of z and p (:data:`DEFAULT_FEATURE_DIM`).
+        predictor_hidden: the predictors' bottleneck width (default ``feature_dim // 4``, as SimSiam).
+        w3d, w3d4d, w4d: the weights of Eq. 9 (paper: unspecified constants; ours 1 each).
+        stop_gradient: False removes every stop-gradient (the collapse demonstration).
+        reduction: how the per-group means combine (``losses.reduce_groups``): ``"mean"`` or ``"sum"``.
+        max_pairs_per_group: correspondences sampled per group for SimSiam (None: all).
+        simclr_loss: for ``framework="simclr"``, one of :data:`SIMCLR_LOSSES`.
+        backend: ``"torch"`` (our engine) or ``"minkowski"``.
+    """
+
+    framework: str = "simsiam"
+    data: str = "sequences"
+    backbone_3d: str = "MinkUNet34"
+    backbone_4d: str | None = "MinkUNet14"
+    second_dimension: int = 4
+    kernel_shape_4d: str = "hypercube"
+    in_channels: int = 3
+    feature_dim: int = DEFAULT_FEATURE_DIM
+    predictor_hidden: int | None = None
+    w3d: float = losses.W3D
+    w3d4d: float = losses.W3D4D
+    w4d: float = losses.W4D
+    stop_gradient: bool = True
+    reduction: str = losses.DEFAULT_REDUCTION
+    max_pairs_per_group: int | None = DEFAULT_MAX_PAIRS_PER_GROUP
+    simclr_loss: str = "hardest"
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.framework in FRAMEWORKS, f"framework must be one of {FRAMEWORKS}"),
+            (self.data in DATA_KINDS, f"data must be one of {DATA_KINDS}"),
+            (self.backbone_3d in BACKBONES, f"backbone_3d must be one of {sorted(BACKBONES)}"),
+            (self.backbone_4d is None or self.backbone_4d in BACKBONES,
+             f"backbone_4d must be None or one of {sorted(BACKBONES)}"),
+            (self.second_dimension in (3, 4), "second_dimension must be 3 or 4"),
+            (self.kernel_shape_4d in KERNEL_SHAPES, f"kernel_shape_4d must be one of {KERNEL_SHAPES}"),
+            (self.simclr_loss in SIMCLR_LOSSES, f"simclr_loss must be one of {SIMCLR_LOSSES}"),
+            (self.feature_dim >= 1 and self.in_channels >= 1, "feature_dim and in_channels must be positive"),
+            (self.max_pairs_per_group is None or self.max_pairs_per_group >= 1,
+             "max_pairs_per_group must be None or positive"),
+            (self.backbone_4d is not None or (self.w3d4d == 0 and self.w4d == 0),
+             "w3d4d and w4d must be 0 without a second backbone"),
+            (self.framework not in ("pointinfonce", "csc") or self.backbone_4d is None,
+             "PointContrast / CSC pre-train the 3D backbone alone: set backbone_4d=None"),
+            (self.data == "sequences" or self.backbone_4d is None,
+             "static pairs have no motion: use backbone_4d=None with data='static'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"MethodConfig: {message} (got {self})")
+
+    @property
+    def uses_predictor(self) -> bool:
+        """SimSiam has predictors; SimCLR, PointContrast and CSC do not."""
+        return self.framework == "simsiam"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+METHODS: dict[str, dict] = {
+    "4dcontrast": {},
+    "simclr": {"framework": "simclr"},
+    "simclr-infonce": {"framework": "simclr", "simclr_loss": "infonce"},
+    "pointcontrast": {"framework": "pointinfonce", "data": "static", "backbone_4d": None, "w3d4d": 0.0,
+                      "w4d": 0.0},
+    "csc": {"framework": "csc", "data": "static", "backbone_4d": None, "w3d4d": 0.0, "w4d": 0.0},
+    "3d-data-3d3d": {"data": "static", "backbone_4d": None, "w3d4d": 0.0, "w4d": 0.0},
+    "4d-data-3d3d": {"backbone_4d": None, "w3d4d": 0.0, "w4d": 0.0},
+    "two-3d-backbones": {"second_dimension": 3, "backbone_4d": "MinkUNet34"},
+    "no-3d4d": {"w3d4d": 0.0},
+    "no-4d4d": {"w4d": 0.0},
+    "no-3d3d": {"w3d": 0.0},
+    "no-stop-gradient": {"stop_gradient": False},
+}
+"""The paper's method, baselines (Table 2) and ablations (Tables 7–10) as overrides of
+:class:`MethodConfig`. "two-3d-backbones" uses MinkUNet34 as the second U-Net: 37.9 M parameters against
+MinkUNet14 4D's 33.2 M, the closest of our U-Nets ("comparable in parameters", supplement Sec. A).
+Sequence length is a data setting (:data:`SEQUENCE_LENGTH_BATCH`)."""
+
+
+def method_config(name: str = "4dcontrast", **overrides) -> MethodConfig:
+    """The :class:`MethodConfig` of method ``name`` (a key of :data:`METHODS`), with ``overrides`` on top."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return replace(MethodConfig(), **{**METHODS[name], **overrides})
+
+
+def collapse_std(z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's collapse monitor: the mean over channels of the std over rows of the L2-normalised
+    (N, d) outputs. About ``1/sqrt(d)`` for healthy outputs, 0 for collapsed ones (SimSiam Fig. 2)."""
+    with torch.no_grad():
+        if len(z) < 2:
+            return z.new_zeros(())
+        return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
+
+
+def sample_pairs_per_group(pairs: torch.Tensor, groups: torch.Tensor, max_per_group: int | None,
+                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most ``max_per_group`` random rows of ``pairs`` (K, 2) per group id in ``groups`` (K,).
+
+    Returns the kept ``(pairs, groups)``, grouped by group id (all rows when ``max_per_group`` is None).
+    """
+    if max_per_group is None or len(pairs) == 0:
+        return pairs, groups
+    perm = torch.randperm(len(pairs), generator=generator, device="cpu").to(pairs.device)
+    order = perm[torch.argsort(groups[perm], stable=True)]
+    g = groups[order]
+    first = torch.searchsorted(g, g, side="left")
+    keep = order[(torch.arange(len(g), device=g.device) - first) < max_per_group]
+    keep = keep.sort().values
+    return pairs[keep], groups[keep]
+
+
+def _segments(batch_index: torch.Tensor, count: int) -> list[int]:
+    """Start row of each of ``count`` consecutive batch items (rows are grouped by batch index)."""
+    sizes = torch.bincount(batch_index, minlength=count)
+    return [0, *torch.cumsum(sizes, 0).tolist()]
+
+
+class FourDContrast(nn.Module):
+    """The meta-architecture: Φ3D, P3D, Φ4D, P4D and the losses of the chosen framework.
+
+    Args:
+        config: the method (:class:`MethodConfig`; default: 4DContrast with the paper's networks).
+
+    Attributes:
+        encoder_3d: the 3D U-Net (the backbone kept for fine-tuning), ``in_channels → feature_dim``.
+        projector_3d: its 1×1×1 projector; Φ3D = projector_3d ∘ encoder_3d.
+        predictor_3d: P3D (SimSiam only, else None).
+        encoder_4d, projector_4d, predictor_4d: the same for the second branch (None without one).
+    """
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or MethodConfig()
+        d, b = c.feature_dim, c.backend
+        self.encoder_3d = build_backbone(c.backbone_3d, c.in_channels, d, 3, backend=b)
+        self.projector_3d = Projector(d, d, 3, backend=b)
+        self.predictor_3d = Predictor(d, c.predictor_hidden, 3, backend=b) if c.uses_predictor else None
+        self.encoder_4d = self.projector_4d = self.predictor_4d = None
+        if c.backbone_4d is not None:
+            dim = c.second_dimension
+            shape = c.kernel_shape_4d if dim == 4 else "hypercube"
+            self.encoder_4d = build_backbone(c.backbone_4d, c.in_channels, d, dim, shape, backend=b)
+            self.projector_4d = Projector(d, d, dim, backend=b)
+            self.predictor_4d = Predictor(d, c.predictor_hidden, dim, backend=b) if c.uses_predictor else None
+        self._ops = get_backend(b)
+
+    # --- encoders ---------------------------------------------------------------------------------------
+    def _branch(self, encoder, projector, predictor, feats, coords):
+        """(z, p) per input row: (N, d) encoder and predictor outputs (p None without predictor)."""
+        x = self._ops.SparseTensor(feats, coords)
+        h = projector(encoder(x))
+        hp = predictor(h) if predictor is not None else None
+        rows = getattr(x, "inverse_mapping", None) if self.config.backend == "minkowski" else None
+        z, p = h.F, (hp.F if hp is not None else None)
+        if rows is not None:  # MinkowskiEngine reorders unique coordinates; map back to the batch rows
+            z, p = z[rows], (p[rows] if p is not None else None)
+        return z, p
+
+    def encode_3d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z3D, p3D): (N3, d) Φ3D and P3D outputs, one row per row of ``batch.coords_3d``."""
+        return self._branch(self.encoder_3d, self.projector_3d, self.predictor_3d, batch.feats_3d,
+                            batch.coords_3d)
+
+    def encode_4d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z4D, p4D): (N4, d) Φ4D and P4D outputs, one row per row of ``batch.coords_4d``.
+
+        With ``second_dimension=3`` the second U-Net sees frame ``t`` of sequence ``b`` as 3D sample
+        ``b·T + t`` (the 4D coordinates without time), rows unchanged.
+        """
+        coords = batch.coords_4d
+        if self.config.second_dimension == 3:
+            coords = torch.cat([coords[:, :1] * batch.length + coords[:, 4:5], coords[:, 1:4]], dim=1)
+        return self._branch(self.encoder_4d, self.projector_4d, self.predictor_4d, batch.feats_4d, coords)
+
+    # --- forward ----------------------------------------------------------------------------------------
+    def forward(self, batch, generator: torch.Generator | None = None, return_features: bool = False) -> dict:
+        """Loss terms and diagnostics of one batch.
+
+        Args:
+            batch: a :class:`~fourdcontrast.data.dataset.Batch` (``B`` sequences of ``T`` frames).
+            generator: randomness of pair sampling and of the contrastive losses (default: torch's).
+            return_features: also return ``z3d`` / ``p3d`` / ``z4d`` / ``p4d``.
+
+        Returns:
+            ``loss`` (Eq. 9, what to back-propagate), ``loss_3d``, ``loss_3d4d``, ``loss_4d`` (the terms
+            before weighting; 0 when absent), ``pairs_3d``, ``pairs_3d4d``, ``pairs_4d`` (correspondences
+            used per term, ints), ``std_z3d``, ``std_z4d`` (:func:`collapse_std`; ``1/sqrt(d)`` is healthy)
+            and ``std_healthy`` (``1/sqrt(d)``).
+        """
+        c = self.config
+        if batch.length < 2:
+            raise ValueError(f"a batch needs at least 2 frames per sequence, got {batch.length}")
+        z3, p3 = self.encode_3d(batch)
+        z4 = p4 = None
+        if self.encoder_4d is not None:
+            z4, p4 = self.encode_4d(batch)
+        zero = z3.sum() * 0
+        out: dict = {"loss_3d": zero, "loss_3d4d": zero, "loss_4d": zero, "pairs_3d": 0, "pairs_3d4d": 0,
+                     "pairs_4d": 0}
+        if c.framework == "simsiam":
+            self._simsiam_terms(out, batch, z3, p3, z4, p4, generator)
+        else:
+            self._contrastive_terms(out, batch, z3, z4, generator)
+        out["loss"] = losses.total_loss(out["loss_3d"], out["loss_3d4d"], out["loss_4d"], c.w3d, c.w3d4d,
+                                        c.w4d)
+        out["std_z3d"] = collapse_std(z3)
+        out["std_z4d"] = collapse_std(z4) if z4 is not None else zero.detach()
+        out["std_healthy"] = 1.0 / math.sqrt(c.feature_dim)
+        if return_features:
+            out.update(z3d=z3, p3d=p3, z4d=z4, p4d=p4)
+        return out
+
+    def _simsiam_terms(self, out, batch, z3, p3, z4, p4, generator) -> None:
+        c = self.config
+        n_pairs = batch.length * (batch.length - 1) // 2
+        common = dict(reduction=c.reduction, stop_gradient=c.stop_gradient)
+        pairs, groups = sample_pairs_per_group(batch.pairs_3d, batch.pairs_3d_group, c.max_pairs_per_group,
+                                               generator)
+        out["loss_3d"] = losses.loss_3d(p3, z3, pairs, groups, n_pairs, **common)
+        out["pairs_3d"] = len(pairs)
+        if z4 is None:
+            return
+        pairs, groups = sample_pairs_per_group(batch.pairs_3d4d, batch.pairs_3d4d_group,
+                                               c.max_pairs_per_group, generator)
+        out["loss_3d4d"] = losses.loss_3d4d(p3, z3, p4, z4, pairs, groups, batch.length, **common)
+        out["pairs_3d4d"] = len(pairs)
+        pairs, groups = sample_pairs_per_group(batch.pairs_4d, batch.pairs_4d_group, c.max_pairs_per_group,
+                                               generator)
+        out["loss_4d"] = losses.loss_4d(p4, z4, pairs, groups, n_pairs, **common)
+        out["pairs_4d"] = len(pairs)
+
+    def _pair_loss(self, f0, f1, pairs, xyz, generator):
+        """One contrastive loss between two sets of rows (no predictor frameworks)."""
+        c = self.config
+        if c.framework == "csc":
+            return losses.csc_info_nce_loss(f0, f1, pairs, xyz, generator=generator)
+        if c.framework == "pointinfonce" or c.simclr_loss == "infonce":
+            return losses.point_info_nce_loss(f0, f1, pairs, generator=generator)
+        return losses.hardest_contrastive_loss(f0, f1, pairs, generator=generator)
+
+    def _contrastive_terms(self, out, batch, z3, z4, generator) -> None:
+        """PointContrast / CSC / SimCLR: one loss per frame pair (3D-3D, 4D-4D) or frame (3D-4D), the
+        negatives drawn from the two frames (or the frame and its sequence) of the pair, then averaged."""
+        B, T = batch.batch_size, batch.length  # noqa: N806
+        frame_pairs = list(itertools.combinations(range(T), 2))
+        s3 = _segments(batch.coords_3d[:, 0].long(), B * T)
+        xyz = batch.points_3d if self.config.framework == "csc" else None
+        if xyz is None and self.config.framework == "csc":
+            raise ValueError("CSC needs batch.points_3d (collate_sequences fills it)")
+
+        def over_groups(pairs, groups, n_groups, rows0, rows1, f0_all, f1_all, with_xyz=False):
+            counts = torch.bincount(groups, minlength=n_groups).tolist()
+            ends = list(itertools.accumulate(counts))
+            terms = []
+            for g, n in enumerate(counts):
+                if n == 0:
+                    continue
+                (a0, a1), (b0, b1) = rows0(g), rows1(g)
+                local = pairs[ends[g] - n: ends[g]] - pairs.new_tensor([a0, b0])
+                pts = xyz[a0:a1] if with_xyz and xyz is not None else None
+                terms.append(self._pair_loss(f0_all[a0:a1], f1_all[b0:b1], local, pts, generator))
+            return (torch.stack(terms).mean() if terms else f0_all.sum() * 0), len(pairs)
+
+        def frame(b, t):
+            return s3[b * T + t], s3[b * T + t + 1]
+
+        out["loss_3d"], out["pairs_3d"] = over_groups(
+            batch.pairs_3d, batch.pairs_3d_group, B * len(frame_pairs),
+            lambda g: frame(g // len(frame_pairs), frame_pairs[g % len(frame_pairs)][0]),
+            lambda g: frame(g // len(frame_pairs), frame_pairs[g % len(frame_pairs)][1]),
+            z3, z3, with_xyz=True)
+        if z4 is None:
+            return
+        s4 = _segments(batch.coords_4d[:, 0].long(), B)
+        pooled = losses.match_average_pool(z4, batch.pairs_4d)
+
+        def sequence(b):
+            return s4[b], s4[b + 1]
+
+        out["loss_3d4d"], out["pairs_3d4d"] = over_groups(
+            batch.pairs_3d4d, batch.pairs_3d4d_group, B * T,
+            lambda g: frame(g // T, g % T), lambda g: sequence(g // T), z3, pooled)
+        out["loss_4d"], out["pairs_4d"] = over_groups(
+            batch.pairs_4d, batch.pairs_4d_group, B * len(frame_pairs),
+            lambda g: sequence(g // len(frame_pairs)), lambda g: sequence(g // len(frame_pairs)), z4, z4)
+
+
+__all__ = [
+    "DATA_KINDS",
+    "DEFAULT_FEATURE_DIM",
+    "DEFAULT_MAX_PAIRS_PER_GROUP",
+    "FRAMEWORKS",
+    "METHODS",
+    "SEQUENCE_LENGTH_BATCH",
+    "SIMCLR_LOSSES",
+    "FourDContrast",
+    "MethodConfig",
+    "collapse_std",
+    "method_config",
+    "sample_pairs_per_group",
+]

@@ -1,0 +1,228 @@
+"""The meta-architecture (Sec. 3.2, 3.3.1): forward+backward on real batches, gradient flow term by term,
+every baseline / ablation switch, and parity with MinkowskiEngine where it imports."""
+
+import math
+
+import pytest
+import torch
+from batches import sequence_batch, static_batch
+
+from fourdcontrast.models.fourdcontrast import (
+    METHODS,
+    SEQUENCE_LENGTH_BATCH,
+    FourDContrast,
+    MethodConfig,
+    collapse_std,
+    method_config,
+    sample_pairs_per_group,
+)
+from fourdcontrast.sparse import minkowski_engine
+
+SMALL = dict(backbone_3d="MinkUNet14A", feature_dim=16)  # coarse voxels + a small U-Net: fast tests
+
+
+def small_config(name: str = "4dcontrast", **overrides) -> MethodConfig:
+    if METHODS[name].get("backbone_4d", "MinkUNet14") is not None and "backbone_4d" not in overrides:
+        overrides.setdefault("backbone_4d", "MinkUNet14A")
+    return method_config(name, **{**SMALL, **overrides})
+
+
+def model_for(config: MethodConfig, seed: int = 0) -> FourDContrast:
+    torch.manual_seed(seed)
+    return FourDContrast(config)
+
+
+def grads(module) -> bool:
+    """True when any parameter of ``module`` received a non-zero gradient."""
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_default_config_is_the_papers():
+    c = MethodConfig()
+    assert (c.framework, c.backbone_3d, c.backbone_4d, c.second_dimension) == ("simsiam", "MinkUNet34",
+                                                                                 "MinkUNet14", 4)
+    assert (c.w3d, c.w3d4d, c.w4d, c.stop_gradient, c.in_channels) == (1.0, 1.0, 1.0, True, 3)
+    model = FourDContrast(MethodConfig(feature_dim=32))
+    assert model.encoder_3d.dimension == 3 and model.encoder_4d.dimension == 4
+    assert len(model.encoder_3d.block4) == 6 and len(model.encoder_4d.block4) == 1  # MinkUNet34 / 14
+    # projector: one 1×1 layer (+ BN without affine); predictor: d → d/4 → d, no BN on the output
+    assert model.projector_3d.conv.kernel.shape == (32, 32)
+    assert model.projector_3d.norm.bn.affine is False
+    assert model.predictor_4d.conv1.kernel.shape == (32, 8)
+    assert model.predictor_4d.conv2.kernel.shape == (8, 32)
+    assert model.predictor_4d.conv2.bias is not None
+
+
+def test_forward_returns_terms_and_diagnostics():
+    batch = sequence_batch()
+    out = model_for(small_config())(batch)
+    for key in ("loss", "loss_3d", "loss_3d4d", "loss_4d"):
+        assert out[key].ndim == 0 and torch.isfinite(out[key])
+        assert -1.0 <= float(out[key]) <= 1.0 or key == "loss"
+    assert out["pairs_3d"] == len(batch.pairs_3d) > 0
+    assert out["pairs_3d4d"] == len(batch.pairs_3d4d) > 0 and out["pairs_4d"] == len(batch.pairs_4d) > 0
+    assert float(out["loss"]) == pytest.approx(float(out["loss_3d"] + out["loss_3d4d"] + out["loss_4d"]),
+                                               rel=1e-5)
+    assert out["std_healthy"] == pytest.approx(1 / math.sqrt(16))
+    assert 0.02 < float(out["std_z3d"]) <= 1.0 and 0.02 < float(out["std_z4d"]) <= 1.0
+    out["loss"].backward()
+
+
+def test_forward_features_align_with_batch_rows():
+    batch = sequence_batch()
+    out = model_for(small_config())(batch, return_features=True)
+    assert out["z3d"].shape == (len(batch.coords_3d), 16) and out["p3d"].shape == out["z3d"].shape
+    assert out["z4d"].shape == (len(batch.coords_4d), 16)
+
+
+@pytest.mark.parametrize(
+    "weights,expect",
+    [
+        # Eq. 3: D(p3D, SG z3D) -> Φ3D and P3D learn, the 4D branch does not
+        ((1.0, 0.0, 0.0), {"encoder_3d", "projector_3d", "predictor_3d"}),
+        # Eq. 5: D(SG p3D, z4D) + D(SG p4D, z3D) -> the encoders learn, neither predictor does
+        ((0.0, 1.0, 0.0), {"encoder_3d", "projector_3d", "encoder_4d", "projector_4d"}),
+        # Eq. 7: as Eq. 3 on the 4D branch
+        ((0.0, 0.0, 1.0), {"encoder_4d", "projector_4d", "predictor_4d"}),
+    ],
+    ids=["eq3", "eq5", "eq7"],
+)
+def test_gradient_flow_term_by_term(weights, expect):
+    w3d, w3d4d, w4d = weights
+    model = model_for(small_config(w3d=w3d, w3d4d=w3d4d, w4d=w4d))
+    model(sequence_batch())["loss"].backward()
+    parts = ["encoder_3d", "projector_3d", "predictor_3d", "encoder_4d", "projector_4d", "predictor_4d"]
+    got = {name for name in parts if grads(getattr(model, name))}
+    assert got == expect
+
+
+def test_eq5_gradient_sources():
+    """Eq. 5 term by term: Φ4D learns from SG(p3D) only through z4D, Φ3D from SG(p4D) only through z3D."""
+    model = model_for(small_config())
+    batch = sequence_batch()
+    out = model(batch, return_features=True)
+    z3, p3, z4, p4 = out["z3d"], out["p3d"], out["z4d"], out["p4d"]
+    for t in (z3, p3, z4, p4):
+        t.retain_grad()
+    from fourdcontrast import losses
+
+    pairs, groups = batch.pairs_3d4d, batch.pairs_3d4d_group
+    losses.loss_3d4d(p3, z3, p4, z4, pairs, groups, batch.length).backward()
+    assert p3.grad is None or p3.grad.abs().sum() == 0
+    assert p4.grad is None or p4.grad.abs().sum() == 0
+    used3 = torch.zeros(len(z3), dtype=torch.bool)
+    used3[pairs[:, 0]] = True
+    assert z3.grad[used3].abs().sum(1).gt(0).float().mean() > 0.99  # every paired 3D row gets gradient
+    assert z3.grad[~used3].abs().sum() == 0  # and no other row
+    used4 = torch.zeros(len(z4), dtype=torch.bool)
+    used4[pairs[:, 1]] = True
+    assert z4.grad[~used4].abs().sum() == 0 and z4.grad[used4].abs().sum() > 0
+
+
+def test_no_stop_gradient_lets_predictors_learn_from_eq5():
+    model = model_for(small_config("no-stop-gradient", w3d=0.0, w4d=0.0))
+    model(sequence_batch())["loss"].backward()
+    assert grads(model.predictor_3d) and grads(model.predictor_4d)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_switch_runs_one_step(name):
+    config = small_config(name)
+    batch = static_batch() if config.data == "static" else sequence_batch()
+    model = model_for(config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    before = [p.detach().clone() for p in model.encoder_3d.parameters()]
+    out = model(batch, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    optimizer.step()
+    changed = sum(not torch.equal(a, p) for a, p in zip(before, model.encoder_3d.parameters(), strict=True))
+    if config.w3d or config.w3d4d:
+        assert changed > 0  # the 3D backbone — the one kept for fine-tuning — learns from the step
+    if config.backbone_4d is None:
+        assert model.encoder_4d is None and out["pairs_4d"] == 0 and float(out["loss_4d"]) == 0
+    if name == "two-3d-backbones":
+        assert model.encoder_4d.dimension == 3 and out["pairs_3d4d"] > 0
+    if config.framework != "simsiam":
+        assert model.predictor_3d is None
+
+
+@pytest.mark.parametrize("length", sorted(SEQUENCE_LENGTH_BATCH))
+def test_sequence_lengths_of_the_ablation(length):
+    batch = sequence_batch(1, length)
+    out = model_for(small_config())(batch)
+    assert batch.length == length and torch.isfinite(out["loss"])
+    assert int(batch.pairs_3d_group.max()) < length * (length - 1) // 2
+
+
+def test_max_pairs_per_group_samples_within_each_group():
+    pairs = torch.arange(20).reshape(10, 2)
+    groups = torch.tensor([0, 0, 0, 0, 0, 0, 2, 2, 5, 5])
+    kept, kept_groups = sample_pairs_per_group(pairs, groups, 3, torch.Generator().manual_seed(1))
+    assert torch.bincount(kept_groups, minlength=6).tolist() == [3, 0, 2, 0, 0, 2]
+    assert all((pairs == row).all(1).any() for row in kept)  # rows are rows of the input, intact
+    again, _ = sample_pairs_per_group(pairs, groups, 3, torch.Generator().manual_seed(1))
+    assert torch.equal(kept, again)
+    same, _ = sample_pairs_per_group(pairs, groups, None)
+    assert same is pairs
+
+
+def test_max_pairs_per_group_limits_the_pairs_used():
+    out = model_for(small_config(max_pairs_per_group=50))(sequence_batch())
+    assert out["pairs_3d"] <= 50 * 6 * 2 and out["pairs_3d4d"] <= 50 * 4 * 2
+
+
+def test_collapse_std():
+    z = torch.randn(4000, 16)
+    assert float(collapse_std(z)) == pytest.approx(1 / math.sqrt(16), rel=0.1)
+    assert float(collapse_std(torch.ones(100, 16) + 1e-7 * torch.randn(100, 16))) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"framework": "byol"}, "framework"),
+        ({"backbone_3d": "ResNet50"}, "backbone_3d"),
+        ({"backbone_4d": None}, "w3d4d and w4d"),
+        ({"framework": "csc", "backbone_4d": "MinkUNet14"}, "backbone_4d=None"),
+        ({"kernel_shape_4d": "sphere"}, "kernel_shape_4d"),
+    ],
+)
+def test_config_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        MethodConfig(**overrides)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        method_config("moco")
+
+
+def test_batch_needs_two_frames():
+    batch = sequence_batch()
+    batch.length = 1
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        FourDContrast(small_config())(batch)
+
+
+ME = minkowski_engine()
+
+
+@pytest.mark.minkowski
+@pytest.mark.skipif(ME is None, reason="MinkowskiEngine does not import here (scripts/install_minkowski.sh)")
+@pytest.mark.parametrize("name", ["4dcontrast", "simclr"])
+def test_minkowski_backend_gives_equal_losses(name):
+    """The same weights on our engine and on MinkowskiEngine give the same loss terms (1e-4 relative)."""
+    batch = sequence_batch()
+    ours = model_for(small_config(name))
+    theirs = FourDContrast(small_config(name, backend="minkowski"))
+    theirs.load_state_dict(ours.state_dict())
+    a = ours(batch, generator=torch.Generator().manual_seed(0))
+    b = theirs(batch, generator=torch.Generator().manual_seed(0))
+    for key in ("loss", "loss_3d", "loss_3d4d", "loss_4d"):
+        assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4, abs=1e-6), key
+    a["loss"].backward()
+    b["loss"].backward()
+    ga = ours.encoder_3d.conv0p1s1.kernel.grad
+    gb = theirs.encoder_3d.conv0p1s1.kernel.grad
+    assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-6 * float(ga.abs().max()))
