@@ -12,7 +12,13 @@ from torch import Tensor
 
 from fourdcontrast.losses import _check_float, _check_matrix, _check_pairs, _random_subset
 
-__all__ = ["FMR_CHUNK_SIZE", "FMR_NUM_SAMPLES", "FMR_THRESHOLD", "feature_match_recall"]
+__all__ = [
+    "FMR_CHUNK_SIZE",
+    "FMR_NUM_SAMPLES",
+    "FMR_THRESHOLD",
+    "batch_feature_match_recall",
+    "feature_match_recall",
+]
 
 FMR_THRESHOLD: float = 0.05
 """Distance in metres within which a feature match counts as a hit: 5 cm, our choice (one 5 cm 4D voxel,
@@ -91,3 +97,55 @@ def feature_match_recall(
             nn = torch.where(better, idx + start, nn)
         error = torch.linalg.vector_norm(positions_j[nn] - positions_j[sel[:, 1]], dim=1)
         return float((error <= threshold).double().mean())
+
+
+def batch_feature_match_recall(
+    features: Tensor,
+    batch,
+    frames: tuple[int, int] = (0, 1),
+    threshold: float = FMR_THRESHOLD,
+    num_samples: int = FMR_NUM_SAMPLES,
+    generator: torch.Generator | None = None,
+) -> float:
+    """:func:`feature_match_recall` between two frames of every sequence of a collated batch, averaged
+    over the sequences that have correspondences.
+
+    Distances are measured on ``batch.points_3d`` (representative points in each frame's scene
+    coordinates, metres), so the random scale of the 3D views does not stretch the threshold.
+
+    Args:
+        features: (N3, C) per-voxel features, one row per row of ``batch.coords_3d`` (any backbone: random,
+            pre-trained, or :meth:`~fourdcontrast.models.fourdcontrast.FourDContrast.backbone_features_3d`).
+        batch: a :class:`~fourdcontrast.data.dataset.Batch` with ``points_3d``.
+        frames: the frame pair (i, j), i < j.
+        threshold, num_samples, generator: as :func:`feature_match_recall` (per sequence).
+
+    Raises:
+        ValueError: for a frame pair outside the sequences, or a batch without ``points_3d``.
+    """
+    i, j = frames
+    T = batch.length  # noqa: N806
+    if not 0 <= i < j < T:
+        raise ValueError(f"frames must satisfy 0 <= i < j < {T}, got {frames}")
+    if batch.points_3d is None:
+        raise ValueError("the batch has no points_3d (collate it with collate_sequences)")
+    _check_matrix("features", features)
+    if features.shape[0] != batch.coords_3d.shape[0]:
+        raise ValueError(f"features need one row per 3D voxel ({batch.coords_3d.shape[0]}), "
+                         f"got {features.shape[0]}")
+    frame_pairs = [(a, b) for a in range(T) for b in range(a + 1, T)]
+    p = frame_pairs.index((i, j))
+    sizes = torch.bincount(batch.coords_3d[:, 0].long().cpu(), minlength=batch.batch_size * T)
+    starts = [0, *torch.cumsum(sizes, 0).tolist()]
+    groups = batch.pairs_3d_group.cpu()
+    recalls = []
+    for b in range(batch.batch_size):
+        sel = groups == b * len(frame_pairs) + p
+        if not bool(sel.any()):
+            continue
+        s_i, s_j, e_j = starts[b * T + i], starts[b * T + j], starts[b * T + j + 1]
+        local = batch.pairs_3d.cpu()[sel] - torch.tensor([s_i, s_j])
+        positions = batch.points_3d[s_j:e_j].to(features.device)
+        recalls.append(feature_match_recall(features[s_i:starts[b * T + i + 1]], features[s_j:e_j], positions,
+                                            local.to(features.device), threshold, num_samples, generator))
+    return float(sum(recalls) / len(recalls)) if recalls else 0.0

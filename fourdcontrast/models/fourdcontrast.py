@@ -224,21 +224,28 @@ class FourDContrast(nn.Module):
         self._ops = get_backend(b)
 
     # --- encoders ---------------------------------------------------------------------------------------
+    def _input_rows(self, x, feats: torch.Tensor) -> torch.Tensor:
+        """Rows of ``feats`` (features on the coordinates of input ``x``) in the order of the batch rows:
+        MinkowskiEngine stores unique coordinates in its own order (``inverse_mapping`` maps back)."""
+        return feats[x.inverse_mapping] if self.config.backend == "minkowski" else feats
+
     def _branch(self, encoder, projector, predictor, feats, coords):
         """(z, p) per input row: (N, d) encoder and predictor outputs (p None without predictor)."""
         x = self._ops.SparseTensor(feats, coords)
         h = projector(encoder(x))
-        hp = predictor(h) if predictor is not None else None
-        rows = getattr(x, "inverse_mapping", None) if self.config.backend == "minkowski" else None
-        z, p = h.F, (hp.F if hp is not None else None)
-        if rows is not None:  # MinkowskiEngine reorders unique coordinates; map back to the batch rows
-            z, p = z[rows], (p[rows] if p is not None else None)
-        return z, p
+        p = self._input_rows(x, predictor(h).F) if predictor is not None else None
+        return self._input_rows(x, h.F), p
 
     def encode_3d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(z3D, p3D): (N3, d) Φ3D and P3D outputs, one row per row of ``batch.coords_3d``."""
         return self._branch(self.encoder_3d, self.projector_3d, self.predictor_3d, batch.feats_3d,
                             batch.coords_3d)
+
+    def backbone_features_3d(self, batch) -> torch.Tensor:
+        """(N3, d) outputs of the 3D backbone alone (the U-Net kept for fine-tuning), one row per row of
+        ``batch.coords_3d``: what feature-match recall and the downstream tasks look at."""
+        x = self._ops.SparseTensor(batch.feats_3d, batch.coords_3d)
+        return self._input_rows(x, self.encoder_3d(x).F)
 
     def encode_4d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(z4D, p4D): (N4, d) Φ4D and P4D outputs, one row per row of ``batch.coords_4d``.

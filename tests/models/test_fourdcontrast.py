@@ -223,6 +223,8 @@ def test_minkowski_backend_gives_equal_losses(name):
         assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4, abs=1e-6), key
     a["loss"].backward()
     b["loss"].backward()
-    ga = ours.encoder_3d.conv0p1s1.kernel.grad
-    gb = theirs.encoder_3d.conv0p1s1.kernel.grad
-    assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-6 * float(ga.abs().max()))
+    # gradients of all parameters together agree to float32 accumulation noise (measured 1-2e-3 relative;
+    # the U-Nets' final biases have an exactly-zero true gradient, BN follows them, so only noise there)
+    ga = torch.cat([p.grad.flatten() for p in ours.parameters() if p.grad is not None])
+    gb = torch.cat([p.grad.flatten() for p in theirs.parameters() if p.grad is not None])
+    assert float((ga - gb).norm() / ga.norm()) < 1e-2
