@@ -13,7 +13,10 @@ import sys
 
 COMMANDS = {
     "generate": ("fourdcontrast.data.generate", "generate 4D sequences offline into shards (Sec. 3.3)"),
-    "benchmark": ("fourdcontrast.benchmark", "time the sparse engine and the data generation"),
+    "pretrain": ("fourdcontrast.train.pretrain", "pre-train the 3D backbone (4DContrast or a baseline)"),
+    "export-backbone": ("fourdcontrast.train.pretrain:export",
+                        "write a checkpoint's 3D backbone as a plain MinkUNet state dict"),
+    "benchmark": ("fourdcontrast.benchmark", "time the sparse engine, the data generation and pre-training"),
     "demo": ("fourdcontrast.demo", "the main job end to end on the embedded data"),
     "view": ("fourdviz.cli", "open or render a generated sequence (polyscope / PNG)"),
     "native": ("fourdcontrast.sparse.native", "build the optional native sparse kernels, check they load"),
@@ -24,18 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fourdcontrast", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (target, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
+        # "module:variant" names add_<variant>_arguments / run_<variant>_cli of the module
+        module, _, variant = target.partition(":")
+        p.set_defaults(_module=module, _variant=variant)
         mod = importlib.import_module(module)
-        mod.add_cli_arguments(p)
+        getattr(mod, f"add_{variant}_arguments" if variant else "add_cli_arguments")(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    return int(importlib.import_module(args._module).run_cli(args) or 0)
+    mod = importlib.import_module(args._module)
+    run = getattr(mod, f"run_{args._variant}_cli" if args._variant else "run_cli")
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Two sources with the same items: :class:`GeneratedSequenceDataset` generates on 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +182,19 @@ class Batch:
     batch_size: int
     length: int
     points_3d: torch.Tensor | None = None
+
+    def _map(self, fn) -> Batch:
+        changes = {f.name: fn(getattr(self, f.name)) for f in fields(self)
+                   if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **changes)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """A batch with every tensor on ``device`` (``non_blocking`` for copies from pinned memory)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """A batch with every tensor in page-locked memory (DataLoader with ``pin_memory=True`` calls it)."""
+        return self._map(lambda t: t.pin_memory())
 
 
 def _with_batch(coords: np.ndarray, b: int) -> np.ndarray:

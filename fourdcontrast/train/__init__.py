@@ -1,0 +1,2 @@
+"""Training: pre-training (:mod:`~fourdcontrast.train.pretrain`), its configs, checkpoints and
+multi-process helpers."""

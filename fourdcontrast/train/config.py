@@ -1,0 +1,252 @@
+"""Pre-training configuration: plain dataclasses read from YAML files under ``configs/pretrain/``.
+
+A config file has four sections and a method name; every field has a default, and ``--set a.b=value``
+overrides any field from the command line::
+
+    method: 4dcontrast          # a key of fourdcontrast.models.fourdcontrast.METHODS
+    model: {backbone_3d: MinkUNet34, ...}   # MethodConfig fields on top of the method's
+    data:  {batch_size: 12, length: 4, voxel_size_3d: 0.02, ...}   # DataConfig
+    optim: {lr: 0.25, ...}                                           # OptimConfig
+    run:   {log_every: 10, checkpoint_every: 500, ...}               # RunConfig
+
+The resolved config (:meth:`PretrainConfig.to_dict`) is printed at start and stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fourdcontrast.models.fourdcontrast import METHODS, MethodConfig, method_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+"""The shipped configs (a source checkout's ``configs/pretrain``)."""
+DATA_SOURCES = ("generated", "shards")
+"""Where sequences come from: generated on the fly from scenes and objects, or ``fourdcontrast generate``
+shards."""
+
+
+@dataclass
+class DataConfig:
+    """What the trainer feeds the model.
+
+    Attributes:
+        source: one of :data:`DATA_SOURCES`.
+        shards: the ``fourdcontrast generate --out`` folder when ``source="shards"``.
+        scenes: number of embedded procedural rooms used when ``source="generated"``.
+        scene_seed: seed of those rooms (room ``i`` depends only on it and ``i``).
+        objects_seed: seed of the shipped furniture's point sampling.
+        trajectories_per_scene: sequences (or static pairs) per scene (paper: 20).
+        length: frames per sequence (paper: 4; static pairs: always 2 views).
+        batch_size: sequences per optimizer step and process (paper: 12).
+        voxel_size_3d, voxel_size_4d: metres (paper: 0.02 / 0.05).
+        workers: DataLoader worker processes (0: load in the main process).
+        holdout_sequences: sequences of the fixed held-out batch for feature-match recall.
+    """
+
+    source: str = "generated"
+    shards: str | None = None
+    scenes: int = 8
+    scene_seed: int = 0
+    objects_seed: int = 0
+    trajectories_per_scene: int = 20
+    length: int = 4
+    batch_size: int = 12
+    voxel_size_3d: float = 0.02
+    voxel_size_4d: float = 0.05
+    workers: int = 2
+    holdout_sequences: int = 2
+
+
+@dataclass
+class OptimConfig:
+    """SGD and its schedule (paper, Sec. 4: lr 0.25, ×0.99 every 1000 steps, 50K steps).
+
+    Attributes:
+        lr: initial learning rate (paper: 0.25).
+        momentum: SGD momentum (not in the paper; SimSiam's 0.9).
+        weight_decay: (not in the paper; SimSiam's 1e-4).
+        fix_pred_lr: keep the predictors' learning rate at ``lr`` while the rest decays (SimSiam's option).
+        lr_decay: factor applied every ``lr_decay_every`` optimizer steps (paper: 0.99 every 1000).
+        lr_decay_every: see above.
+        steps: optimizer steps (paper: 50,000).
+        accumulate: micro-batches per optimizer step (gradient accumulation; batch norm still sees one
+            micro-batch at a time, so its statistics are those of ``batch_size`` sequences).
+        grad_clip: clip the gradient norm (None: no clipping; the paper does not clip).
+    """
+
+    lr: float = 0.25
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    fix_pred_lr: bool = False
+    lr_decay: float = 0.99
+    lr_decay_every: int = 1000
+    steps: int = 50_000
+    accumulate: int = 1
+    grad_clip: float | None = None
+
+
+@dataclass
+class RunConfig:
+    """Bookkeeping of a run.
+
+    Attributes:
+        seed: global seed (data order, model initialisation, every random draw).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        log_every: steps between CSV / progress-bar rows.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        recall_every: steps between feature-match recalls on the held-out batch (0: never; also at step 0
+            and at the end).
+        recall_samples: sampled correspondences per recall.
+        recall_threshold: metres (5 cm).
+        sync_bn: synchronise batch norm across processes under torchrun.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 500
+    recall_every: int = 500
+    recall_samples: int = 1000
+    recall_threshold: float = 0.05
+    sync_bn: bool = True
+    amp: bool = False
+
+
+@dataclass
+class PretrainConfig:
+    """A whole pre-training run: method, model overrides, data, optimizer and run settings."""
+
+    method: str = "4dcontrast"
+    model: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
+        if self.data.source not in DATA_SOURCES:
+            raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {self.data.source!r}")
+        if self.data.source == "shards" and not self.data.shards:
+            raise ValueError("data.source 'shards' needs data.shards (a 'fourdcontrast generate' folder)")
+        for name, value in (("data.batch_size", self.data.batch_size), ("optim.steps", self.optim.steps),
+                            ("optim.accumulate", self.optim.accumulate),
+                            ("optim.lr_decay_every", self.optim.lr_decay_every),
+                            ("run.log_every", self.run.log_every),
+                            ("run.checkpoint_every", self.run.checkpoint_every)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.method_config()  # validate the model overrides now
+
+    def method_config(self) -> MethodConfig:
+        """The resolved :class:`MethodConfig`: the method's switches, then ``model`` overrides."""
+        unknown = set(self.model) - {f.name for f in dataclasses.fields(MethodConfig)}
+        if unknown:
+            raise ValueError(f"unknown model field(s) {sorted(unknown)}")
+        return method_config(self.method, **self.model)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/JSON/checkpoint safe), with the model section fully resolved."""
+        out = dataclasses.asdict(self)
+        out["model"] = self.method_config().to_dict()
+        return out
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def config_from_dict(raw: dict, source: str = "config") -> PretrainConfig:
+    """Build a :class:`PretrainConfig` from a nested dict; ``source`` names it in errors."""
+    raw = dict(raw or {})
+    unknown = set(raw) - {"method", "model", *SECTIONS}
+    if unknown:
+        raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}")
+    kwargs: dict = {"method": raw.get("method", "4dcontrast"), "model": dict(raw.get("model") or {})}
+    for name, cls in SECTIONS.items():
+        values = dict(raw.get(name) or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - known
+        if bad:
+            raise ValueError(f"{source}: unknown field(s) {sorted(bad)} in section {name!r}")
+        kwargs[name] = cls(**values)
+    try:
+        return PretrainConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: {exc}") from exc
+
+
+def _parse_value(text: str):
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``["optim.lr=0.1", "model.backbone_3d=MinkUNet14"]`` applied to a nested dict (a new one)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        parts = key.split(".")
+        if len(parts) == 1:
+            out[parts[0]] = _parse_value(value)
+        elif len(parts) == 2:
+            out.setdefault(parts[0], {})
+            if not isinstance(out[parts[0]], dict):
+                raise ValueError(f"--set {item!r}: {parts[0]!r} is not a section")
+            out[parts[0]] = {**out[parts[0]], parts[1]: _parse_value(value)}
+        else:
+            raise ValueError(f"--set key must be 'field' or 'section.field', got {key!r}")
+    return out
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file path, or the name of a shipped config (``paper`` → ``configs/pretrain/paper.yaml``)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    raise ValueError(f"{name}: no such config file (shipped configs: "
+                     f"{sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))})")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+    """Read a YAML config (a path or a shipped name) and apply ``--set`` overrides.
+
+    Raises:
+        ValueError: naming the file, for a missing file, invalid YAML or unknown / invalid fields.
+    """
+    path = resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return config_from_dict(apply_overrides(raw, overrides or []), str(path))
+
+
+def dump_config(config: PretrainConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "DATA_SOURCES",
+    "DataConfig",
+    "OptimConfig",
+    "PretrainConfig",
+    "RunConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "dump_config",
+    "load_config",
+    "resolve_config_path",
+]
