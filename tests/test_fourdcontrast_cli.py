@@ -9,7 +9,7 @@ from fourdcontrast.cli import COMMANDS, build_parser, main
 def test_parser_knows_every_command():
     parser = build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
-    expected = {"generate", "pretrain", "export-backbone", "benchmark", "demo", "view", "native"}
+    expected = {"generate", "pretrain", "export-backbone", "benchmark", "demo", "view", "native", "finetune"}
     assert set(sub.choices) == set(COMMANDS) == expected
     assert parser.parse_args(["benchmark", "sparse", "--repeats", "2"]).repeats == 2
     assert parser.parse_args(["demo", "--scenes", "1"]).scenes == 1

@@ -1,0 +1,243 @@
+"""Fine-tuning / linear-probe configuration (YAML with ``--set section.field=value`` overrides).
+
+Shipped presets live in ``configs/finetune/``: ``paper.yaml`` (the paper's ScanNet semantic-segmentation
+setting, Sec. 4) and ``cpu.yaml`` (the embedded rooms at a size that runs in minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fourdcontrast.downstream.data import EMBEDDED_ROOM_SEED, EMBEDDED_SPLIT
+from fourdcontrast.downstream.splits import SPLIT_SEED
+
+__all__ = [
+    "AUGMENT_ELASTIC",
+    "BN_RECALIBRATION",
+    "AUGMENT_SCALE",
+    "AUGMENT_TILT_DEG",
+    "AUGMENT_TRANSLATION",
+    "CONFIG_DIR",
+    "FINETUNE_BATCH",
+    "FINETUNE_LR",
+    "FINETUNE_MOMENTUM",
+    "FINETUNE_POLY_POWER",
+    "FINETUNE_STEPS",
+    "FINETUNE_WEIGHT_DECAY",
+    "PROBE_LR",
+    "PROBE_STEPS",
+    "PROBE_WEIGHT_DECAY",
+    "AugmentConfig",
+    "FinetuneConfig",
+    "load_finetune_config",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "finetune"
+
+FINETUNE_LR: float = 0.8
+"""Initial learning rate of semantic-segmentation fine-tuning (paper, Sec. 4)."""
+FINETUNE_BATCH: int = 48
+"""Scenes per step (paper, Sec. 4)."""
+FINETUNE_STEPS: int = 10_000
+"""Fine-tuning steps (paper, Sec. 4)."""
+FINETUNE_POLY_POWER: float = 0.9
+"""Power of the polynomial decay ``lr · (1 − step/steps)^power`` (paper, Sec. 4)."""
+FINETUNE_MOMENTUM: float = 0.9
+"""SGD momentum (PointContrast / CSC ScanNet fine-tuning configs; the paper does not state it)."""
+FINETUNE_WEIGHT_DECAY: float = 1e-4
+"""SGD weight decay (PointContrast / CSC ScanNet fine-tuning configs; the paper does not state it)."""
+
+BN_RECALIBRATION: int = 16
+"""Training samples whose batch statistics replace the running ones after fine-tuning ("precise BN", our
+choice; 0 disables it)."""
+
+PROBE_LR: float = 0.05
+"""Adam learning rate of the linear probe on standardised frozen features (our choice)."""
+PROBE_STEPS: int = 300
+"""Full-batch Adam steps of the linear probe (our choice; the loss is flat by then on the embedded rooms)."""
+PROBE_WEIGHT_DECAY: float = 1e-4
+"""Weight decay of the linear probe (our choice)."""
+
+AUGMENT_TILT_DEG: float = 180 / 64
+"""Largest tilt about x and y in degrees: π/64 (MinkowskiEngine's ScanNet ``ROTATION_AUGMENTATION_BOUND``)."""
+AUGMENT_SCALE: tuple[float, float] = (0.9, 1.1)
+"""Uniform scale range (MinkowskiEngine's ScanNet ``SCALE_AUGMENTATION_BOUND``)."""
+AUGMENT_TRANSLATION: float = 0.2
+"""Largest translation in x and y in metres (our reading of ME's ScanNet translation ratio bound ±0.2)."""
+AUGMENT_ELASTIC: tuple[tuple[float, float], ...] = ((0.2, 0.4), (0.8, 1.6))
+"""Elastic distortion (granularity m, magnitude) pairs applied in turn (ME's ScanNet
+``ELASTIC_DISTORT_PARAMS``)."""
+
+
+@dataclass
+class DataSection:
+    """Which scenes, at which resolution, with which labels.
+
+    Attributes:
+        dataset: ``"embedded"`` (procedural labelled rooms) or ``"scannet"``.
+        rooms: rooms per split of the embedded dataset.
+        room_seed: base seed of the embedded split.
+        scannet_root: ScanNet folder (``scans/`` and the split files) for ``dataset: scannet``.
+        voxel_size: metres (paper: 0.02; must match the pre-training's 3D voxel size).
+        features: ``"occupancy"`` (ones, as in pre-training) or ``"color"`` (needs scene colours).
+        eval_split: split evaluated at the end (``val`` or ``test``).
+        limited_scenes: fraction of training scenes (data-efficient protocol), None for all.
+        limited_points: labelled points per training scene (data-efficient protocol), None for all.
+        split_seed: seed of the data-efficient subset rules.
+        crop: side in metres of a square xy crop around a labelled point per training sample (None: whole
+            scenes); a CPU economy, our choice.
+        cache_dir: room cache folder (None: default, ``""``: no cache).
+    """
+
+    dataset: str = "embedded"
+    rooms: dict = field(default_factory=lambda: dict(EMBEDDED_SPLIT))
+    room_seed: int = EMBEDDED_ROOM_SEED
+    scannet_root: str | None = None
+    voxel_size: float = 0.02
+    features: str = "occupancy"
+    eval_split: str = "test"
+    limited_scenes: float | None = None
+    limited_points: int | None = None
+    split_seed: int = SPLIT_SEED
+    crop: float | None = None
+    cache_dir: str | None = None
+
+
+@dataclass
+class ModelSection:
+    """Network and initialisation.
+
+    Attributes:
+        backbone: a key of ``fourdcontrast.models.resunet.BACKBONES`` (paper: MinkUNet34).
+        init: exported backbone (``export-backbone``) or pre-training checkpoint; None = from scratch.
+        in_channels: input channels (3: occupancy repeated, as in pre-training).
+        mode: ``"finetune"`` (all weights trained, ``final`` = the linear head) or ``"linear"`` (frozen
+            backbone, per-point linear classifier on its output features).
+        feature_dim: output width of a scratch backbone in the linear probe (a pre-trained one keeps its own).
+    """
+
+    backbone: str = "MinkUNet34"
+    init: str | None = None
+    in_channels: int = 3
+    mode: str = "finetune"
+    feature_dim: int = 32
+
+
+@dataclass
+class OptimSection:
+    """Optimiser settings (see the module constants for whose setting each default is)."""
+
+    lr: float = FINETUNE_LR
+    momentum: float = FINETUNE_MOMENTUM
+    weight_decay: float = FINETUNE_WEIGHT_DECAY
+    poly_power: float = FINETUNE_POLY_POWER
+    steps: int = FINETUNE_STEPS
+    batch_size: int = FINETUNE_BATCH
+    probe_lr: float = PROBE_LR
+    probe_steps: int = PROBE_STEPS
+    probe_weight_decay: float = PROBE_WEIGHT_DECAY
+    bn_recalibration: int = BN_RECALIBRATION
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentations, geometry only (as in pre-training)."""
+
+    rotate_z: bool = True
+    tilt_deg: float = AUGMENT_TILT_DEG
+    scale: tuple[float, float] = AUGMENT_SCALE
+    translation: float = AUGMENT_TRANSLATION
+    elastic: list | None = field(default_factory=lambda: [list(p) for p in AUGMENT_ELASTIC])
+
+
+@dataclass
+class RunSection:
+    seed: int = 0
+    log_every: int = 10
+    device: str = "cpu"
+    threads: int | None = None
+
+
+@dataclass
+class FinetuneConfig:
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self) -> None:
+        from fourdcontrast.models.resunet import BACKBONES
+
+        checks = [
+            (self.data.dataset in ("embedded", "scannet"), f"data.dataset {self.data.dataset!r}"),
+            (self.data.features in ("occupancy", "color"), f"data.features {self.data.features!r}"),
+            (self.data.eval_split in ("train", "val", "test"), f"data.eval_split {self.data.eval_split!r}"),
+            (self.model.mode in ("finetune", "linear"), f"model.mode {self.model.mode!r}"),
+            (self.model.backbone in BACKBONES, f"model.backbone {self.model.backbone!r}"),
+            (self.data.voxel_size > 0, "data.voxel_size must be > 0"),
+            (self.optim.steps >= 0 and self.optim.batch_size >= 1, "optim.steps / batch_size"),
+            (self.data.limited_scenes is None or 0 < self.data.limited_scenes <= 1, "data.limited_scenes"),
+            (self.data.limited_points is None or self.data.limited_points >= 1, "data.limited_points"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("invalid fine-tuning config: " + "; ".join(bad))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> FinetuneConfig:
+        """A copy with fields replaced: ``cfg.replace(data={"limited_points": 20})``."""
+        raw = self.to_dict()
+        for k, v in sections.items():
+            raw[k] = {**raw[k], **v}
+        return config_from_dict(raw)
+
+
+_SECTIONS = {"data": DataSection, "model": ModelSection, "optim": OptimSection, "augment": AugmentConfig,
+             "run": RunSection}
+
+
+def config_from_dict(raw: dict, source: str = "config") -> FinetuneConfig:
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; sections: {sorted(_SECTIONS)}")
+    kwargs = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(raw.get(name) or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - names
+        if bad:
+            raise ValueError(f"{source}: unknown field(s) {sorted(bad)} in section {name!r}")
+        if name == "augment" and "scale" in values and values["scale"] is not None:
+            values["scale"] = tuple(values["scale"])
+        kwargs[name] = cls(**values)
+    return FinetuneConfig(**kwargs)
+
+
+def resolve_finetune_config(name: str | Path) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    shipped_names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ValueError(f"{name}: no such config file (shipped: {shipped_names})")
+
+
+def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
+    """Read a YAML config (a path or a shipped name: ``paper``, ``cpu``) and apply ``--set`` overrides."""
+    from fourdcontrast.train.config import apply_overrides
+
+    path = resolve_finetune_config(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    return config_from_dict(apply_overrides(raw, overrides or []), str(path))

@@ -1,0 +1,202 @@
+"""Labelled datasets for downstream work: the embedded procedural rooms (fixed train / val / test split,
+cached) and ScanNet (the 20 benchmark classes from NYU40, official split files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fourdcontrast.io.atomic import atomic_path
+from fourdcontrast.records import Scene
+from fourdcontrast.sources.classes import CLASS_NAMES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EMBEDDED_ROOM_SEED",
+    "EMBEDDED_SPLIT",
+    "ROOM_CACHE_DIR",
+    "SCANNET20_CLASS_NAMES",
+    "SCANNET20_NYU40_IDS",
+    "SCANNET_SPLIT_FILES",
+    "LabelledDataset",
+    "embedded_rooms",
+    "load_dataset",
+    "scannet20_labels",
+    "scannet_scenes",
+]
+
+EMBEDDED_SPLIT: dict[str, int] = {"train": 100, "val": 20, "test": 20}
+"""Rooms per split of the embedded dataset (our choice): 100 training rooms so that 1 % of the training
+scenes is literally one room (the rule is ``max(1, round(p · n))`` anyway)."""
+
+EMBEDDED_ROOM_SEED: int = 1000
+"""Base seed of the embedded split (our choice; distinct from the pre-training rooms, which use seeds 0…):
+split ``s`` uses ``default_rooms(n, seed=EMBEDDED_ROOM_SEED + offset[s])`` with offsets train 0, val 1,
+test 2, so room i of a split depends only on the seed and i, not on the split sizes."""
+
+_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+
+ROOM_CACHE_DIR: Path = Path(os.environ.get("FOURDCONTRAST_CACHE",
+                                           Path.home() / ".cache" / "fourdcontrast")) / "rooms"
+"""Where generated labelled rooms are cached (``$FOURDCONTRAST_CACHE/rooms``, default
+``~/.cache/fourdcontrast/rooms``); our choice."""
+
+SCANNET20_NYU40_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
+"""NYU40 ids of the ScanNet benchmark's 20 classes (ScanNet's ``VALID_CLASS_IDS``); other ids are ignored."""
+
+SCANNET20_CLASS_NAMES: tuple[str, ...] = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
+    "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub",
+    "otherfurniture",
+)
+"""The ScanNet benchmark's 20 class names, in the order of :data:`SCANNET20_NYU40_IDS`."""
+
+SCANNET_SPLIT_FILES: dict[str, str] = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt",
+                                       "test": "scannetv2_val.txt"}
+"""The official split files (ScanNet's ``Tasks/Benchmark``); ``test`` evaluates on ``val`` since the test
+labels are hidden (as every paper on ScanNet does)."""
+
+
+@dataclass
+class LabelledDataset:
+    """Scenes of one split and the class names their labels index."""
+
+    scenes: list[Scene]
+    class_names: tuple[str, ...]
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _cache_file(cache_dir: Path, split: str, n: int, seed: int) -> Path:
+    return cache_dir / f"rooms_{split}_seed{seed}_n{n}.npz"
+
+
+def _save_rooms(path: Path, rooms: list[Scene]) -> None:
+    sizes = np.array([len(r) for r in rooms], dtype=np.int64)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, sizes=sizes, names=np.array([r.name for r in rooms]),
+                 points=np.concatenate([r.points for r in rooms]).astype(np.float32),
+                 labels=np.concatenate([r.labels for r in rooms]).astype(np.int16),
+                 instances=np.concatenate([r.instances for r in rooms]).astype(np.int32))
+
+
+def _load_rooms(path: Path) -> list[Scene]:
+    with np.load(path) as z:
+        bounds = np.concatenate([[0], np.cumsum(z["sizes"])])
+        pts, lab, ins, names = z["points"], z["labels"], z["instances"], z["names"]
+    return [Scene(pts[a:b], labels=lab[a:b].astype(np.int64), instances=ins[a:b].astype(np.int64),
+                  name=str(n), class_names=CLASS_NAMES)
+            for a, b, n in zip(bounds[:-1], bounds[1:], names, strict=True)]
+
+
+def embedded_rooms(split: str, n: int | None = None, seed: int = EMBEDDED_ROOM_SEED,
+                   cache_dir: str | os.PathLike | None = ROOM_CACHE_DIR) -> list[Scene]:
+    """The labelled rooms of one split of the embedded dataset (:data:`EMBEDDED_SPLIT` sizes by default).
+
+    Rooms are generated once and cached as one ``.npz`` per (split, n, seed), written atomically; pass
+    ``cache_dir=None`` to skip the cache. The first ``k`` rooms of a split are the same for every ``n >= k``.
+    """
+    from fourdcontrast.sources.rooms import default_rooms
+
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"split must be one of {tuple(_SPLIT_OFFSET)}, got {split!r}")
+    n = EMBEDDED_SPLIT[split] if n is None else int(n)
+    path = None if cache_dir is None else _cache_file(Path(cache_dir), split, n, seed)
+    if path is not None and path.is_file():
+        try:
+            return _load_rooms(path)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("room cache %s unreadable (%s); regenerating", path, exc)
+    logger.info("generating %d %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+    rooms = default_rooms(n, seed=seed + _SPLIT_OFFSET[split])
+    rooms = [Scene(r.points, labels=r.labels, instances=r.instances, name=f"{split}_{r.name}",
+                   class_names=CLASS_NAMES) for r in rooms]
+    if path is not None:
+        _save_rooms(path, rooms)
+    return rooms
+
+
+def scannet20_labels(nyu40: np.ndarray, ignore_label: int = -1) -> np.ndarray:
+    """NYU40 ids → indices into :data:`SCANNET20_CLASS_NAMES` (ids outside the 20 → ``ignore_label``)."""
+    lut = np.full(256, ignore_label, dtype=np.int64)
+    lut[list(SCANNET20_NYU40_IDS)] = np.arange(len(SCANNET20_NYU40_IDS))
+    nyu40 = np.asarray(nyu40, dtype=np.int64)
+    return np.where((nyu40 >= 0) & (nyu40 < 256), lut[np.clip(nyu40, 0, 255)], ignore_label)
+
+
+def _missing(root: Path, what: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"ScanNet not usable at {root}: {what}. Expected the official layout: {root}/scans/<scene>/ with "
+        f"<scene>_vh_clean_2.ply and <scene>_vh_clean_2.labels.ply (NYU40 labels; plus .aggregation.json "
+        f"and _vh_clean_2.0.010000.segs.json for instances), and the split files "
+        f"{root}/{SCANNET_SPLIT_FILES['train']} / {SCANNET_SPLIT_FILES['val']} (from ScanNet's "
+        "Tasks/Benchmark). ScanNet must be requested from its authors; nothing is downloaded here.")
+
+
+def scannet_scenes(root: str | os.PathLike, split: str, limit: int | None = None) -> LabelledDataset:
+    """ScanNet scenes of the official ``split`` with the 20 benchmark classes (from the NYU40 labels PLY).
+
+    Raises:
+        FileNotFoundError: naming what is missing (root, ``scans/``, the split file, a scene's files).
+    """
+    from fourdcontrast.downstream.splits import read_scene_list
+    from fourdcontrast.io.ply import read_ply
+    from fourdcontrast.io.scannet import read_scannet_scene, scannet_files
+
+    root = Path(root)
+    if split not in SCANNET_SPLIT_FILES:
+        raise ValueError(f"split must be one of {tuple(SCANNET_SPLIT_FILES)}, got {split!r}")
+    if not root.is_dir():
+        raise _missing(root, "the folder does not exist")
+    if not (root / "scans").is_dir():
+        raise _missing(root, "no scans/ folder")
+    split_file = root / SCANNET_SPLIT_FILES[split]
+    if not split_file.is_file():
+        raise _missing(root, f"split file {split_file.name} missing")
+    names = read_scene_list(split_file)[:limit]
+    scenes = []
+    for name in names:
+        folder = root / "scans" / name
+        if not folder.is_dir():
+            raise _missing(root, f"scene folder scans/{name} (listed in {split_file.name}) missing")
+        files = scannet_files(folder)
+        if files.labels is None:
+            raise _missing(root, f"scans/{name}/{name}_vh_clean_2.labels.ply missing")
+        scene = read_scannet_scene(folder)
+        nyu = read_ply(files.labels).elements["vertex"]["label"]
+        scenes.append(Scene(scene.points, labels=scannet20_labels(nyu), instances=scene.instances, name=name,
+                            class_names=SCANNET20_CLASS_NAMES))
+    return LabelledDataset(scenes, SCANNET20_CLASS_NAMES, f"scannet-{split}")
+
+
+def load_dataset(kind: str, split: str, *, rooms: dict[str, int] | None = None,
+                 room_seed: int = EMBEDDED_ROOM_SEED, scannet_root: str | None = None,
+                 cache_dir: str | os.PathLike | None = ROOM_CACHE_DIR) -> LabelledDataset:
+    """``kind`` ``"embedded"`` (rooms, sizes from ``rooms`` or :data:`EMBEDDED_SPLIT`) or ``"scannet"``."""
+    if kind == "embedded":
+        n = (rooms or EMBEDDED_SPLIT).get(split, EMBEDDED_SPLIT[split])
+        scenes = embedded_rooms(split, n, room_seed, cache_dir)
+        return LabelledDataset(scenes, CLASS_NAMES, f"embedded-{split}")
+    if kind == "scannet":
+        if not scannet_root:
+            raise ValueError("dataset 'scannet' needs scannet_root (holding scans/ and the split files)")
+        return scannet_scenes(scannet_root, split)
+    raise ValueError(f"unknown dataset {kind!r}; choose 'embedded' or 'scannet'")
+
+
+def dataset_digest(scenes: list[Scene]) -> str:
+    """A short content hash of scenes (names and sizes), for cache keys and logs."""
+    h = hashlib.sha256()
+    for s in scenes:
+        h.update(f"{s.name}:{len(s)};".encode())
+    return h.hexdigest()[:12]
