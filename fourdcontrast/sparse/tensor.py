@@ -26,6 +26,9 @@ class SparseTensor:
         coordinate_key: this tensor's coordinate set inside ``manager`` (registered when None).
 
     Tensors derived from one another share the manager, so kernel maps are built once per forward.
+    Features, coordinates, the manager's coordinate sets and kernel maps always live on one device: the
+    coordinates follow the features, and a manager (or coordinate key) on another device raises
+    ``ValueError`` — :meth:`to` is the way to move a sparse tensor.
     """
 
     features: torch.Tensor
@@ -45,12 +48,22 @@ class SparseTensor:
                 f"features must have shape (N, C) with N = {coords.shape[0]} rows, "
                 f"got {tuple(self.features.shape)}"
             )
-        self.coordinates = coords.to(device=self.features.device, dtype=torch.int64)
+        device = self.features.device
+        self.coordinates = coords.to(device=device, dtype=torch.int64)
         self.tensor_stride = as_tuple(self.tensor_stride, coords.shape[1] - 1, "tensor_stride")
         if self.manager is None:
             self.manager = CoordinateManager()
+        elif self.manager.device is not None and self.manager.device != device:
+            raise ValueError(
+                f"features on {device} but the coordinate manager's coordinates and kernel maps are on "
+                f"{self.manager.device}; move the sparse tensor with .to(device) (which builds a manager on "
+                "the new device) instead of pairing features of one device with another's coordinates")
         if self.coordinate_key is None:
             self.coordinate_key = self.manager.insert(self.coordinates, self.tensor_stride)
+        elif len(self.manager.coordinates(self.coordinate_key)) != coords.shape[0]:
+            n_key = len(self.manager.coordinates(self.coordinate_key))
+            raise ValueError(f"coordinate key {self.coordinate_key} has {n_key} coordinates, "
+                             f"the features {coords.shape[0]} rows")
 
     # MinkowskiEngine-style short names
     @property
@@ -82,7 +95,20 @@ class SparseTensor:
         return self.coordinates.shape[0]
 
     def replace_features(self, features: torch.Tensor) -> SparseTensor:
-        """A tensor with new (N, C') features on the same coordinates (same manager and key)."""
+        """A tensor with new (N, C') features on the same coordinates (same manager and key).
+
+        Args:
+            features: (N, C') features on this tensor's device (any dtype).
+
+        Raises:
+            ValueError: when ``features`` live on another device (the manager's coordinates and kernel
+                maps would stay behind; use :meth:`to`) or have another number of rows.
+        """
+        if features.device != self.device:
+            raise ValueError(
+                f"replace_features got features on {features.device} for a sparse tensor on {self.device}: "
+                "its coordinates and kernel maps stay on the old device; move the tensor with "
+                f".to({str(features.device)!r}) first, then replace its features")
         return SparseTensor(features, self.coordinates, self.tensor_stride, self.manager, self.coordinate_key)
 
     def _check_same(self, other: SparseTensor) -> None:
@@ -101,11 +127,22 @@ class SparseTensor:
         return self.replace_features(self.features * other)
 
     def to(self, *args, **kwargs) -> SparseTensor:
-        """Move features (and, for a device move, a fresh copy of the coordinates) like ``Tensor.to``."""
+        """Convert or move the features like ``Tensor.to`` (same arguments).
+
+        A dtype change keeps the coordinates and the manager. A device move copies the coordinates too
+        (with the same ``non_blocking``) and gives the result a fresh manager on the new device, whose
+        kernel maps are built there.
+        """
         feats = self.features.to(*args, **kwargs)
         if feats.device == self.device:
             return self.replace_features(feats)
-        return SparseTensor(feats, self.coordinates.to(feats.device), self.tensor_stride)
+        non_blocking = bool(kwargs.get("non_blocking", False))
+        coords = self.coordinates.to(feats.device, non_blocking=non_blocking)
+        return SparseTensor(feats, coords, self.tensor_stride)
+
+    def cpu(self) -> SparseTensor:
+        """This tensor on the CPU (``self`` when it is there already)."""
+        return self if self.device.type == "cpu" else self.to("cpu")
 
     def decomposed_features(self) -> list[torch.Tensor]:
         """Features split per batch item (in row order)."""
