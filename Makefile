@@ -10,13 +10,14 @@ APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libx11-6 libusb-1.0
 # on a busy 2-core machine (measured: single sparse ops 2–8× slower).
 PYTEST_ENV := MPLBACKEND=Agg FOURDCONTRAST_QUICK=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: help install system-deps test test-fast lint demo benchmark clean
+.PHONY: help install system-deps test test-fast lint demo benchmark gpu-check clean
 
 help:
 	@echo "make test       create .venv, install everything, lint, run all tests and notebooks (CI)"
 	@echo "make test-fast  the quick loop: tests not marked slow/browser, no notebooks"
 	@echo "make demo       the main job end to end on the embedded data"
 	@echo "make benchmark  the speed benchmarks under benchmarks/"
+	@echo "make gpu-check  the prepared GPU check (no .venv, no network; results in outputs/gpu_check/)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,10 @@ demo: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/sparse_engine.py
 	$(BIN)/python benchmarks/generation.py
+
+# On a GPU machine with PyTorch: runs from the source tree with $(PYTHON), installs nothing (≤ 8 min).
+gpu-check:
+	PYTHON=$(PYTHON) scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -13,7 +13,15 @@ process). (No sampling thread: polling from Python contends for the GIL and slow
 With ``--device cuda`` the models and inputs live on the GPU, times are taken between
 ``torch.cuda.synchronize()`` calls, and peak memory is ``torch.cuda.max_memory_allocated`` minus the
 memory allocated before the run (what torch's caching allocator handed out; ME allocates through torch's
-allocator by default, so both engines are counted alike).
+allocator by default, so both engines are counted alike). That figure does not depend on what ran
+before in the process, so on CUDA it is taken from the timed runs, without memory workers.
+
+``--precision bf16`` also times the forward under ``torch.autocast(device, dtype=torch.bfloat16)`` (our
+engine only; the table gives the bf16/fp32 speed ratio and the relative difference of the bf16 output
+from the fp32 one). ``--map-share`` times forwards of our engine on the same input with the kernel maps
+already built (the coordinate manager of an earlier forward) and with a fresh manager: the difference is
+the time spent building kernel maps (coordinate sets, maps and offset groups), reported as a share of
+the forward+backward. ``--quick`` runs small configurations (coarse voxels) once, for smoke tests.
 
 Our engine runs its compiled CPU kernels where they build (:mod:`fourdcontrast.sparse.native`; the
 table's ``kernels`` column says which path ran; ``FOURDCONTRAST_NATIVE=0`` times the PyTorch path).
@@ -138,6 +146,11 @@ class Measurement:
     loadavg: tuple[float, float, float]
     device: str = "cpu"  # "cpu": peak_rss_mb is resident memory; "cuda": GPU memory allocated by torch
     kernels: str = ""  # our engine: "native" (compiled CPU kernels) or "pytorch"; ME: "minkowski"
+    precision: str = "fp32"  # "fp32", or "bf16": the forward under torch.autocast(dtype=bfloat16)
+    forward_s: float = float("nan")  # --map-share: median forward with a fresh coordinate manager
+    forward_cached_s: float = float("nan")  # --map-share: median forward with its kernel maps cached
+    map_share: float = float("nan")  # (forward_s - forward_cached_s) / median_s
+    difference_vs_fp32: float = float("nan")  # bf16 rows: max |bf16 - fp32| / max |fp32| of the output
 
 
 def _status_kb(field: str) -> int:
@@ -164,12 +177,33 @@ CONFIGS = {
     "MinkUNet14-4D-5cm": ("MinkUNet14", 4, VOXEL_4D, FRAMES),
     "MinkUNet14-4D-2cm": ("MinkUNet14", 4, VOXEL_3D, FRAMES),
 }
+QUICK_CONFIGS = {
+    # --quick: the same backbones' code paths on a few thousand voxels (smoke tests, not figures)
+    "MinkUNet14-3D-10cm": ("MinkUNet14", 3, 0.10, 0),
+    "MinkUNet14-4D-25cm": ("MinkUNet14", 4, 0.25, FRAMES),
+}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+"""Precision name -> autocast dtype of the forward (None: plain float32)."""
+
+
+def _config(name: str) -> tuple[str, int, float, int]:
+    if name in CONFIGS:
+        return CONFIGS[name]
+    return QUICK_CONFIGS[name]
+
+
+def _autocast(device: str, precision: str):
+    """The autocast context of ``precision`` on ``device`` (a no-op context for fp32)."""
+    import contextlib
+
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device, dtype=dtype)
 
 
 def _build(config: str, engine: str, seed: int = 0):
     from fourdcontrast.models import resunet
 
-    model_name, dimension, voxel, frames = CONFIGS[config]
+    model_name, dimension, voxel, frames = _config(config)
     coords = room_coordinates(voxel, frames, rng=seed)
     torch.manual_seed(seed)
     model = getattr(resunet, model_name)(IN_CHANNELS, OUT_CHANNELS, dimension=dimension, backend=engine)
@@ -192,10 +226,12 @@ def check_device(device: str) -> None:
                          "(torch.cuda.is_available() is False)")
 
 
-def _forward_backward(model, x, device: str = "cpu") -> tuple[float, float, torch.Tensor, torch.Tensor]:
+def _forward_backward(model, x, device: str = "cpu", precision: str = "fp32"
+                      ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """One timed forward+backward: (seconds, peak added memory in MiB, output coordinates, output features).
 
-    Memory is resident memory on the CPU, GPU memory allocated by torch on CUDA.
+    Memory is resident memory on the CPU, GPU memory allocated by torch on CUDA. ``precision`` "bf16"
+    runs the forward under bfloat16 autocast (the backward outside it, as in training).
     """
     cuda = device == "cuda"
     if cuda:
@@ -207,15 +243,53 @@ def _forward_backward(model, x, device: str = "cpu") -> tuple[float, float, torc
             raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs is not writable)")
         base = _status_kb("VmRSS") * 1024
     start = time.perf_counter()
-    out = model(x)
-    out.F.sum().backward()
+    with _autocast(device, precision):
+        out = model(x)
+    out.F.float().sum().backward()
     if cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     top = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024
     peak = (top - base) / 2**20
     model.zero_grad(set_to_none=True)
-    return elapsed, peak, out.C.detach().long().cpu(), out.F.detach().cpu()
+    return elapsed, peak, out.C.detach().long().cpu(), out.F.detach().float().cpu()
+
+
+def _map_build_times(model, coords: np.ndarray, device: str, precision: str, repeats: int
+                     ) -> tuple[list[float], list[float]]:
+    """Forward times of our engine with a fresh coordinate manager and with its kernel maps cached.
+
+    Both forwards see the same input and reuse one workspace (scratch buffers), so the difference is
+    the time spent on coordinate sets, kernel maps and offset groups.
+
+    Returns:
+        (fresh forward seconds, cached forward seconds), ``repeats`` each, interleaved.
+    """
+    from fourdcontrast.sparse import CoordinateManager, SparseTensor
+
+    coords_t = torch.as_tensor(coords, device=device)
+    feats = torch.ones(len(coords), IN_CHANNELS, device=device)
+    warm = SparseTensor(feats, coords_t)
+    with _autocast(device, precision):
+        model(warm)  # builds and caches every map in warm.manager
+    fresh, cached = [], []
+    for _ in range(repeats):
+        for kind in ("fresh", "cached"):
+            if kind == "fresh":
+                manager = CoordinateManager()
+                manager.workspace = warm.manager.workspace
+                x = SparseTensor(feats, coords_t, manager=manager)
+            else:
+                x = SparseTensor(feats, coords_t, manager=warm.manager, coordinate_key=warm.coordinate_key)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            with _autocast(device, precision):
+                model(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            (fresh if kind == "fresh" else cached).append(time.perf_counter() - start)
+    return fresh, cached
 
 
 def _relative_difference(coords_a, feats_a, coords_b, feats_b) -> float:
@@ -226,17 +300,27 @@ def _relative_difference(coords_a, feats_a, coords_b, feats_b) -> float:
     return float((feats_a - ref).abs().max() / ref.abs().max())
 
 
-def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int = 0, device: str = "cpu"
+def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int = 0, device: str = "cpu",
+            precisions: tuple[str, ...] = ("fp32",), map_share: bool = False
             ) -> tuple[list[Measurement], float | None]:
     """Forward+backward of one configuration on each engine, interleaved run by run (same load for both).
 
     The engines get identical weights (ME's state dict loaded into ours) and input; the first, untimed
-    round warms up allocators and provides the output comparison.
+    round of each precision warms up allocators and provides the output comparison.
+
+    Args:
+        config: a key of :data:`CONFIGS` or :data:`QUICK_CONFIGS`.
+        engines: ``"torch"`` (ours) and/or ``"minkowski"``.
+        repeats: timed runs per engine and precision.
+        seed: seed of the input and the weights.
+        device: ``"cpu"`` or ``"cuda"``.
+        precisions: keys of :data:`PRECISIONS`; ``"bf16"`` runs our engine only.
+        map_share: also time forwards with cached and with fresh kernel maps (our engine).
 
     Returns:
-        One :class:`Measurement` per engine (``peak_rss_mb`` left NaN: memory is measured by
-        :func:`measure_memory` in a process of its own) and the relative output difference ours vs ME
-        (None with one engine).
+        One :class:`Measurement` per engine and precision (on the CPU ``peak_rss_mb`` is left NaN: memory
+        is measured by :func:`measure_memory` in a process of its own) and the relative output
+        difference ours vs ME in float32 (None with one engine).
     """
     models, coords = {}, None
     for engine in engines:
@@ -246,39 +330,56 @@ def measure(config: str, engines: list[str], repeats: int = REPEATS, seed: int =
         models["torch"].load_state_dict(models["minkowski"].state_dict())
     for model in models.values():
         model.to(device)
-    times = {e: [] for e in engines}
+    # every (engine, precision) pair runs once per round, the order reversed every other round: all of
+    # them see the same load (bf16 runs our engine only)
+    combos = [(e, p) for p in precisions for e in engines if p == "fp32" or e == "torch"]
+    times = {c: [] for c in combos}
+    peaks = {c: [] for c in combos}
     outputs = {}
     for r in range(repeats + 1):
-        order = engines if r % 2 == 0 else engines[::-1]
-        for engine in order:
-            elapsed, _, c, f = _forward_backward(models[engine], _make_input(engine, coords, device), device)
-            logger.info("%s %s run %d: %.2f s", config, engine, r, elapsed)
+        for engine, precision in combos if r % 2 == 0 else combos[::-1]:
+            elapsed, peak, c, f = _forward_backward(models[engine], _make_input(engine, coords, device),
+                                                    device, precision)
+            logger.info("%s %s %s run %d: %.3f s", config, engine, precision, r, elapsed)
             if r == 0:
-                outputs[engine] = (c, f)
+                outputs[engine, precision] = (c, f)
             else:
-                times[engine].append(elapsed)
+                times[engine, precision].append(elapsed)
+                peaks[engine, precision].append(peak)
     diff = None
-    if "minkowski" in outputs and "torch" in outputs:
-        diff = _relative_difference(*outputs["torch"], *outputs["minkowski"])
+    if ("minkowski", "fp32") in outputs and ("torch", "fp32") in outputs:
+        diff = _relative_difference(*outputs["torch", "fp32"], *outputs["minkowski", "fp32"])
     rows = []
-    for engine in engines:
-        median = statistics.median(times[engine]) if times[engine] else float("nan")
-        rows.append(Measurement(config, engine, len(coords), times[engine], median, len(coords) / median,
-                                float("nan"), torch.get_num_threads(), os.getloadavg(), device,
-                                kernels_of(engine, device)))
+    for engine, precision in combos:
+        versus = float("nan")
+        if engine == "torch" and precision != "fp32" and ("torch", "fp32") in outputs:
+            versus = _relative_difference(*outputs["torch", precision], *outputs["torch", "fp32"])
+        run_times = times[engine, precision]
+        median = statistics.median(run_times) if run_times else float("nan")
+        peak = max(peaks[engine, precision]) if device == "cuda" and run_times else float("nan")
+        row = Measurement(config, engine, len(coords), run_times, median, len(coords) / median, peak,
+                          torch.get_num_threads(), os.getloadavg(), device,
+                          kernels_of(engine, device, precision), precision, difference_vs_fp32=versus)
+        if map_share and engine == "torch":
+            fresh, cached = _map_build_times(models["torch"], coords, device, precision, max(repeats, 1))
+            row.forward_s, row.forward_cached_s = statistics.median(fresh), statistics.median(cached)
+            row.map_share = max(row.forward_s - row.forward_cached_s, 0.0) / median
+        rows.append(row)
     return rows, diff
 
 
-def kernels_of(engine: str, device: str = "cpu") -> str:
+def kernels_of(engine: str, device: str = "cpu", precision: str = "fp32") -> str:
     """Which convolution code an engine runs: ``"native"``, ``"pytorch"`` (ours) or ``"minkowski"``."""
     if engine != "torch":
         return engine
     from fourdcontrast.sparse import native
 
-    return "native" if native.usable(torch.zeros(1, device=device)) else "pytorch"
+    dtype = PRECISIONS[precision] or torch.float32
+    return "native" if native.usable(torch.zeros(1, device=device, dtype=dtype)) else "pytorch"
 
 
-def measure_memory(config: str, engine: str, seed: int = 0, device: str = "cpu") -> float:
+def measure_memory(config: str, engine: str, seed: int = 0, device: str = "cpu", precision: str = "fp32"
+                   ) -> float:
     """Peak resident memory (MiB) that the first forward+backward of ``config`` adds in this process.
 
     Meant for a fresh process (``--memory-worker``): in a process that already ran a pass, freed memory
@@ -287,12 +388,13 @@ def measure_memory(config: str, engine: str, seed: int = 0, device: str = "cpu")
     model, coords = _build(config, engine, seed)
     model.train().to(device)
     x = _make_input(engine, coords, device)
-    _, peak, _, _ = _forward_backward(model, x, device)
+    _, peak, _, _ = _forward_backward(model, x, device, precision)
     return peak
 
 
 def _worker(args) -> int:
-    rows, diff = measure(args.config, args.engines, args.repeats, device=args.device)
+    rows, diff = measure(args.config, args.engines, args.repeats, device=args.device,
+                         precisions=tuple(args.precisions), map_share=args.map_share)
     print(json.dumps({"rows": [asdict(r) for r in rows], "difference": diff}))
     return 0
 
@@ -324,14 +426,17 @@ def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = N
 
 def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS, timeout: float = 1800.0,
                   omp_wait_policy: str | None = OMP_WAIT_POLICY, threads: int | None = None,
-                  device: str = "cpu") -> tuple[list[Measurement], dict[str, float]]:
+                  device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), map_share: bool = False,
+                  memory: bool = True) -> tuple[list[Measurement], dict[str, float]]:
     """Measure every configuration: times with the engines interleaved in one fresh subprocess per
-    configuration, then each engine's peak memory in a fresh subprocess of its own.
+    configuration, then (on the CPU) each engine's peak memory in a fresh subprocess of its own.
 
     ``omp_wait_policy`` is exported as ``OMP_WAIT_POLICY`` to the worker (both engines run in it, so both
     get it); None keeps the caller's environment. ``threads`` (None: the libraries' default, one per
     core) sets the thread count of torch, MKL and OpenBLAS in the worker. ``device``: ``"cpu"`` or
-    ``"cuda"`` (see the module docstring for what memory means there).
+    ``"cuda"`` (see the module docstring for what memory means there). ``precisions`` and ``map_share``:
+    see :func:`measure`. ``timeout``: seconds per worker process. ``memory``: False skips the CPU memory
+    workers (peak memory then NaN).
 
     Returns:
         The measurements and, per configuration, the relative output difference ours vs ME.
@@ -343,14 +448,20 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
         argv = ["--worker", "--config", config, "--repeats", str(repeats), "--device", device]
         for engine in engines:
             argv += ["--engine", engine]
+        for precision in precisions:
+            argv += ["--precision", precision]
+        if map_share:
+            argv.append("--map-share")
         res = _subprocess(argv, timeout, omp_wait_policy, threads)
         if res is None:
             continue
         for row in res["rows"]:
             row["loadavg"] = tuple(row["loadavg"])
-            mem = _subprocess(["--memory-worker", "--config", config, "--engine", row["engine"],
-                               "--device", device], timeout, omp_wait_policy, threads)
-            row["peak_rss_mb"] = float("nan") if mem is None else mem["peak_rss_mb"]
+            if device != "cuda" and memory:  # CUDA rows carry the allocator's peak of their timed runs
+                mem = _subprocess(["--memory-worker", "--config", config, "--engine", row["engine"],
+                                   "--device", device, "--precision", row["precision"]],
+                                  timeout, omp_wait_policy, threads)
+                row["peak_rss_mb"] = float("nan") if mem is None else mem["peak_rss_mb"]
             rows.append(Measurement(**row))
         if res["difference"] is not None:
             diffs[config] = res["difference"]
@@ -358,21 +469,24 @@ def run_benchmark(configs: list[str], engines: list[str], repeats: int = REPEATS
 
 
 def format_table(rows: list[Measurement], diffs: dict[str, float]) -> str:
-    """A text table with times (median and best run), throughput, memory, and ours/ME ratios."""
-    by = {(r.name, r.engine): r for r in rows}
+    """A text table with times (median and best run), throughput, memory, map-build share, and ratios
+    (ours/ME speed and memory, bf16/fp32 speed)."""
+    by = {(r.name, r.engine, r.precision): r for r in rows}
     lines = [
-        f"{'configuration':<20} {'engine':<10} {'kernels':<9} {'voxels':>8} {'median s':>9} {'best s':>7} "
-        f"{'kvox/s':>7} {'peak MiB':>9} {'load1':>6}  runs (s)",
+        f"{'configuration':<20} {'engine':<10} {'kernels':<9} {'prec':<5} {'voxels':>8} {'median s':>9} "
+        f"{'best s':>7} {'kvox/s':>8} {'peak MiB':>9} {'maps %':>6} {'load1':>6}  runs (s)",
     ]
     for r in rows:
-        runs = " ".join(f"{t:.2f}" for t in r.times_s)
+        runs = " ".join(f"{t:.3f}" for t in r.times_s)
+        best = min(r.times_s) if r.times_s else float("nan")
+        share = f"{100 * r.map_share:>6.1f}" if r.map_share == r.map_share else f"{'-':>6}"
         lines.append(
-            f"{r.name:<20} {r.engine:<10} {r.kernels or '-':<9} {r.voxels:>8} {r.median_s:>9.2f} "
-            f"{min(r.times_s):>7.2f} {r.voxels_per_s / 1e3:>7.1f} {r.peak_rss_mb:>9.0f} "
+            f"{r.name:<20} {r.engine:<10} {r.kernels or '-':<9} {r.precision:<5} {r.voxels:>8} "
+            f"{r.median_s:>9.3f} {best:>7.3f} {r.voxels_per_s / 1e3:>8.1f} {r.peak_rss_mb:>9.0f} {share} "
             f"{r.loadavg[0]:>6.2f}  {runs}"
         )
     for name in dict.fromkeys(r.name for r in rows):
-        ours, theirs = by.get((name, "torch")), by.get((name, "minkowski"))
+        ours, theirs = by.get((name, "torch", "fp32")), by.get((name, "minkowski", "fp32"))
         if ours and theirs:
             diff = diffs.get(name)
             diff_txt = f"; outputs differ by {diff:.1e} (relative)" if diff is not None else ""
@@ -381,12 +495,19 @@ def format_table(rows: list[Measurement], diffs: dict[str, float]) -> str:
                 f"{min(theirs.times_s) / min(ours.times_s):.2f}x (best run); "
                 f"peak memory {ours.peak_rss_mb / max(theirs.peak_rss_mb, 1e-9):.2f}x of ME's{diff_txt}"
             )
+        low = by.get((name, "torch", "bf16"))
+        if ours and low:
+            lines.append(
+                f"{name}: bf16 autocast {ours.median_s / low.median_s:.2f}x the speed of fp32 (median); "
+                f"peak memory {low.peak_rss_mb / max(ours.peak_rss_mb, 1e-9):.2f}x; "
+                f"output differs from fp32 by {low.difference_vs_fp32:.1e} (relative)"
+            )
     return "\n".join(lines)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", choices=sorted(CONFIGS),
-                        help="configuration(s) to run (default: all)")
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS | QUICK_CONFIGS),
+                        help="configuration(s) to run (default: all of the full-size ones)")
     parser.add_argument("--engine", action="append", choices=["torch", "minkowski"],
                         help="engine(s) (default: torch, plus minkowski when it imports); ours uses its "
                              "compiled CPU kernels when built (FOURDCONTRAST_NATIVE=0: the PyTorch path)")
@@ -398,6 +519,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads of torch/MKL/OpenBLAS in the workers (default: one per core)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="run the models on the CPU (default) or the GPU")
+    parser.add_argument("--precision", action="append", choices=sorted(PRECISIONS),
+                        help="fp32 (default) and/or bf16 (forward under bfloat16 autocast; our engine only)")
+    parser.add_argument("--map-share", action="store_true",
+                        help="also time forwards with cached vs fresh kernel maps (share of map building)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small configurations, one timed run (smoke test; not for figures)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker process")
+    parser.add_argument("--skip-memory", action="store_true",
+                        help="no memory workers on the CPU (faster smoke runs; peak memory not measured)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
 
@@ -408,32 +538,48 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logger.error("error: %s", exc)
         return 1
+    precisions = tuple(dict.fromkeys(args.precision or ["fp32"]))
     if args.memory_worker:
-        peak = measure_memory(args.config[0], (args.engine or ["torch"])[0], device=args.device)
+        peak = measure_memory(args.config[0], (args.engine or ["torch"])[0], device=args.device,
+                              precision=precisions[0])
         print(json.dumps({"peak_rss_mb": peak}))
         return 0
     if args.worker:
         return _worker(argparse.Namespace(config=args.config[0], engines=args.engine or ["torch"],
-                                          repeats=args.repeats, device=args.device))
+                                          repeats=args.repeats, device=args.device, precisions=precisions,
+                                          map_share=args.map_share))
     from fourdcontrast.sparse.backend import minkowski_engine
 
     engines = args.engine or (["torch", "minkowski"] if minkowski_engine() is not None else ["torch"])
-    configs = args.config or list(CONFIGS)
+    configs = args.config or list(QUICK_CONFIGS if args.quick else CONFIGS)
+    repeats = 1 if args.quick and args.repeats == REPEATS else args.repeats
     policy = args.omp_wait_policy or None
-    rows, diffs = run_benchmark(configs, engines, args.repeats, omp_wait_policy=policy, threads=args.threads,
-                                device=args.device)
+    rows, diffs = run_benchmark(configs, engines, repeats, timeout=args.timeout, omp_wait_policy=policy,
+                                threads=args.threads, device=args.device, precisions=precisions,
+                                map_share=args.map_share, memory=not args.skip_memory)
     threads = rows[0].threads if rows else torch.get_num_threads()
     where = (f"GPU {torch.cuda.get_device_name()}" if args.device == "cuda"
              else f"{threads} threads, {os.cpu_count()} CPUs")
-    memory = ("torch.cuda.max_memory_allocated" if args.device == "cuda" else "VmHWM - VmRSS")
+    memory = ("torch.cuda.max_memory_allocated added by a forward+backward (largest of the timed runs)"
+              if args.device == "cuda" else
+              "VmHWM - VmRSS added by the first forward+backward, each engine in its own process")
     print(f"torch {torch.__version__}, {where}, load average {os.getloadavg()[0]:.2f}, "
-          f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; "
-          f"peak memory = {memory} added by the first forward+backward, each engine in its own process")
+          f"OMP_WAIT_POLICY={policy or os.environ.get('OMP_WAIT_POLICY')}; peak memory = {memory}")
     print(format_table(rows, diffs))
     if args.json:
-        payload = {"rows": [asdict(r) for r in rows], "differences": diffs}
+        payload = {"torch": torch.__version__, "device": where, "rows": [_finite(asdict(r)) for r in rows],
+                   "differences": diffs}
         atomic_write_bytes(args.json, json.dumps(payload, indent=1).encode())
+    failed = [c for c in configs if c not in {r.name for r in rows}]
+    if failed:
+        logger.error("error: %s failed (see the warnings above)", ", ".join(failed))
+        return 1
     return 0
+
+
+def _finite(record: dict) -> dict:
+    """A measurement record with NaN floats as None (strict JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
 
 
 if __name__ == "__main__":

@@ -35,3 +35,24 @@ def test_benchmark_memory_is_what_a_forward_backward_adds():
     voxels = len(bench.room_coordinates(0.1))
     # at least the stem's 32-channel activations (float32) are alive at once; far below a GiB
     assert voxels * 32 * 4 / 2**20 < peak < 1024
+
+
+def test_benchmark_table_reports_bf16_speed_map_share_and_strict_json():
+    rows = [bench.Measurement("cfg", "torch", 10, [2.0, 2.0], 2.0, 5.0, 100.0, 2, (1.0, 1.0, 1.0), "cuda",
+                              "pytorch", "fp32", 1.0, 0.8, 0.1),
+            bench.Measurement("cfg", "torch", 10, [0.5, 0.5], 0.5, 20.0, 60.0, 2, (1.0, 1.0, 1.0), "cuda",
+                              "pytorch", "bf16", difference_vs_fp32=0.02)]
+    table = bench.format_table(rows, {})
+    assert "bf16 autocast 4.00x the speed of fp32" in table and "peak memory 0.60x" in table
+    assert "2.0e-02" in table and "  10.0 " in table.splitlines()[1]  # the fp32 row's map share, %
+    record = bench._finite(bench.asdict(rows[1]))
+    assert record["map_share"] is None and record["difference_vs_fp32"] == 0.02
+    json.dumps(record, allow_nan=False)
+    assert bench.kernels_of("torch", "cpu", "bf16") == "pytorch"  # no compiled kernels for bf16
+
+
+def test_quick_configs_are_separate_and_small():
+    assert not set(bench.QUICK_CONFIGS) & set(bench.CONFIGS)
+    for name, (_, dimension, voxel, frames) in bench.QUICK_CONFIGS.items():
+        coords = bench.room_coordinates(voxel, frames, rng=0)
+        assert coords.shape[1] == 1 + dimension and 1000 < len(coords) < 10_000, name
