@@ -82,3 +82,78 @@ def test_dataloader(generated):
     batches = list(loader)
     assert len(batches) == 1 and batches[0].batch_size == 2
     assert batches[0].pairs_3d.dtype == torch.int64 and batches[0].coords_3d.dtype == torch.int32
+
+
+def tiny_batch(points: bool = True):
+    """A hand-made two-sequence batch (no generation), every tensor field filled."""
+    from fourdcontrast.data.dataset import Batch
+
+    g = torch.Generator().manual_seed(0)
+    return Batch(
+        coords_3d=torch.randint(0, 9, (12, 4), generator=g, dtype=torch.int32),
+        feats_3d=torch.ones(12, 3),
+        coords_4d=torch.randint(0, 9, (7, 5), generator=g, dtype=torch.int32),
+        feats_4d=torch.ones(7, 3),
+        pairs_3d=torch.randint(0, 12, (5, 2), generator=g),
+        pairs_3d_group=torch.zeros(5, dtype=torch.int64),
+        pairs_3d4d=torch.randint(0, 7, (6, 2), generator=g),
+        pairs_3d4d_group=torch.zeros(6, dtype=torch.int64),
+        pairs_4d=torch.randint(0, 7, (4, 2), generator=g),
+        pairs_4d_group=torch.zeros(4, dtype=torch.int64),
+        batch_size=2,
+        length=3,
+        points_3d=torch.rand(12, 3, generator=g) if points else None,
+    )
+
+
+def tensor_fields(batch):
+    from dataclasses import fields
+
+    values = {f.name: getattr(batch, f.name) for f in fields(batch)}
+    return {name: v for name, v in values.items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.mark.parametrize("points", [True, False])
+def test_batch_to_moves_every_tensor_and_keeps_the_rest(points):
+    batch = tiny_batch(points)
+    moved = batch.to("meta", non_blocking=True)
+    assert moved is not batch and moved.batch_size == 2 and moved.length == 3
+    before, after = tensor_fields(batch), tensor_fields(moved)
+    assert set(after) == set(before) and len(before) == 10 + points
+    for name, t in after.items():
+        assert t.device.type == "meta" and t.dtype == before[name].dtype and t.shape == before[name].shape
+        assert before[name].device.type == "cpu"  # the original batch is left as it was
+    assert (moved.points_3d is None) == (not points)
+    same = batch.to("cpu")
+    assert all(torch.equal(same_t, before[n]) for n, same_t in tensor_fields(same).items())
+
+
+def test_batch_pin_memory_pins_every_tensor(monkeypatch):
+    """The DataLoader's pin-memory step (torch.utils.data's pin_memory) calls Batch.pin_memory; here a
+    stand-in records which tensors get pinned (pinning itself needs an accelerator)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    pinned = []
+
+    def fake_pin(self, *args, **kwargs):
+        pinned.append(self)
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    batch = tiny_batch()
+    out = pin_memory(batch)
+    assert type(out) is type(batch) and out.batch_size == batch.batch_size
+    assert sorted(id(t) for t in pinned) == sorted(id(t) for t in tensor_fields(batch).values())
+    for name, t in tensor_fields(out).items():
+        assert torch.equal(t, getattr(batch, name)) and t is not getattr(batch, name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory and GPU copies need CUDA")
+def test_batch_pinned_by_a_dataloader_and_moved_to_cuda():
+    loader = torch.utils.data.DataLoader([tiny_batch()], batch_size=None, pin_memory=True)
+    batch = next(iter(loader))
+    assert all(t.is_pinned() for t in tensor_fields(batch).values())
+    on_gpu = batch.to("cuda", non_blocking=True)
+    torch.cuda.synchronize()
+    for name, t in tensor_fields(on_gpu).items():
+        assert t.is_cuda and torch.equal(t.cpu(), getattr(batch, name))
