@@ -245,8 +245,10 @@ def test_sparse_tensors_move_between_cpu_and_cuda():
 
 # ---- the GPU strategy of the map builder, checked on the CPU ------------------------------------------
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if CUDA else []))
 @pytest.mark.parametrize("dimension", [3, 4])
-def test_sync_free_maps_equal_the_cpu_maps_pair_for_pair(monkeypatch, dimension):
+def test_sync_free_maps_equal_the_cpu_maps_pair_for_pair(monkeypatch, dimension, device):
+    """The GPU strategy (on the CPU, and on CUDA where present) finds the CPU builder's pairs in its order."""
     rng = np.random.default_rng(dimension)
     coords = random_coordinates(rng, 500, dimension, extent=5)
     # small query chunks: several chunks per map, as the 4D stems have on a GPU
@@ -254,20 +256,22 @@ def test_sync_free_maps_equal_the_cpu_maps_pair_for_pair(monkeypatch, dimension)
     managers = {}
     for sync_free in (False, True):
         m = CoordinateManager(sync_free=sync_free)
-        key = m.insert(coords, (1,) * dimension)
+        key = m.insert(coords.to(device) if sync_free else coords, (1,) * dimension)
         down = m.downsample(key, (2,) * dimension)
         for ks, dil, region, out in ((5, 1, "hypercube", key), (3, 2, "hypercross", key),
                                      (2, 1, "hypercube", down), (3, 1, "hypercube", down)):
             m.kernel_map(key, out, (ks,) * dimension, (dil,) * dimension, region)
         managers[sync_free] = m
     assert managers[True].sync_free and not managers[False].sync_free
-    assert torch.equal(managers[True].coordinates(1), managers[False].coordinates(1))
+    assert managers[True].device.type == device
+    assert torch.equal(managers[True].coordinates(1).cpu(), managers[False].coordinates(1))
     for cache_key, ours in managers[True]._maps.items():
         theirs = managers[False]._maps[cache_key]
-        assert ours.sync_free and not theirs.sync_free
+        assert ours.sync_free and not theirs.sync_free and ours.in_rows.device.type == device
         assert ours.counts == theirs.counts and ours.identity == theirs.identity
         assert ours.in_rows.dtype == theirs.in_rows.dtype
-        assert torch.equal(ours.in_rows, theirs.in_rows) and torch.equal(ours.out_rows, theirs.out_rows)
+        assert torch.equal(ours.in_rows.cpu(), theirs.in_rows)
+        assert torch.equal(ours.out_rows.cpu(), theirs.out_rows)
         assert sum(ours.counts) > 0
 
 
