@@ -70,7 +70,7 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if not (self.training and distributed):
             return super().forward(x)
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in float32 at least
         stats = torch.cat([xf.sum(0), (xf * xf).sum(0), xf.new_tensor([float(len(xf))])])
         stats = all_reduce(stats)  # differentiable: gradients flow back to every process's rows
         c = x.shape[1]

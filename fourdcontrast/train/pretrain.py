@@ -301,9 +301,12 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False,
     out = Path(out)
     device = resolve_device(config.run.device)
     ctx = setup_distributed(device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(config.run.deterministic, warn_only=True)
     try:
         return _pretrain(config, out, resume, progress, device, ctx)
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         cleanup_distributed(ctx)
 
 
@@ -373,7 +376,7 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
                 result = ddp(batch, generator=generator)
             (result["loss"] / o.accumulate).backward()
             for k in ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d"):
-                terms[k] = terms.get(k, 0.0) + float(result[k]) / o.accumulate
+                terms[k] = terms.get(k, 0.0) + float(result[k].detach()) / o.accumulate
             for k in ("pairs_3d", "pairs_3d4d", "pairs_4d"):
                 terms[k] = terms.get(k, 0) + int(result[k])
         if o.grad_clip:

@@ -1,0 +1,212 @@
+"""The pre-training loop: data stream, schedule, logs, checkpoints, exact resume after SIGKILL, torchrun
+DDP against one process, and backbone export (into MinkowskiEngine where it imports)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_dict
+
+from fourdcontrast.models.fourdcontrast import FourDContrast
+from fourdcontrast.models.resunet import build_backbone
+from fourdcontrast.sparse import SparseTensor, minkowski_engine
+from fourdcontrast.train.checkpoint import load_checkpoint
+from fourdcontrast.train.config import config_from_dict
+from fourdcontrast.train.pretrain import (
+    CHECKPOINT,
+    ReplacingDataset,
+    StreamSampler,
+    export_backbone,
+    learning_rate,
+    param_groups,
+    pretrain,
+    read_log,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+LOSSES = ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d", "pairs_3d", "recall")
+
+
+def test_stream_sampler_is_deterministic_and_splits_like_one_process():
+    one = StreamSampler(10, batch=4, seed=3)
+    first = list(zip(range(40), iter(one), strict=False))
+    assert [i for _, i in first] == [i for _, i in zip(range(40), iter(StreamSampler(10, 4, seed=3)),
+                                                           strict=False)]
+    epoch0 = [i for _, i in first[:10]]
+    assert sorted(epoch0) == list(range(10))  # each epoch is a permutation
+    # two processes with batch 2 see, step by step, the halves of one process's batch of 4
+    r0 = iter(StreamSampler(10, 2, seed=3, rank=0, world=2))
+    r1 = iter(StreamSampler(10, 2, seed=3, rank=1, world=2))
+    merged = []
+    for _ in range(10):
+        merged += [next(r0), next(r0), next(r1), next(r1)]
+    assert merged == [i for _, i in first]
+    # resuming at micro-batch 3 continues the same stream
+    resumed = iter(StreamSampler(10, 4, seed=3, start=3))
+    assert [next(resumed) for _ in range(8)] == [i for _, i in first[12:20]]
+
+
+class Flaky(torch.utils.data.Dataset):
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, i):
+        if i % 3 == 0:
+            raise ValueError(f"item {i} cannot be generated")
+        return i
+
+
+def test_replacing_dataset_replaces_deterministically_and_counts():
+    data = ReplacingDataset(Flaky())
+    assert data[1] == (1, 0)
+    value, k = data[3]
+    assert k >= 1 and value % 3 != 0 and data[3] == (value, k)
+
+
+def test_schedule_and_fixed_predictor_lr(tiny_config):
+    assert learning_rate(tiny_config, 0) == pytest.approx(0.05)
+    paper = config_from_dict({"optim": {"lr": 0.25}})
+    assert learning_rate(paper, 999) == 0.25 and learning_rate(paper, 2500) == pytest.approx(0.25 * 0.99**2)
+    groups = param_groups(FourDContrast(tiny_config.method_config()), fix_pred_lr=True)
+    assert [g["fix_lr"] for g in groups] == [False, True]
+    assert all(p.shape for p in groups[1]["params"])
+
+
+def test_short_run_logs_and_checkpoints(tmp_path, tiny_config):
+    rows = pretrain(tiny_config, tmp_path, progress=False)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[0]["recall"] is not None and rows[0]["loss"] is None  # the random network's recall
+    assert all(r["loss"] is not None and -1 <= r["loss_3d"] <= 1 for r in rows[1:])
+    assert rows[2]["recall"] is not None and rows[3]["recall"] is None and rows[4]["recall"] is not None
+    assert all(r["pairs_3d"] > 0 and r["sequences_per_s"] > 0 for r in rows[1:])
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["step"] == 4 and state["data_position"] == 4
+    assert state["config"] == tiny_config.to_dict()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == tiny_config.to_dict()
+    # a second call with resume=True at the last step has nothing to do and keeps the log
+    again = pretrain(tiny_config, tmp_path, resume=True, progress=False)
+    assert again == rows
+
+
+def run_cli(out: Path, *extra: str, steps: int = 6, wait_for_step: int | None = None):
+    """Run ``fourdcontrast pretrain`` on the tiny config in a subprocess; with ``wait_for_step``, SIGKILL it
+    once a checkpoint of at least that step exists."""
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(yaml.safe_dump(tiny_dict(optim={"lr": 0.05, "steps": steps})))
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "fourdcontrast", "pretrain", "--config", str(config), "--out", str(out),
+           "--no-progress", *extra]
+    if wait_for_step is None:
+        subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=600)
+        return
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        ckpt = out / CHECKPOINT
+        if ckpt.exists():
+            try:
+                if load_checkpoint(ckpt)["step"] >= wait_for_step:
+                    break
+            except Exception:
+                pass
+        if proc.poll() is not None:
+            raise AssertionError("the run ended before it could be killed")
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    run_cli(tmp_path / "straight")
+    run_cli(tmp_path / "killed", wait_for_step=2)
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] < 6  # really interrupted
+    run_cli(tmp_path / "killed", "--resume")
+    straight, resumed = read_log(tmp_path / "straight" / "log.csv"), read_log(tmp_path / "killed" / "log.csv")
+    assert [r["step"] for r in resumed] == [r["step"] for r in straight] == list(range(7))
+    for a, b in zip(straight, resumed, strict=True):
+        assert {k: a[k] for k in LOSSES} == {k: b[k] for k in LOSSES}  # exactly equal
+    wa = load_checkpoint(tmp_path / "straight" / CHECKPOINT)["model"]
+    wb = load_checkpoint(tmp_path / "killed" / CHECKPOINT)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def torchrun(out: Path, nproc: int, batch: int, steps: int, *extra: str) -> None:
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(yaml.safe_dump(tiny_dict(
+        data={"batch_size": batch}, optim={"lr": 0.05, "steps": steps},
+        run={"recall_every": 0, "checkpoint_every": 1, "log_every": 1, "device": "cpu"})))
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    port = str(29500 + os.getpid() % 1000 + nproc)
+    # float64 throughout, so that "equal" can be checked to 1e-9 rather than to float32 summation noise
+    script = out.parent / "pretrain64.py"
+    script.write_text("import sys, torch\ntorch.set_default_dtype(torch.float64)\n"
+                      "from fourdcontrast.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", port, str(script), "pretrain", "--config", str(config),
+           "--out", str(out), "--no-progress", *extra]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_equals_one_process_with_the_same_global_batch(tmp_path):
+    torchrun(tmp_path / "one", 1, batch=2, steps=2)
+    torchrun(tmp_path / "two", 2, batch=1, steps=2)
+    a = load_checkpoint(tmp_path / "one" / CHECKPOINT)["model"]
+    b = load_checkpoint(tmp_path / "two" / CHECKPOINT)["model"]
+    assert set(a) == set(b)
+    torch.manual_seed(0)
+    init = FourDContrast(config_from_dict(tiny_dict()).method_config()).double().state_dict()
+
+    def flat(state, keys, minus=None):
+        return torch.cat([(state[k] - (minus[k] if minus else 0)).double().flatten() for k in keys])
+
+    # in float64 the updates of all parameters and the running statistics agree to rounding
+    params = [k for k in a if a[k].is_floating_point() and "running" not in k]
+    da, db = flat(a, params, init), flat(b, params, init)
+    assert a[params[0]].dtype == torch.float64
+    assert float((da - db).norm() / da.norm()) < 1e-9
+    stats = [k for k in a if "running" in k]
+    assert float((flat(a, stats) - flat(b, stats)).norm() / flat(a, stats).norm()) < 1e-9
+    # it also resumes: two more steps from the 2-process checkpoint
+    torchrun(tmp_path / "two", 2, 1, 4, "--resume")
+    assert load_checkpoint(tmp_path / "two" / CHECKPOINT)["step"] == 4
+    assert [r["step"] for r in read_log(tmp_path / "two" / "log.csv")][-2:] == [3, 4]
+
+
+ME = minkowski_engine()
+
+
+@pytest.mark.parametrize("backend", [
+    "torch",
+    pytest.param("minkowski", marks=[pytest.mark.minkowski, pytest.mark.skipif(
+        ME is None, reason="MinkowskiEngine does not import here (scripts/install_minkowski.sh)")]),
+])
+def test_exported_backbone_loads_and_computes_the_same(tmp_path, tiny_config, backend):
+    pretrain(tiny_config, tmp_path, progress=False)
+    path = export_backbone(tmp_path / CHECKPOINT, tmp_path / "backbone.pth")
+    weights = torch.load(path, weights_only=True)
+    m = tiny_config.method_config()
+    ours = build_backbone(m.backbone_3d, 3, m.feature_dim).eval()
+    ours.load_state_dict(weights)  # strict: every name and shape matches
+    theirs = build_backbone(m.backbone_3d, 3, m.feature_dim, backend=backend).eval()
+    theirs.load_state_dict(weights)
+    g = torch.Generator().manual_seed(0)
+    coords = torch.unique(torch.randint(0, 30, (3000, 3), generator=g), dim=0)
+    coords = torch.cat([torch.zeros(len(coords), 1, dtype=torch.long), coords], 1)
+    feats = torch.ones(len(coords), 3)
+    with torch.no_grad():
+        a = ours(SparseTensor(feats, coords)).F
+        if backend == "torch":
+            b = theirs(SparseTensor(feats, coords)).F
+        else:
+            x = ME.SparseTensor(feats, coords.int())
+            b = theirs(x).F[x.inverse_mapping]
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
