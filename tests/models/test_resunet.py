@@ -43,6 +43,7 @@ def surface_voxels(rng, dimension, n=400):
     [(MinkUNet34, 3, "hypercube", 37.86), (MinkUNet14, 4, "hypercube", 33.23),
      (MinkUNet14, 3, "hypercube", 11.58), (MinkUNet14, 4, "spatial", 12.72),
      (MinkUNet14, 4, "hypercross", 5.89), (MinkUNet18, 3, "hypercube", 21.70)],
+    # (MinkUNet14S, ours, is checked in test_small_unet_fits_the_shipped_checkpoint)
 )
 def test_parameter_counts_match_minkowski(cls, dimension, kernel_shape, millions):
     model = cls(3, 20, dimension=dimension, kernel_shape=kernel_shape)
@@ -117,3 +118,12 @@ def test_width_variants():
     assert MinkUNet34.LAYERS == (2, 3, 4, 6, 2, 2, 2, 2) and MinkUNet14.LAYERS == (1,) * 8
     with pytest.raises(ValueError, match="backend"):
         MinkUNet14(3, 2, backend="jax")
+
+
+def test_small_unet_fits_the_shipped_checkpoint():
+    from fourdcontrast.models.resunet import BACKBONES, MinkUNet14S
+
+    assert BACKBONES["MinkUNet14S"] is MinkUNet14S
+    model = MinkUNet14S(3, 32, dimension=3)
+    assert count_parameters(model) / 1e6 == pytest.approx(2.01, abs=0.01)
+    assert count_parameters(model) * 2 < 10e6  # half precision under 10 MB
