@@ -66,7 +66,8 @@ if [ "$QUICK" = 1 ]; then
   BENCH_REPEATS=1
   BENCH_EXTRA=(--skip-memory)
   TESTS=(tests/sparse/test_devices.py -k "replace_features or sync_free_maps")
-  PRETRAIN_ARGS=(--device "$DEVICE" --preset paper --steps 1)
+  PRETRAIN_ARGS=(--device "$DEVICE" --preset cpu-small --batch 1 --steps 1 --engines torch
+                 --set data.voxel_size_3d=0.2 --set data.voxel_size_4d=0.4)
   T_TESTS=${GPU_CHECK_T_TESTS:-60} T_PRETRAIN=${GPU_CHECK_T_PRETRAIN:-60}
 else
   # seconds per configuration (CUDA start-up, warm-up, 3 timed runs per precision, map-share forwards)
@@ -75,7 +76,7 @@ else
   BENCH_EXTRA=()
   TESTS=(tests/sparse/test_devices.py tests/sparse/test_engine.py tests/data/test_dataset.py
          -k "test_devices or (test_engine and pytorch) or test_batch_")
-  PRETRAIN_ARGS=(--device "$DEVICE" --preset paper --steps 3)
+  PRETRAIN_ARGS=(--device "$DEVICE" --preset paper --batch 4 --steps 3 --engines torch)
   T_TESTS=${GPU_CHECK_T_TESTS:-120} T_PRETRAIN=${GPU_CHECK_T_PRETRAIN:-90}
 fi
 
