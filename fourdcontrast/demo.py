@@ -1,13 +1,18 @@
-"""``fourdcontrast demo`` (``make demo``): the main job end to end on the embedded data.
+"""``fourdcontrast demo`` (``make demo``): the whole method end to end on the embedded data.
 
 1. **generate** 4D sequences (Sec. 3.3) from the embedded procedural rooms and CC-0 furniture into shards,
-   with a manifest (resumable: run it again after an interruption and it continues);
-2. **batch** them with exact 3D-3D / 3D-4D / 4D-4D correspondences (Sec. 3.2);
-3. **embed** a batch with the paper's backbones — MinkUNet34 on the 3D frames at 2 cm and MinkUNet14 on the
-   4D sequence at 5 cm (Sec. 4; randomly initialised: pre-training is a later step);
-4. **draw** the sequence, its trajectory sampling, correspondences, the correspondence check and a
-   feature-similarity heatmap to PNG (fourdviz);
-5. write ``summary.json`` with the figures (counts, times).
+   with a manifest (resumable);
+2. **pre-train** Φ3D / P3D / Φ4D / P4D with the losses of Eqs. 1–9 on those shards for a few minutes
+   (the ``cpu-small`` preset: MinkUNet14S at 10 cm / 20 cm), and export the 3D backbone;
+3. **compare features** of three 3D backbones on a held-out batch — random, the shipped pre-trained one
+   (``assets/pretrained``) and the one just trained: feature-match recall, t-SNE embeddings coloured by
+   semantic class and similarity heatmaps across the frames of a sequence (fourdviz);
+4. **fine-tune** the just-trained backbone for semantic segmentation at one limited-data level
+   (5 % of the training rooms) and evaluate it on held-out rooms;
+5. write ``summary.json`` and print a one-screen summary of where every file is.
+
+Every stage resumes: generation from its manifest, pre-training from its checkpoint, and the feature and
+fine-tuning stages are skipped when their outputs exist. Sizes are named constants below.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fourdcontrast.data.dataset import ShardDataset, collate_sequences
+from fourdcontrast.data.dataset import collate_sequences
 from fourdcontrast.data.generate import GenerationConfig, load_objects, run_generation, scene_specs
 from fourdcontrast.io.atomic import atomic_write_bytes
-from fourdcontrast.models.resunet import MinkUNet14, MinkUNet34, count_parameters
+from fourdcontrast.metrics import batch_feature_match_recall
+from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.records import SOURCE_OBJECT
+from fourdcontrast.sources.classes import CLASS_NAMES, class_of_category
 from fourdcontrast.sparse import SparseTensor
 
 logger = logging.getLogger(__name__)
@@ -37,37 +44,128 @@ DEMO_TRAJECTORIES = 5
 """Trajectories per room (the paper uses 20 per scan)."""
 DEMO_WORKERS = 2
 """Generation worker processes."""
-FEATURE_CHANNELS = 96
-"""Output channels of the demo backbones (the final width of MinkUNet34's decoder)."""
+DEMO_PRETRAIN_STEPS = 60
+"""Pre-training steps of the demo (cpu-small preset; ~3-5 minutes on 2 cores)."""
+DEMO_FINETUNE_STEPS = 60
+"""Fine-tuning steps of the demo (cpu fine-tuning preset, 2 crops per step)."""
+DEMO_ROOMS = {"train": 20, "val": 2, "test": 4}
+"""Labelled rooms of the demo's fine-tuning split (the benchmark uses 100 / 20 / 20)."""
+DEMO_LIMITED_SCENES = 0.05
+"""The limited-data level of the demo's fine-tuning: 5 % of the training rooms (ScanNet data-efficient
+benchmark level)."""
+PRETRAIN_CONFIG = "cpu-small"
+"""The pre-training preset of the demo (and of the shipped checkpoint)."""
+SHIPPED_BACKBONE = Path(__file__).resolve().parent / "assets" / "pretrained" / "cpu-small-backbone.pth"
+"""The shipped pre-trained 3D backbone (half precision; see PROVENANCE.md beside it)."""
 
 
-def embed_batch(batch, channels: int = FEATURE_CHANNELS, seed: int = 0) -> dict:
-    """Run the paper's backbones (random init) on a collated batch.
-
-    Args:
-        batch: a :class:`fourdcontrast.data.dataset.Batch`.
-        channels: output feature channels.
-        seed: torch seed of the initialisation.
-
-    Returns:
-        dict with ``features_3d`` (N3, channels), ``features_4d`` (N4, channels) float32 tensors, the
-        networks' parameter counts and forward times in seconds.
-    """
+def load_backbone(path: str | Path | None, name: str = "MinkUNet14S", out_channels: int = 32,
+                  seed: int = 0) -> torch.nn.Module:
+    """A 3D U-Net in eval mode: randomly initialised (``path`` None, torch seed ``seed``) or with the
+    weights of an exported backbone (``.pth`` state dict, any float precision)."""
     torch.manual_seed(seed)
-    out: dict = {}
-    for name, net_cls, dim, coords, feats in [
-        ("3d", MinkUNet34, 3, batch.coords_3d, batch.feats_3d),
-        ("4d", MinkUNet14, 4, batch.coords_4d, batch.feats_4d),
-    ]:
-        net = net_cls(feats.shape[1], channels, dimension=dim).eval()
-        start = time.perf_counter()
+    model = build_backbone(name, 3, out_channels)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def point_labels(sequence, t: int) -> np.ndarray:
+    """(n_t,) semantic class of every point of frame ``t``: the scan's label for scene points, the
+    object's category class for object points (-1 where the scan is unlabelled)."""
+    frame = sequence.frames[t]
+    labels = np.full(len(frame), -1, dtype=np.int64)
+    scene = frame.source != SOURCE_OBJECT
+    if sequence.scene.labels is not None:
+        labels[scene] = sequence.scene.labels[frame.index[scene]]
+    labels[~scene] = class_of_category(sequence.obj.category)
+    return labels
+
+
+def _stage(out: Path, name: str) -> Path:
+    path = out / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pretrain(out: Path, seq_dir: Path, steps: int, progress: bool) -> tuple[dict, object]:
+    from fourdcontrast.train.config import load_config
+    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain
+
+    run = _stage(out, "pretrain")
+    config = load_config(PRETRAIN_CONFIG, [
+        f"optim.steps={steps}", "data.source=shards", f"data.shards={seq_dir}", "data.workers=1",
+        f"run.recall_every={max(steps // 2, 1)}"])
+    start = time.perf_counter()
+    rows = pretrain(config, run, resume=(run / CHECKPOINT).exists(), progress=progress)
+    backbone = export_backbone(run / CHECKPOINT, run / "backbone.pth")
+    losses = [r for r in rows if r.get("loss") is not None]
+    recalls = [r["recall"] for r in rows if r.get("recall") is not None]
+    return {"config": PRETRAIN_CONFIG, "steps": steps, "seconds": time.perf_counter() - start,
+            "loss_first": losses[0]["loss"] if losses else None,
+            "loss_last": losses[-1]["loss"] if losses else None,
+            "recall_first": recalls[0] if recalls else None, "recall_last": recalls[-1] if recalls else None,
+            "log": str(run / "log.csv"), "backbone": str(backbone),
+            "config_file": str(run / "config.yaml")}, config
+
+
+def _compare_features(out: Path, config, trained: Path) -> dict:
+    import fourdviz as fv
+    from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
+
+    figures_dir = _stage(out, "figures")
+    data = ReplacingDataset(make_dataset(config, holdout=True))
+    samples = [data[i][0] for i in range(config.data.holdout_sequences)]
+    batch = collate_sequences(samples)
+    seq, corr = samples[0].sequence, samples[0].correspondences
+    offsets = np.cumsum([0] + [len(c) for c in corr.coords_3d])
+    query = (0, int(np.flatnonzero(seq.frames[0].source == SOURCE_OBJECT)[0]))
+    labels = [point_labels(seq, t) for t in range(len(seq))]
+    results, figures = {}, {}
+    backbones = {"random": None, "shipped": SHIPPED_BACKBONE if SHIPPED_BACKBONE.exists() else False,
+                 "trained": trained}
+    for name, path in backbones.items():
+        if path is False:
+            logger.warning("%s is missing: skipping the shipped backbone", SHIPPED_BACKBONE)
+            continue
+        model = load_backbone(path)
         with torch.no_grad():
-            y = net(SparseTensor(feats, coords.long()))
-        out[f"features_{name}"] = y.features
-        out[f"seconds_{name}"] = time.perf_counter() - start
-        out[f"parameters_{name}"] = count_parameters(net)
-        out[f"voxels_{name}"] = len(coords)
-    return out
+            feats = model(SparseTensor(batch.feats_3d, batch.coords_3d.long())).F
+        recall = batch_feature_match_recall(feats, batch, threshold=config.run.recall_threshold,
+                                            num_samples=config.run.recall_samples,
+                                            generator=torch.Generator().manual_seed(0))
+        recall_20cm = batch_feature_match_recall(feats, batch, threshold=0.20,
+                                                 num_samples=config.run.recall_samples,
+                                                 generator=torch.Generator().manual_seed(0))
+        f3 = feats.numpy()
+        per_point = [f3[offsets[t]:offsets[t + 1]][corr.point_to_voxel_3d[t]] for t in range(len(seq))]
+        results[name] = {"recall": recall, "recall_20cm": recall_20cm}
+        fig = fv.plot_similarity(seq, per_point, query=query)
+        fig.suptitle(f"{name} backbone: similarity to an object point of frame 0 (recall {recall:.3f})",
+                     fontsize=11)
+        figures[f"similarity_{name}"] = str(fv.save_figure(fig, figures_dir / f"similarity_{name}.png"))
+        fig = fv.plot_embedding(per_point[0], labels[0], CLASS_NAMES, method="tsne", max_points=2000)
+        fig.suptitle(f"t-SNE of the {name} backbone's features (frame 0, by semantic class)", fontsize=11)
+        figures[f"tsne_{name}"] = str(fv.save_figure(fig, figures_dir / f"tsne_{name}.png"))
+    return {"backbones": results, "figures": figures, "threshold_m": config.run.recall_threshold,
+            "held_out_sequences": len(samples)}
+
+
+def _finetune(out: Path, backbone: Path, steps: int, progress: bool) -> dict:
+    from fourdcontrast.downstream.config import load_finetune_config
+    from fourdcontrast.downstream.segmentation import run_segmentation
+
+    run = _stage(out, "finetune")
+    rooms = "{" + ", ".join(f"{k}: {v}" for k, v in DEMO_ROOMS.items()) + "}"
+    overrides = [f"model.init={backbone}", f"optim.steps={steps}", f"data.rooms={rooms}",
+                 f"data.limited_scenes={DEMO_LIMITED_SCENES}"]
+    config = load_finetune_config("cpu", overrides)
+    result = run_segmentation(config, run, progress=progress)
+    m = result.metrics
+    return {"steps": steps, "train_scenes": result.train_scenes, "seconds": result.seconds,
+            "limited_scenes": DEMO_LIMITED_SCENES, "miou": m.miou, "macc": m.macc, "oa": m.overall_accuracy,
+            "metrics": str(run / "metrics.json")}
 
 
 def run_demo(
@@ -76,59 +174,51 @@ def run_demo(
     trajectories: int = DEMO_TRAJECTORIES,
     workers: int = DEMO_WORKERS,
     seed: int = 0,
+    pretrain_steps: int = DEMO_PRETRAIN_STEPS,
+    finetune_steps: int = DEMO_FINETUNE_STEPS,
+    progress: bool = True,
 ) -> dict:
-    """Run the demo into ``out`` (``sequences/`` shards, ``figures/*.png``, ``summary.json``); returns the
-    summary. Re-running continues an interrupted generation instead of starting over."""
-    import fourdviz as fv
-
+    """Run the demo into ``out`` (``sequences/``, ``pretrain/``, ``figures/``, ``finetune/``,
+    ``summary.json``); returns the summary. Re-running continues where it stopped."""
     out = Path(out)
-    steps = tqdm(total=4, desc="demo", unit="step")
-    summary: dict = {"scenes": scenes, "trajectories_per_scene": trajectories, "seed": seed}
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary: dict = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary.update({"scenes": scenes, "trajectories_per_scene": trajectories, "seed": seed})
+    steps = tqdm(total=4, desc="demo", unit="stage", disable=not progress)
+
+    def save():
+        atomic_write_bytes(summary_path, json.dumps(summary, indent=1, default=float).encode())
 
     steps.set_postfix_str("generating sequences")
     seq_dir = out / "sequences"
-    config = GenerationConfig(trajectories_per_scene=trajectories, seed=seed, scene_count=scenes)
+    gen_config = GenerationConfig(trajectories_per_scene=trajectories, seed=seed, scene_count=scenes)
     start = time.perf_counter()
-    manifest = run_generation(scene_specs("default", scenes), load_objects("default"), seq_dir, config,
+    manifest = run_generation(scene_specs("default", scenes), load_objects("default"), seq_dir, gen_config,
                               workers=workers, resume=(seq_dir / "manifest.json").exists())
-    summary["generation"] = {"seconds": time.perf_counter() - start, **manifest.get("totals", {})}
+    summary["generation"] = {"seconds": time.perf_counter() - start, "folder": str(seq_dir),
+                             **manifest.get("totals", {})}
+    save()
     steps.update()
 
-    steps.set_postfix_str("collating a batch")
-    dataset = ShardDataset(seq_dir)
-    sample = dataset[0]
-    batch = collate_sequences([sample])
-    summary["batch"] = {
-        "voxels_3d": len(batch.coords_3d), "voxels_4d": len(batch.coords_4d),
-        "pairs_3d": len(batch.pairs_3d), "pairs_3d4d": len(batch.pairs_3d4d), "pairs_4d": len(batch.pairs_4d),
-    }
+    steps.set_postfix_str(f"pre-training {pretrain_steps} steps ({PRETRAIN_CONFIG})")
+    summary["pretrain"], config = _pretrain(out, seq_dir, pretrain_steps, progress)
+    save()
     steps.update()
 
-    steps.set_postfix_str("embedding with MinkUNet34 (3D) and MinkUNet14 (4D)")
-    emb = embed_batch(batch)
-    summary["backbones"] = {k: v for k, v in emb.items() if not k.startswith("features")}
+    steps.set_postfix_str("comparing random / shipped / trained features")
+    done = "features" in summary and all(Path(p).exists() for p in summary["features"]["figures"].values())
+    if not done:
+        summary["features"] = _compare_features(out, config, Path(summary["pretrain"]["backbone"]))
+        save()
     steps.update()
 
-    steps.set_postfix_str("drawing figures")
-    seq, corr = sample.sequence, sample.correspondences
-    f3 = emb["features_3d"].numpy()
-    offsets = np.cumsum([0] + [len(c) for c in corr.coords_3d])
-    f3 = f3 - f3.mean(axis=0)  # untrained features all point one way: centre them to see differences
-    point_features = [f3[offsets[t]:offsets[t + 1]][corr.point_to_voxel_3d[t]] for t in range(len(seq))]
-    query = (0, int(np.flatnonzero(seq.frames[0].source == SOURCE_OBJECT)[0]))
-    figures = {
-        "trajectory_sampling": fv.plot_trajectory_sampling(seq.trajectory, seq.scene),
-        "sequence": fv.plot_sequence(seq, layout="side"),
-        "correspondences": fv.plot_correspondences(seq),
-        "correspondence_check": fv.plot_correspondence_check(seq, 0, 1),
-        "similarity_random_backbone": fv.plot_similarity(seq, point_features, query=query),
-    }
-    paths = {name: str(fv.save_figure(fig, out / "figures" / f"{name}.png")) for name, fig in figures.items()}
-    summary["figures"] = paths
+    steps.set_postfix_str(f"fine-tuning at {DEMO_LIMITED_SCENES:.0%} of the rooms")
+    if "finetune" not in summary or not Path(summary["finetune"]["metrics"]).exists():
+        summary["finetune"] = _finetune(out, Path(summary["pretrain"]["backbone"]), finetune_steps, progress)
+        save()
     steps.update()
     steps.close()
-
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1, default=float).encode())
     return summary
 
 
@@ -137,17 +227,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=DEMO_SCENES, help="embedded rooms to use")
     parser.add_argument("--trajectories", type=int, default=DEMO_TRAJECTORIES, help="trajectories per room")
     parser.add_argument("--workers", type=int, default=DEMO_WORKERS, help="generation worker processes")
+    parser.add_argument("--pretrain-steps", type=int, default=DEMO_PRETRAIN_STEPS, help="pre-training steps")
+    parser.add_argument("--finetune-steps", type=int, default=DEMO_FINETUNE_STEPS, help="fine-tuning steps")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    s = run_demo(args.out, args.scenes, args.trajectories, args.workers, args.seed)
-    g, b, n = s["generation"], s["batch"], s["backbones"]
-    print(f"generated {g.get('sequences', '?')} sequences from {s['scenes']} rooms in {g['seconds']:.1f} s "
-          f"(discard rate {g.get('discard_rate', float('nan')):.3f}) → {args.out}/sequences")
-    print(f"batch: {b['voxels_3d']:,} 3D voxels (2 cm), {b['voxels_4d']:,} 4D voxels (5 cm); pairs "
-          f"L3D {b['pairs_3d']:,}, L3D4D {b['pairs_3d4d']:,}, L4D {b['pairs_4d']:,}")
-    print(f"MinkUNet34 3D ({n['parameters_3d'] / 1e6:.1f} M params) {n['seconds_3d']:.1f} s; "
-          f"MinkUNet14 4D ({n['parameters_4d'] / 1e6:.1f} M params) {n['seconds_4d']:.1f} s (forward, CPU)")
-    print("figures:\n  " + "\n  ".join(s["figures"].values()))
+    start = time.perf_counter()
+    s = run_demo(args.out, args.scenes, args.trajectories, args.workers, args.seed, args.pretrain_steps,
+                 args.finetune_steps)
+    g, p, f, t = s["generation"], s["pretrain"], s["features"], s["finetune"]
+    print(f"\n4DContrast demo finished in {time.perf_counter() - start:.0f} s (this run) -> {args.out}")
+    print(f"1 generate  {g.get('sequences', '?')} sequences from {s['scenes']} rooms -> {g['folder']}")
+    print(f"2 pretrain  {p['steps']} steps ({p['config']}): loss {p['loss_first']:.3f} -> "
+          f"{p['loss_last']:.3f}; "
+          f"recall {p['recall_first']:.4f} -> {p['recall_last']:.4f}\n            log {p['log']}\n"
+          f"            backbone {p['backbone']}")
+    rec = ", ".join(f"{k} {v['recall']:.4f} ({v['recall_20cm']:.3f} at 20 cm)"
+                    for k, v in f["backbones"].items())
+    print(f"3 features  feature-match recall within {f['threshold_m'] * 100:.0f} cm: {rec}")
+    for name, path in f["figures"].items():
+        print(f"            {name:20s} {path}")
+    print(f"4 finetune  {t['steps']} steps on {t['train_scenes']} rooms ({t['limited_scenes']:.0%}): "
+          f"mIoU {t['miou'] * 100:.1f}, mAcc {t['macc'] * 100:.1f}, OA {t['oa'] * 100:.1f} -> {t['metrics']}")
+    print(f"summary     {Path(args.out) / 'summary.json'}")
     return 0

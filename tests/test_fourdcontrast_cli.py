@@ -41,15 +41,24 @@ def test_native_command_reports_whether_the_kernels_load(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    args = ["demo", "--out", str(tmp_path), "--scenes", "1", "--trajectories", "2", "--workers", "1"]
+    args = ["demo", "--out", str(tmp_path), "--scenes", "1", "--trajectories", "2", "--workers", "1",
+            "--pretrain-steps", "2", "--finetune-steps", "2"]
     assert main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["generation"]["sequences"] == 2
-    assert summary["batch"]["pairs_3d"] > 0 and summary["batch"]["pairs_4d"] > 0
-    assert summary["backbones"]["parameters_3d"] > 37e6  # MinkUNet34
-    for path in summary["figures"].values():
+    p = summary["pretrain"]
+    assert p["steps"] == 2 and p["loss_last"] is not None and p["recall_first"] is not None
+    assert all((tmp_path / "pretrain" / name).exists() for name in ("checkpoint.pt", "backbone.pth"))
+    backbones = summary["features"]["backbones"]
+    assert {"random", "trained"} <= set(backbones) and all(0 <= b["recall"] <= 1 for b in backbones.values())
+    for path in summary["features"]["figures"].values():
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    # a second run finds the finished manifest and resumes instead of failing or regenerating
+    assert 0 <= summary["finetune"]["miou"] <= 1 and summary["finetune"]["train_scenes"] >= 1
+    screen = capsys.readouterr().out
+    assert "feature-match recall" in screen and "summary.json" in screen
+    # a second run resumes every stage instead of redoing it
+    mtime = (tmp_path / "finetune" / "metrics.json").stat().st_mtime
     assert main(args) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["generation"]["sequences"] == 2
+    assert (tmp_path / "finetune" / "metrics.json").stat().st_mtime == mtime
