@@ -62,8 +62,9 @@ def test_gpu_check_runs_every_stage_on_the_cpu(tmp_path):
         assert f["bf16_over_fp32_speed"] > 0 and 0 < f["bf16_output_difference_vs_fp32"] < 0.5
     precisions = {(r["name"], r["precision"]) for r in figures["benchmark_rows"]}
     assert precisions == {(c, p) for c in configs for p in ("fp32", "bf16")}
-    assert received == ["--device", "cpu", "--preset", "cpu-small", "--batch", "1", "--steps", "1", "--engines",
-                        "torch", "--set", "data.voxel_size_3d=0.2", "--set", "data.voxel_size_4d=0.4"]
+    assert received == ["--device", "cpu", "--preset", "cpu-small", "--batch", "1", "--steps", "1",
+                        "--engines", "torch", "--set", "data.voxel_size_3d=0.2",
+                        "--set", "data.voxel_size_4d=0.4"]
     assert figures["total_seconds"] < 480
 
 
