@@ -59,7 +59,6 @@ export PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_WAIT_POLICY
 # The compiled CPU kernels would be built (~30-60 s, needs ninja) for the CPU references; the PyTorch
 # path gives the same results and is the one CUDA takes.
 export FOURDCONTRAST_NATIVE=0
-export FOURDCONTRAST_QUICK=1
 
 if [ "$QUICK" = 1 ]; then
   BENCH_CONFIGS=("MinkUNet14-3D-10cm:60" "MinkUNet14-4D-25cm:60")
@@ -212,7 +211,7 @@ fi
 # ---- 2. engine tests -------------------------------------------------------------------------------------
 if wanted tests; then
   if "$PYTHON" -c "import pytest" 2>/dev/null; then
-    stage "engine tests ($DEVICE)" "$T_TESTS" "$PYTHON" -m pytest -q -rs "${TESTS[@]}"
+    stage "engine tests ($DEVICE)" "$T_TESTS" env FOURDCONTRAST_QUICK=1 "$PYTHON" -m pytest -q -rs "${TESTS[@]}"
   else
     log "== engine tests: skipped (pytest is not installed)"
     record "engine tests ($DEVICE)" skipped 0 "pytest not installed"

@@ -380,9 +380,14 @@ def _padded_rows_on_device(kmap: KernelMap, plan: list[list[int]], pieces: list[
             slot_pad.append(size[g])
             slot_first.append(position)
             position += size[g]
-    meta = small_tensor([slot_src, slot_len, slot_pad, slot_first], device)
-    slot = torch.repeat_interleave(torch.arange(len(slot_src), device=device), meta[2], output_size=total)
-    pos = torch.arange(total, device=device)
+    # int32 temporaries where the positions fit: half the transient memory (the 5^4 stem of a 4D U-Net
+    # at 2 cm pads ~50 M pairs)
+    wide = max(total, kmap.in_rows.numel(), kmap.n_in, kmap.n_out) + GPU_DUMP_ROWS >= 2**31
+    index = torch.int64 if wide else torch.int32
+    meta = small_tensor([slot_src, slot_len, slot_pad, slot_first], device, index)
+    slot = torch.repeat_interleave(torch.arange(len(slot_src), device=device, dtype=index), meta[2],
+                                   output_size=total)
+    pos = torch.arange(total, device=device, dtype=index)
     within = pos - meta[3].index_select(0, slot)
     real = within < meta[1].index_select(0, slot)
     src = torch.where(real, meta[0].index_select(0, slot) + within, 0)
