@@ -427,13 +427,16 @@ def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
 
 
-def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
+def export_backbone(checkpoint: str | Path, out: str | Path, half: bool = False) -> Path:
     """Write the 3D backbone of ``checkpoint`` to ``out`` (a plain ``state_dict`` that loads into our
-    MinkUNet and, unchanged, into MinkowskiEngine's of the same name), atomically."""
+    MinkUNet and, unchanged, into MinkowskiEngine's of the same name), atomically; ``half`` stores the
+    floating-point tensors in float16 (cast back with ``.float()`` when loading)."""
     from fourdcontrast.io.atomic import atomic_write_bytes
 
     state = load_checkpoint(checkpoint)
     weights = backbone_state_dict(state)
+    if half:
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
     meta = {"backbone": state["config"]["model"]["backbone_3d"],
             "in_channels": state["config"]["model"]["in_channels"],
             "out_channels": state["config"]["model"]["feature_dim"], "step": state["step"]}
@@ -478,10 +481,11 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a pre-training checkpoint.pt")
     parser.add_argument("out", help="the backbone state dict to write (.pth)")
+    parser.add_argument("--half", action="store_true", help="store the weights in float16 (half the size)")
 
 
 def run_export_cli(args: argparse.Namespace) -> int:
-    export_backbone(args.checkpoint, args.out)
+    export_backbone(args.checkpoint, args.out, half=args.half)
     print(f"wrote {args.out}")
     return 0
 
