@@ -25,11 +25,13 @@ import csv
 import itertools
 import logging
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -137,8 +139,13 @@ def collate_counted(items: list[tuple[Sample, int]]) -> CollatedBatch:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader worker start: keep freed memory for reuse (generation allocates ~50 MB per sequence)
-    and one thread per worker (the main process's threads run the network)."""
+    """DataLoader worker start: seed python's and numpy's global generators from the worker's torch seed
+    (items are generated from their own index-derived seeds, so nothing we ship draws from them, but user
+    datasets may), keep freed memory for reuse (generation allocates ~50 MB per sequence) and use one
+    thread (the main process's threads run the network)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator, for third-party datasets)
     retain_freed_memory()
     torch.set_num_threads(1)
 
