@@ -10,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fourdcontrast.downstream.data import EMBEDDED_ROOM_SEED, EMBEDDED_SPLIT
 from fourdcontrast.downstream.splits import SPLIT_SEED
 
@@ -220,24 +218,9 @@ def config_from_dict(raw: dict, source: str = "config") -> FinetuneConfig:
     return FinetuneConfig(**kwargs)
 
 
-def resolve_finetune_config(name: str | Path) -> Path:
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = CONFIG_DIR / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    shipped_names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ValueError(f"{name}: no such config file (shipped: {shipped_names})")
-
-
 def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
     """Read a YAML config (a path or a shipped name: ``paper``, ``cpu``) and apply ``--set`` overrides."""
-    from fourdcontrast.train.config import apply_overrides
+    from fourdcontrast.train.config import read_config
 
-    path = resolve_finetune_config(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    return config_from_dict(apply_overrides(raw, overrides or []), str(path))
+    path, raw = read_config(path, overrides, CONFIG_DIR)
+    return config_from_dict(raw, str(path))

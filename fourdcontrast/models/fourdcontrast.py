@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from fourdcontrast import losses
-from fourdcontrast.models.heads import Predictor, Projector
+from fourdcontrast.models.heads import PROJECTOR_BN, Predictor, Projector
 from fourdcontrast.models.resunet import BACKBONES, KERNEL_SHAPES, build_backbone
 from fourdcontrast.sparse.backend import get_backend
 
@@ -80,6 +80,8 @@ class MethodConfig:
         reduction: how the per-group means combine (``losses.reduce_groups``): ``"mean"`` or ``"sum"``.
         max_pairs_per_group: correspondences sampled per group for SimSiam (None: all).
         simclr_loss: for ``framework="simclr"``, one of :data:`SIMCLR_LOSSES`.
+        projector_bn: batch norm (no affine) after each projector's 1×1 layer (SimSiam's projector ends with
+            BN; the paper does not say; :data:`~fourdcontrast.models.heads.PROJECTOR_BN`).
         backend: ``"torch"`` (our engine) or ``"minkowski"``.
     """
 
@@ -99,6 +101,7 @@ class MethodConfig:
     reduction: str = losses.DEFAULT_REDUCTION
     max_pairs_per_group: int | None = DEFAULT_MAX_PAIRS_PER_GROUP
     simclr_loss: str = "hardest"
+    projector_bn: bool = PROJECTOR_BN
     backend: str = "torch"
 
     def __post_init__(self) -> None:
@@ -212,14 +215,14 @@ class FourDContrast(nn.Module):
         self.config = c = config or MethodConfig()
         d, b = c.feature_dim, c.backend
         self.encoder_3d = build_backbone(c.backbone_3d, c.in_channels, d, 3, backend=b)
-        self.projector_3d = Projector(d, d, 3, backend=b)
+        self.projector_3d = Projector(d, d, 3, batch_norm=c.projector_bn, backend=b)
         self.predictor_3d = Predictor(d, c.predictor_hidden, 3, backend=b) if c.uses_predictor else None
         self.encoder_4d = self.projector_4d = self.predictor_4d = None
         if c.backbone_4d is not None:
             dim = c.second_dimension
             shape = c.kernel_shape_4d if dim == 4 else "hypercube"
             self.encoder_4d = build_backbone(c.backbone_4d, c.in_channels, d, dim, shape, backend=b)
-            self.projector_4d = Projector(d, d, dim, backend=b)
+            self.projector_4d = Projector(d, d, dim, batch_norm=c.projector_bn, backend=b)
             self.predictor_4d = Predictor(d, c.predictor_hidden, dim, backend=b) if c.uses_predictor else None
         self._ops = get_backend(b)
 

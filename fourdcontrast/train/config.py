@@ -212,16 +212,35 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
-def resolve_config_path(name: str | Path) -> Path:
-    """A config file path, or the name of a shipped config (``paper`` → ``configs/pretrain/paper.yaml``)."""
+def resolve_config_path(name: str | Path, folder: Path = CONFIG_DIR) -> Path:
+    """A config file path, or the name of a config shipped in ``folder`` (``paper`` →
+    ``configs/pretrain/paper.yaml``)."""
     path = Path(name)
     if path.exists():
         return path
-    shipped = CONFIG_DIR / f"{name}.yaml"
+    shipped = folder / f"{name}.yaml"
     if shipped.exists():
         return shipped
     raise ValueError(f"{name}: no such config file (shipped configs: "
-                     f"{sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))})")
+                     f"{sorted(p.stem for p in folder.glob('*.yaml'))})")
+
+
+def read_config(name: str | Path, overrides: list[str] | None = None,
+                folder: Path = CONFIG_DIR) -> tuple[Path, dict]:
+    """The YAML config ``name`` (a path or a name shipped in ``folder``) as a dict with the ``--set``
+    overrides applied, and its path.
+
+    Raises:
+        ValueError: naming the file, for a missing file, invalid YAML or a document that is not a mapping.
+    """
+    path = resolve_config_path(name, folder)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return path, apply_overrides(raw, overrides or [])
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
@@ -230,14 +249,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pretrai
     Raises:
         ValueError: naming the file, for a missing file, invalid YAML or unknown / invalid fields.
     """
-    path = resolve_config_path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return config_from_dict(apply_overrides(raw, overrides or []), str(path))
+    path, raw = read_config(path, overrides)
+    return config_from_dict(raw, str(path))
 
 
 def dump_config(config: PretrainConfig) -> str:
@@ -256,5 +269,6 @@ __all__ = [
     "config_from_dict",
     "dump_config",
     "load_config",
+    "read_config",
     "resolve_config_path",
 ]

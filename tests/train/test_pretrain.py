@@ -17,7 +17,7 @@ from fourdcontrast.models.fourdcontrast import FourDContrast
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse import SparseTensor, minkowski_engine
 from fourdcontrast.train.checkpoint import load_checkpoint
-from fourdcontrast.train.config import config_from_dict
+from fourdcontrast.train.config import config_from_dict, load_config
 from fourdcontrast.train.pretrain import (
     CHECKPOINT,
     ReplacingDataset,
@@ -210,3 +210,19 @@ def test_exported_backbone_loads_and_computes_the_same(tmp_path, tiny_config, ba
             x = ME.SparseTensor(feats, coords.int())
             b = theirs(x).F[x.inverse_mapping]
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
+
+
+@pytest.mark.slow
+def test_cpu_small_learns_without_collapsing(tmp_path):
+    """50 steps of the CPU preset: the loss falls, the collapse monitor stays near 1/sqrt(d), and the
+    backbone's feature-match recall on held-out sequences rises above that of its own initialisation.
+    (Recall at 20 cm = two 10 cm voxels; 5 cm at 10 cm voxels is an exact-voxel hit and too rare to test
+    in 50 steps — measured ~0.002-0.005 for every network.)"""
+    config = load_config("cpu-small", ["optim.steps=50", "run.recall_every=50", "run.checkpoint_every=50",
+                                       "run.recall_threshold=0.2", "run.recall_samples=3000",
+                                       "data.holdout_sequences=4", "data.workers=1"])
+    rows = pretrain(config, tmp_path, progress=False)
+    trained = [r for r in rows if r["loss"] is not None]
+    assert trained[-1]["loss"] < trained[0]["loss"] - 0.5
+    assert min(r["std_z3d"] for r in trained) > 0.08  # 1/sqrt(32) = 0.177 healthy, 0 collapsed
+    assert rows[-1]["recall"] > rows[0]["recall"]
