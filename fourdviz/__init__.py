@@ -14,6 +14,8 @@ Usage::
     fv.plot_similarity(seq, feats, query=(0, 123))               # feats: per-frame (n_t, C) arrays
     fv.SequenceExplorer(seq, feats)                              # notebook: slider, toggles, click → heatmap
     fv.TrajectoryExplorer(scene, obj)                            # notebook: sampler parameters on sliders
+    fv.EmbeddingExplorer(points, {"random": xy0, "pre-trained": xy1}, colorings)  # select ↔ highlight in 3D
+    fv.plot_pretrain_log(read_log("run/log.csv"))                 # loss terms, collapse monitor, recall
     fv.show(seq, feats)                                          # desktop window (polyscope)
     fv.screenshot(seq, feats, path="seq.png")                    # the same, headless (EGL) to PNG
 
@@ -51,6 +53,20 @@ _LAZY = {
     "TrajectoryExplorer": "fourdviz.interactive",
     "explore_sequence": "fourdviz.interactive",
     "explore_trajectory": "fourdviz.interactive",
+    # linked embedding view (plotly + ipywidgets) and its static pictures
+    "EmbeddingExplorer": "fourdviz.embedding",
+    "explore_embedding": "fourdviz.embedding",
+    "embed_many": "fourdviz.embedding",
+    "frame_point_labels": "fourdviz.embedding",
+    "object_vs_scene": "fourdviz.embedding",
+    "voxel_labels_3d": "fourdviz.embedding",
+    "plot_embedding_grid": "fourdviz.embedding",
+    "plot_linked_selection": "fourdviz.embedding",
+    "plot_similarity_rows": "fourdviz.embedding",
+    # pre-training pictures (matplotlib)
+    "plot_meta_architecture": "fourdviz.pretraining",
+    "plot_pretrain_log": "fourdviz.pretraining",
+    "run_with_live_log": "fourdviz.pretraining",
     # desktop (polyscope)
     "show": "fourdviz.polyscope_view",
     "screenshot": "fourdviz.polyscope_view",

@@ -1,7 +1,11 @@
-"""End to end in a real browser: JupyterLab + headless Chromium, click a point of the explorer's
-FigureWidget and check that the similarity heatmap recoloured the points (in the page and in the kernel).
+"""End to end in a real browser: JupyterLab + headless Chromium.
 
-Bounded to ~90 s; the screenshot is saved to ``test-artifacts/browser_explorer.png``.
+- the sequence explorer: click a point of the FigureWidget and check that the similarity heatmap
+  recoloured the points (in the page and in the kernel);
+- the embedding explorer: drag a box around one cluster of the 2D embedding and check that exactly those
+  points are highlighted in the 3D view (in the page and in the kernel).
+
+Each bounded to ~90 s; screenshots are saved to ``test-artifacts/browser_*.png``.
 """
 
 from __future__ import annotations
@@ -68,6 +72,34 @@ def _notebook(result_file: Path) -> dict:
         "nbformat": 4,
         "nbformat_minor": 5,
     }
+
+
+EMBEDDING_POINTS = 300
+"""Points of the embedding test: two well separated clusters of 150 (class a left, class b right)."""
+
+
+def _embedding_notebook(result_file: Path) -> dict:
+    setup = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import numpy as np\n"
+        "from fourdviz.embedding import EmbeddingExplorer\n"
+        "rng = np.random.default_rng(0)\n"
+        f"n = {EMBEDDING_POINTS}\n"
+        "xy = np.r_[rng.normal([-3, 0], 0.4, (n // 2, 2)), rng.normal([3, 0], 0.4, (n // 2, 2))]\n"
+        "points = rng.uniform(0, 4, (n, 3))\n"
+        "labels = np.repeat([0, 1], n // 2)\n"
+        "ex = EmbeddingExplorer(points, {'features': xy}, {'class': (labels, ('a', 'b'))})\n"
+        "ex"
+    )
+    check = (
+        "import json\n"
+        "json.dump({'selected': ex.selected.tolist(), 'highlighted': len(ex.highlighted_3d()),\n"
+        "           'status': ex.status.value},\n"
+        f"          open({str(result_file)!r}, 'w'))\n"
+    )
+    cell = _notebook(result_file)["cells"][0]
+    return {**_notebook(result_file), "cells": [{**cell, "source": setup}, {**cell, "source": check}]}
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.25):
@@ -145,6 +177,7 @@ def lab(tmp_path):
     work.mkdir()
     result_file = tmp_path / "result.json"
     (work / "explorer.ipynb").write_text(json.dumps(_notebook(result_file)))
+    (work / "embedding.ipynb").write_text(json.dumps(_embedding_notebook(result_file)))
     port = _free_port()
     log = open(tmp_path / "lab.log", "wb")
     proc = subprocess.Popen(
@@ -291,4 +324,83 @@ def test_click_in_jupyterlab_recolours_by_similarity(lab):
     assert result["similarity"], result
     assert result["one"] == pytest.approx(1.0, abs=1e-4)  # the clicked point is most similar to itself
     assert all(a.startswith("similarity:") for a in after) and before != after
+    assert time.monotonic() - start < DEADLINE_S + 30
+
+
+def _launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--no-first-run"],
+    )
+
+
+PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
+  is3d: !!(g._fullLayout && g._fullLayout.scene),
+  ready: !!(g._fullLayout && g.data && g.data.length),
+}))"""
+
+BOX_PIXELS = """() => {
+  // page pixels of a box over the left half of the 2D embedding plot (x < 0: the left cluster), inside
+  // the axes (a drag that starts outside them selects nothing)
+  const g = Array.from(document.querySelectorAll('.js-plotly-plot')).find(g => !g._fullLayout.scene);
+  const r = g.getBoundingClientRect(), L = g._fullLayout, s = L._size;
+  const [xa, xb] = L.xaxis.range, [ya, yb] = L.yaxis.range;
+  const px = x => r.left + s.l + L.xaxis.l2p(x), py = y => r.top + s.t + L.yaxis.l2p(y);
+  return [px(xa + 0.02 * (xb - xa)), py(yb - 0.03 * (yb - ya)), px(0), py(ya + 0.03 * (yb - ya))];
+}"""
+
+HIGHLIGHTED_3D = """() => {
+  const g = Array.from(document.querySelectorAll('.js-plotly-plot')).find(g => g._fullLayout.scene);
+  const t = g.data.find(t => t.name === 'selection');
+  return t && t.x ? t.x.length : 0;
+}"""
+
+
+def test_box_in_the_embedding_highlights_the_points_in_3d(lab):
+    """Drag a box around the left cluster of the embedding (select mode): the kernel's selection is that
+    cluster, and the page's 3D view draws exactly those points as highlighted."""
+    from playwright.sync_api import sync_playwright
+
+    url, result_file = lab
+    start = time.monotonic()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(30_000)
+            page.goto(f"{url}/lab/tree/embedding.ipynb?reset")
+            page.wait_for_function(KERNEL_READY, timeout=45_000, polling=250)
+            page.evaluate(RUN_CELL, 0)
+            page.wait_for_function(
+                f"() => {{ const p = ({PLOTS})(); return p.length === 2 && p.every(q => q.ready); }}",
+                timeout=45_000,
+            )
+            page.wait_for_function(KERNEL_READY, timeout=30_000, polling=250)
+            page.wait_for_timeout(1000)
+            assert page.evaluate(HIGHLIGHTED_3D) == 0
+            embedding = page.locator(".js-plotly-plot").first
+            embedding.scroll_into_view_if_needed()
+            x0, y0, x1, y1 = page.evaluate(BOX_PIXELS)
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+            page.mouse.move(x1, y1, steps=10)
+            page.mouse.up()
+            # the selection goes to the kernel, which sends the highlight back to the 3D view
+            page.wait_for_function(f"() => ({HIGHLIGHTED_3D})() > 0", timeout=20_000)
+            highlighted = page.evaluate(HIGHLIGHTED_3D)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "browser_embedding.png"))
+            page.evaluate(RUN_CELL, 1)
+            _wait(result_file.exists, 20, "the kernel-side check")
+        finally:
+            browser.close()
+    result = json.loads(result_file.read_text())
+    half = EMBEDDING_POINTS // 2
+    assert result["selected"] == list(range(half)), result["selected"][:10]  # exactly the left cluster
+    assert result["highlighted"] == half and highlighted == half
+    assert f"{half} points selected" in result["status"] and "a 100%" in result["status"]
     assert time.monotonic() - start < DEADLINE_S + 30
