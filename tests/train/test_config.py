@@ -1,6 +1,6 @@
 import pytest
 import yaml
-from conftest import TINY
+from tiny import TINY
 
 from fourdcontrast.train.config import (
     CONFIG_DIR,

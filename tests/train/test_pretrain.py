@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_dict
+from tiny import tiny_dict
 
 from fourdcontrast.models.fourdcontrast import FourDContrast
 from fourdcontrast.models.resunet import build_backbone
