@@ -62,6 +62,7 @@ _LAZY = {
     "voxel_labels_3d": "fourdviz.embedding",
     "plot_embedding_grid": "fourdviz.embedding",
     "plot_linked_selection": "fourdviz.embedding",
+    "plot_selection_across": "fourdviz.embedding",
     "plot_similarity_rows": "fourdviz.embedding",
     # pre-training pictures (matplotlib)
     "plot_meta_architecture": "fourdviz.pretraining",

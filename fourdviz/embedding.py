@@ -145,7 +145,7 @@ def _name(class_names, value: int) -> str:
 
 
 def plot_embedding_grid(embeddings: dict, colorings: dict, method: str = "", titles: dict | None = None,
-                        point_size: float = 4.0):
+                        point_size: float = 3.0):
     """Static grid of 2D embeddings: one row per feature set, one column per colouring.
 
     Args:
@@ -158,7 +158,7 @@ def plot_embedding_grid(embeddings: dict, colorings: dict, method: str = "", tit
     from fourdviz.static import _figure
 
     rows, cols = len(embeddings), len(colorings)
-    fig = _figure(4.6 * cols, 4.2 * rows)
+    fig = _figure(4.0 * cols, 3.6 * rows)
     for r, (ename, xy) in enumerate(embeddings.items()):
         for c, (cname, (labels, names)) in enumerate(colorings.items()):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
@@ -236,7 +236,7 @@ def plot_similarity_rows(sequence, features: dict, query: tuple[int, int], title
 
     T = len(sequence.frames)  # noqa: N806
     rows = len(features)
-    fig = _figure(3.3 * T + 1.0, 3.3 * rows + 0.4)
+    fig = _figure(2.8 * T + 1.0, 2.8 * rows + 0.4)
     from fourdcontrast.records import SOURCE_OBJECT
 
     path = np.array([f.object_pose[:2, 3] for f in sequence.frames])
@@ -273,6 +273,50 @@ def plot_similarity_rows(sequence, features: dict, query: tuple[int, int], title
                 label = f"{name}{extra}\n{label}"
             ax.set_title(label, fontsize=9)
     fig.colorbar(sc, ax=fig.axes, shrink=0.5, label="cosine similarity to the query")
+    return fig
+
+
+def plot_selection_across(embeddings: dict, labels: np.ndarray, selected, class_names=None,
+                          points: np.ndarray | None = None, title: str | None = None, panel: float = 3.4):
+    """One selection in several embeddings at once (one panel per feature set: selected points in colour
+    and outlined, the rest faded), and optionally where the points are in 3D (first panel).
+
+    Args:
+        embeddings: ``{name: (K, 2)}`` of the same K points.
+        labels: (K,) class ids (colours); selected: indices or a (K,) bool mask.
+        points: optional (K, 3) positions for a 3D panel of the selection (magenta over the faded rest).
+        panel: size of one panel in inches.
+    """
+    from fourdviz.static import _equal_3d, _figure
+
+    labels = np.asarray(labels).astype(np.int64)
+    k = len(labels)
+    sel = np.zeros(k, bool)
+    sel[np.asarray(selected)] = True
+    colors = C.label_colors(labels)
+    n = len(embeddings) + (points is not None)
+    fig = _figure(panel * n, panel + 0.5)
+    col = 1
+    if points is not None:
+        ax3 = fig.add_subplot(1, n, 1, projection="3d")
+        ax3.view_init(elev=55.0, azim=-60.0)
+        ax3.scatter(*points[~sel].T, c=colors[~sel], s=1.5, alpha=0.3, linewidths=0, depthshade=False)
+        ax3.scatter(*points[sel].T, c=HIGHLIGHT_COLOR, s=5, linewidths=0, depthshade=False)
+        _equal_3d(ax3, points)
+        ax3.set_axis_off()
+        ax3.set_title(f"{int(sel.sum())} points in the scene", fontsize=9)
+        col = 2
+    for c, (name, xy) in enumerate(embeddings.items(), start=col):
+        ax = fig.add_subplot(1, n, c)
+        ax.scatter(xy[~sel, 0], xy[~sel, 1], c=colors[~sel], s=2, alpha=0.25, linewidths=0)
+        ax.scatter(xy[sel, 0], xy[sel, 1], c=colors[sel], s=7, edgecolors=HIGHLIGHT_COLOR, linewidths=0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{name} features", fontsize=9)
+    if sel.any():
+        _label_legend(fig.axes[col - 1], labels[sel], class_names)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -529,6 +573,7 @@ __all__ = [
     "object_vs_scene",
     "plot_embedding_grid",
     "plot_linked_selection",
+    "plot_selection_across",
     "plot_similarity_rows",
     "voxel_labels_3d",
 ]

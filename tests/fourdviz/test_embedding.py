@@ -74,6 +74,9 @@ def test_static_pictures(tmp_path):
     assert len(fig.axes) == 4
     fig = embedding.plot_linked_selection(rng.normal(size=(60, 3)), xy["random"], labels, [1, 2, 3])
     assert len(fig.axes) == 2
+    fig = embedding.plot_selection_across(xy, labels, [1, 2, 3], ("a", "b", "c"),
+                                          points=rng.normal(size=(60, 3)))
+    assert len(fig.axes) == 3
     lab, names = embedding.object_vs_scene(labels > 1)
     assert names[lab[labels > 1][0]] == "moving object" and names[lab[labels <= 1][0]] == "scene"
 
