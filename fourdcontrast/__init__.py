@@ -141,9 +141,52 @@ from fourdcontrast.sparse.quantize import (
     quantize,
 )
 
+# isort: split
+# --- the method: meta-architecture, losses (Eqs. 1-9), diagnostics, static pairs (Sec. 3.2, 3.3.1) ---
+from fourdcontrast.data.static import (
+    StaticPairDataset,
+    static_pair,
+)
+from fourdcontrast.losses import (
+    loss_3d,
+    loss_3d4d,
+    loss_4d,
+    negative_cosine_similarity,
+    simsiam_loss,
+    total_loss,
+)
+from fourdcontrast.metrics import (
+    batch_feature_match_recall,
+    feature_match_recall,
+)
+from fourdcontrast.models.fourdcontrast import (
+    METHODS,
+    FourDContrast,
+    MethodConfig,
+    method_config,
+)
+from fourdcontrast.models.resunet import (
+    build_backbone,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "FourDContrast",
+    "METHODS",
+    "MethodConfig",
+    "StaticPairDataset",
+    "batch_feature_match_recall",
+    "build_backbone",
+    "feature_match_recall",
+    "loss_3d",
+    "loss_3d4d",
+    "loss_4d",
+    "method_config",
+    "negative_cosine_similarity",
+    "simsiam_loss",
+    "static_pair",
+    "total_loss",
     "AugmentOptions",
     "AugmentationError",
     "BasicBlock",
