@@ -33,7 +33,7 @@ from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.metrics import batch_feature_match_recall
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.records import SOURCE_OBJECT
-from fourdcontrast.sources.classes import CLASS_NAMES, class_of_category
+from fourdcontrast.sources.classes import CLASS_NAMES
 from fourdcontrast.sparse import SparseTensor
 
 logger = logging.getLogger(__name__)
@@ -72,18 +72,6 @@ def load_backbone(path: str | Path | None, name: str = "MinkUNet14S", out_channe
     return model.eval()
 
 
-def point_labels(sequence, t: int) -> np.ndarray:
-    """(n_t,) semantic class of every point of frame ``t``: the scan's label for scene points, the
-    object's category class for object points (-1 where the scan is unlabelled)."""
-    frame = sequence.frames[t]
-    labels = np.full(len(frame), -1, dtype=np.int64)
-    scene = frame.source != SOURCE_OBJECT
-    if sequence.scene.labels is not None:
-        labels[scene] = sequence.scene.labels[frame.index[scene]]
-    labels[~scene] = class_of_category(sequence.obj.category)
-    return labels
-
-
 def _stage(out: Path, name: str) -> Path:
     path = out / name
     path.mkdir(parents=True, exist_ok=True)
@@ -113,16 +101,16 @@ def _pretrain(out: Path, seq_dir: Path, steps: int, progress: bool) -> tuple[dic
 
 def _compare_features(out: Path, config, trained: Path) -> dict:
     import fourdviz as fv
-    from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
+    from fourdcontrast.train.pretrain import holdout_samples
+    from fourdviz.embedding import frame_point_labels
 
     figures_dir = _stage(out, "figures")
-    data = ReplacingDataset(make_dataset(config, holdout=True))
-    samples = [data[i][0] for i in range(config.data.holdout_sequences)]
+    samples = holdout_samples(config)
     batch = collate_sequences(samples)
     seq, corr = samples[0].sequence, samples[0].correspondences
     offsets = np.cumsum([0] + [len(c) for c in corr.coords_3d])
     query = (0, int(np.flatnonzero(seq.frames[0].source == SOURCE_OBJECT)[0]))
-    labels = [point_labels(seq, t) for t in range(len(seq))]
+    labels = [frame_point_labels(seq, t)[0] for t in range(len(seq))]
     results, figures = {}, {}
     backbones = {"random": None, "shipped": SHIPPED_BACKBONE if SHIPPED_BACKBONE.exists() else False,
                  "trained": trained}

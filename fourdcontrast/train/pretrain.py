@@ -165,11 +165,16 @@ def make_dataset(config: PretrainConfig, holdout: bool = False) -> Dataset:
                                     **voxels)
 
 
-def holdout_batch(config: PretrainConfig) -> Batch:
-    """The fixed held-out batch for feature-match recall: the first ``holdout_sequences`` items of the
+def holdout_samples(config: PretrainConfig) -> list[Sample]:
+    """The fixed held-out samples for feature-match recall: the first ``holdout_sequences`` items of the
     held-out dataset (generated with another seed; replacements as in training)."""
     data = ReplacingDataset(make_dataset(config, holdout=True))
-    return collate_sequences([data[i][0] for i in range(config.data.holdout_sequences)])
+    return [data[i][0] for i in range(config.data.holdout_sequences)]
+
+
+def holdout_batch(config: PretrainConfig) -> Batch:
+    """:func:`holdout_samples`, collated."""
+    return collate_sequences(holdout_samples(config))
 
 
 def make_loader(config: PretrainConfig, ctx: DistributedContext, start_micro: int, device: str) -> DataLoader:
@@ -505,5 +510,6 @@ if __name__ == "__main__":
 
 
 __all__ = ["CHECKPOINT", "CSV_FIELDS", "LOG_CSV", "ReplacingDataset", "StreamSampler", "backbone_state_dict",
-           "export_backbone", "holdout_batch", "learning_rate", "make_dataset", "pretrain", "read_log"]
+           "export_backbone", "holdout_batch", "holdout_samples", "learning_rate", "make_dataset", "pretrain",
+           "read_log"]
 
