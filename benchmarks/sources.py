@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from fourdcontrast.io.ply import write_ply
-from fourdcontrast.io.scannet import read_scannet_scene
 from fourdcontrast.sources.furniture import FURNITURE_DIR, furniture_catalog, load_furniture, sample_object
 from fourdcontrast.sources.rooms import make_room
+from fourdcontrast.sources.scannet import read_scannet_scene
 
 
 def main() -> None:

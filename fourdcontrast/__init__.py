@@ -25,11 +25,6 @@ from fourdcontrast.io.mesh import (
     write_mesh,
     write_scene,
 )
-from fourdcontrast.io.modelnet import (
-    list_modelnet,
-    load_modelnet,
-    read_modelnet,
-)
 from fourdcontrast.io.off import (
     read_off,
     write_off,
@@ -38,9 +33,6 @@ from fourdcontrast.io.ply import (
     PlyData,
     read_ply,
     write_ply,
-)
-from fourdcontrast.io.scannet import (
-    read_scannet_scene,
 )
 from fourdcontrast.sources.classes import (
     CLASS_NAMES,
@@ -55,11 +47,19 @@ from fourdcontrast.sources.furniture import (
     read_object,
     sample_object,
 )
+from fourdcontrast.sources.modelnet import (
+    list_modelnet,
+    load_modelnet,
+    read_modelnet,
+)
 from fourdcontrast.sources.rooms import (
     RoomConfig,
     default_rooms,
     default_scene,
     make_room,
+)
+from fourdcontrast.sources.scannet import (
+    read_scannet_scene,
 )
 
 # isort: split

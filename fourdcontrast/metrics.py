@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fourdcontrast.losses import _check_float, _check_matrix, _check_pairs, _random_subset
+from fourdcontrast.tensor_checks import check_float, check_matrix, check_pairs, random_subset
 
 __all__ = [
     "FMR_CHUNK_SIZE",
@@ -67,12 +67,12 @@ def feature_match_recall(
     Raises:
         ValueError: on mismatched shapes or a chunk size < 1.
     """
-    _check_matrix("feats_i", feats_i)
-    _check_matrix("feats_j", feats_j)
-    _check_float("feats_i", feats_i)
-    _check_float("feats_j", feats_j)
-    _check_matrix("positions_j", positions_j, 3)
-    _check_pairs(pairs)
+    check_matrix("feats_i", feats_i)
+    check_matrix("feats_j", feats_j)
+    check_float("feats_i", feats_i)
+    check_float("feats_j", feats_j)
+    check_matrix("positions_j", positions_j, 3)
+    check_pairs(pairs)
     if feats_i.shape[1] != feats_j.shape[1]:
         raise ValueError(f"feats_i and feats_j widths differ: {feats_i.shape[1]} vs {feats_j.shape[1]}")
     if positions_j.shape[0] != feats_j.shape[0]:
@@ -85,7 +85,7 @@ def feature_match_recall(
     if pairs.shape[0] == 0 or feats_j.shape[0] == 0:
         return 0.0
     with torch.no_grad():
-        sel = pairs.long()[_random_subset(pairs.shape[0], num_samples, feats_i.device, generator)]
+        sel = pairs.long()[random_subset(pairs.shape[0], num_samples, feats_i.device, generator)]
         query = F.normalize(feats_i[sel[:, 0]], dim=1)
         best = torch.full((query.shape[0],), float("-inf"), dtype=query.dtype, device=query.device)
         nn = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
@@ -129,7 +129,7 @@ def batch_feature_match_recall(
         raise ValueError(f"frames must satisfy 0 <= i < j < {T}, got {frames}")
     if batch.points_3d is None:
         raise ValueError("the batch has no points_3d (collate it with collate_sequences)")
-    _check_matrix("features", features)
+    check_matrix("features", features)
     if features.shape[0] != batch.coords_3d.shape[0]:
         raise ValueError(f"features need one row per 3D voxel ({batch.coords_3d.shape[0]}), "
                          f"got {features.shape[0]}")

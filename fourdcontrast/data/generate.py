@@ -40,11 +40,11 @@ from fourdcontrast.data.trajectory import (
 from fourdcontrast.geometry import as_rng
 from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.io.mesh import read_scene
-from fourdcontrast.io.scannet import read_scannet_scene
 from fourdcontrast.records import Scene, Sequence, ShapeObject
 from fourdcontrast.sources.furniture import default_objects as sources_default_objects
 from fourdcontrast.sources.furniture import read_object
 from fourdcontrast.sources.rooms import default_scene as sources_default_scene
+from fourdcontrast.sources.scannet import read_scannet_scene
 
 logger = logging.getLogger(__name__)
 

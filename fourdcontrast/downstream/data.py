@@ -151,7 +151,7 @@ def scannet_scenes(root: str | os.PathLike, split: str, limit: int | None = None
     """
     from fourdcontrast.downstream.splits import read_scene_list
     from fourdcontrast.io.ply import read_ply
-    from fourdcontrast.io.scannet import read_scannet_scene, scannet_files
+    from fourdcontrast.sources.scannet import read_scannet_scene, scannet_files
 
     root = Path(root)
     if split not in SCANNET_SPLIT_FILES:

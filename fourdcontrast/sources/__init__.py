@@ -5,4 +5,6 @@
   per-category normalisation of foreign meshes, and 1000-point object sampling.
 - ``rooms``: procedural labelled rooms with scan-like imperfections (``make_room``,
   ``default_rooms``, ``default_scene``).
+- ``scannet``, ``modelnet``: readers of the real datasets (ScanNet scans, ModelNet objects) on top of
+  the format readers of :mod:`fourdcontrast.io`.
 """

@@ -72,7 +72,7 @@ print(f"runs are written to {OUT}")
 # sparse residual U-Nets followed by a 1×1 projection layer (the paper: MinkUNet34 for 3D at 2 cm,
 # MinkUNet14 in 4D at 5 cm; here the CPU preset's MinkUNet14S at 10 cm / 20 cm); P3D and P4D are
 # SimSiam's two-layer bottleneck predictors applied per voxel (supplement, Sec. B). Every arrow in the
-# picture is a line of `FourDContrast.forward` and of `fourdcontrast/losses.py`.
+# picture is a line of `FourDContrast.forward` and of `fourdcontrast/losses/simsiam.py`.
 
 # %%
 model = FourDContrast(config.method_config())

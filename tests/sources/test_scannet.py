@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from fourdcontrast.io.ply import write_ply
-from fourdcontrast.io.scannet import read_axis_alignment, read_scannet_scene
 from fourdcontrast.sources.classes import CLASS_NAMES, class_id
+from fourdcontrast.sources.scannet import read_axis_alignment, read_scannet_scene
 
 NAME = "scene0042_00"
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from fourdcontrast.io.modelnet import list_modelnet, load_modelnet, modelnet_category, read_modelnet
 from fourdcontrast.io.off import write_off
 from fourdcontrast.sources.furniture import CATEGORY_SIZES
+from fourdcontrast.sources.modelnet import list_modelnet, load_modelnet, modelnet_category, read_modelnet
 
 
 def write_modelnet(root, category, index, split="train", scale=37.0):

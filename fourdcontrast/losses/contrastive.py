@@ -1,17 +1,14 @@
-"""The pre-training losses: SimSiam's D and the 4DContrast terms (paper Eqs. 1–9), and the pieces of the
-SimCLR variant of the supplement (Fig. 7, Table 10): match average pooling, FCGF's hardest-contrastive
-loss, PointContrast's PointInfoNCE and Contrastive Scene Contexts' partitioned PointInfoNCE.
+"""The contrastive baselines and the SimCLR variant of the supplement (Fig. 7, Table 10): match average
+pooling, FCGF's hardest-contrastive loss, PointContrast's PointInfoNCE and Contrastive Scene Contexts'
+partitioned PointInfoNCE.
 
-Plain functions on torch tensors, no trainer state. Every stop-gradient is written where the loss is
-formed (``z.detach()``), as in SimSiam's ``builder.py``. Randomness (sampling pairs or candidates) comes
-only from the optional ``generator`` argument: the same generator state gives the same result. The
-functions run on any device; index tensors are made on the inputs' device, and nothing is copied to the
-host except where a loop must know when to stop (:func:`match_average_pool`).
+Plain functions on torch tensors, no trainer state. Randomness (sampling pairs or candidates) comes only
+from the optional ``generator`` argument: the same generator state gives the same result. The functions
+run on any device; index tensors are made on the inputs' device, and nothing is copied to the host except
+where a loop must know when to stop (:func:`match_average_pool`).
 
-Correspondences are (K, 2) integer rows ``(a, b)`` indexing rows of the feature tensors (the voxels of the
-whole batch); group ids ``b·G + g`` (G = ``groups_per_sequence``) say which frame pair (Eqs. 3, 7) or
-which frame (Eq. 5) of which sequence a correspondence belongs to. Indices are not range-checked here
-(that would copy to the host); an out-of-range index fails in the indexing itself.
+Correspondences are (K, 2) integer rows ``(a, b)`` indexing rows of the feature tensors. Indices are not
+range-checked here (that would copy to the host); an out-of-range index fails in the indexing itself.
 """
 
 from __future__ import annotations
@@ -22,14 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fourdcontrast.tensor_checks import (
+    check_float,
+    check_matrix,
+    check_pairs,
+    check_same_width,
+    random_subset,
+)
+
 __all__ = [
-    "COSINE_EPS",
     "CSC_NBINS_XY",
     "CSC_NBINS_ZY",
     "CSC_NUM_SHELLS",
     "CSC_R1",
     "CSC_R2",
-    "DEFAULT_REDUCTION",
     "HC_DIST_EPS",
     "HC_NEG_MARGIN",
     "HC_NUM_NEG_CANDIDATES",
@@ -37,47 +40,16 @@ __all__ = [
     "HC_POS_MARGIN",
     "NCE_NUM_PAIRS",
     "NCE_TEMPERATURE",
-    "REDUCTIONS",
-    "W3D",
-    "W3D4D",
-    "W4D",
     "csc_info_nce_loss",
     "hardest_contrastive_loss",
-    "loss_3d",
-    "loss_3d4d",
-    "loss_4d",
     "match_average_pool",
-    "negative_cosine_similarity",
     "point_info_nce_loss",
-    "reduce_groups",
     "shape_context_partitions",
-    "simsiam_loss",
-    "total_loss",
 ]
 
 # --------------------------------------------------------------------------------------------------
-# Defaults the papers leave open or take from their anchors
+# Defaults taken from the baselines' anchors
 # --------------------------------------------------------------------------------------------------
-
-COSINE_EPS: float = 1e-8
-"""Lower bound on ‖x‖ when normalising in D (Eq. 1); our choice, the default ``eps`` of
-``torch.nn.functional.cosine_similarity``, which SimSiam's criterion uses. A zero vector gives D = 0."""
-
-REDUCTIONS: tuple[str, ...] = ("mean", "sum")
-"""The reductions :func:`reduce_groups` accepts."""
-
-DEFAULT_REDUCTION: str = "mean"
-"""Our choice: the loss is the mean over the non-empty groups (frame pairs or frames) of the batch, so
-its scale does not depend on the sequence length; ``"sum"`` takes the sums of Eqs. 4/6/8 literally."""
-
-W3D: float = 1.0
-"""Weight w3D of L3D in Eq. 9; the paper leaves the weights open, 1 is our choice."""
-
-W3D4D: float = 1.0
-"""Weight w3D4D of L3D4D in Eq. 9; the paper leaves the weights open, 1 is our choice."""
-
-W4D: float = 1.0
-"""Weight w4D of L4D in Eq. 9; the paper leaves the weights open, 1 is our choice."""
 
 HC_NUM_POS: int = 1024
 """Positive pairs sampled by :func:`hardest_contrastive_loss`: FCGF's ``num_pos_per_batch``."""
@@ -122,55 +94,8 @@ CSC_NUM_SHELLS: int = 2
 
 
 # --------------------------------------------------------------------------------------------------
-# Validation and sampling helpers
+# Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-def _check_matrix(name: str, x: Tensor, cols: int | None = None) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 2 or (cols is not None and x.shape[1] != cols):
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        want = f"(N, {cols})" if cols is not None else "(N, C)"
-        raise ValueError(f"{name} must be a {want} tensor, got {shape}")
-
-
-def _check_float(name: str, x: Tensor) -> None:
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-
-
-def _is_integer(x: Tensor) -> bool:
-    return not x.dtype.is_floating_point and not x.dtype.is_complex and x.dtype != torch.bool
-
-
-def _check_pairs(pairs: Tensor) -> None:
-    if not isinstance(pairs, Tensor) or pairs.dim() != 2 or pairs.shape[1] != 2 or not _is_integer(pairs):
-        shape = (tuple(pairs.shape), pairs.dtype) if isinstance(pairs, Tensor) else type(pairs).__name__
-        raise ValueError(f"pairs must be a (K, 2) integer tensor, got {shape}")
-
-
-def _check_groups(groups: Tensor, k: int, groups_per_sequence: int) -> None:
-    if not isinstance(groups, Tensor) or groups.dim() != 1 or groups.shape[0] != k or not _is_integer(groups):
-        shape = (tuple(groups.shape), groups.dtype) if isinstance(groups, Tensor) else type(groups).__name__
-        raise ValueError(f"groups must be a ({k},) integer tensor (one id per correspondence), got {shape}")
-    if int(groups_per_sequence) < 1:
-        raise ValueError(f"groups_per_sequence must be >= 1, got {groups_per_sequence}")
-
-
-def _check_same_width(**tensors: Tensor) -> None:
-    widths = {name: t.shape[1] for name, t in tensors.items()}
-    if len(set(widths.values())) > 1:
-        raise ValueError(f"feature widths differ: {widths}")
-
-
-def _random_subset(n: int, k: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """(min(n, k),) int64 indices: ``arange(n)`` when n <= k (nothing sampled), else k distinct indices
-    drawn uniformly without replacement. The permutation is drawn on the generator's device and moved to
-    ``device``, so a CPU generator also drives CUDA inputs."""
-    if n <= k:
-        return torch.arange(n, device=device)
-    if generator is None:
-        return torch.randperm(n, device=device)[:k]
-    return torch.randperm(n, generator=generator, device=generator.device)[:k].to(device)
 
 
 def _zero_like_loss(*tensors: Tensor) -> Tensor:
@@ -182,266 +107,6 @@ def _pairwise_distance(x: Tensor, y: Tensor) -> Tensor:
     """(n, m) Euclidean distances between the rows of x (n, C) and y (m, C), FCGF's ``pdist`` form."""
     d2 = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
     return torch.sqrt(d2.clamp_min(0.0) + HC_DIST_EPS)
-
-
-# --------------------------------------------------------------------------------------------------
-# SimSiam (Sec. 3.1)
-# --------------------------------------------------------------------------------------------------
-
-
-def negative_cosine_similarity(p: Tensor, z: Tensor) -> Tensor:
-    """D of Eq. 1, row by row: ``D(p, z) = −(p / ‖p‖₂) · (z / ‖z‖₂)``.
-
-    No stop-gradient is applied here; callers write ``z.detach()`` where the equation puts SG.
-
-    Args:
-        p: (K, C) float, predictor outputs.
-        z: (K, C) float, encoder outputs (same shape as ``p``).
-
-    Returns:
-        (K,) float, values in [−1, 1] (−1: same direction). Norms below :data:`COSINE_EPS` are clamped,
-        so a zero row gives 0.
-
-    Raises:
-        ValueError: if p and z are not 2-D floating-point tensors of the same shape.
-    """
-    _check_matrix("p", p)
-    _check_matrix("z", z)
-    _check_float("p", p)
-    _check_float("z", z)
-    if p.shape != z.shape:
-        raise ValueError(f"p and z must have the same shape, got {tuple(p.shape)} and {tuple(z.shape)}")
-    return -(F.normalize(p, dim=1, eps=COSINE_EPS) * F.normalize(z, dim=1, eps=COSINE_EPS)).sum(1)
-
-
-def simsiam_loss(p1: Tensor, z1: Tensor, p2: Tensor, z2: Tensor, stop_gradient: bool = True) -> Tensor:
-    """SimSiam's symmetrised loss, Eq. 2: ``½ mean D(p1, SG(z2)) + ½ mean D(p2, SG(z1))``.
-
-    Args:
-        p1, p2: (B, C) float, predictor outputs of views 1 and 2.
-        z1, z2: (B, C) float, encoder outputs of views 1 and 2.
-        stop_gradient: detach z1 and z2 (SimSiam); False is the collapsing ablation.
-
-    Returns:
-        Scalar in [−1, 1].
-
-    Raises:
-        ValueError: on shapes that differ or are not 2-D.
-    """
-    if not (p1.shape == z1.shape == p2.shape == z2.shape):
-        raise ValueError(
-            "p1, z1, p2, z2 must have the same (B, C) shape, got "
-            f"{tuple(p1.shape)}, {tuple(z1.shape)}, {tuple(p2.shape)}, {tuple(z2.shape)}"
-        )
-    if stop_gradient:
-        z1, z2 = z1.detach(), z2.detach()
-    return 0.5 * negative_cosine_similarity(p1, z2).mean() + 0.5 * negative_cosine_similarity(p2, z1).mean()
-
-
-# --------------------------------------------------------------------------------------------------
-# 4DContrast (Sec. 3.2)
-# --------------------------------------------------------------------------------------------------
-
-
-def reduce_groups(
-    values: Tensor, groups: Tensor, groups_per_sequence: int, reduction: str = DEFAULT_REDUCTION
-) -> Tensor:
-    """Reduce per-correspondence losses to the scalar of Eqs. 4, 6 and 8.
-
-    The sum over correspondences inside Eqs. 3, 5 and 7 is taken as a **mean within each group** (a frame
-    pair of Eqs. 3/7, a frame of Eq. 5): a frame pair's term must not scale with how many voxels it has
-    (a near object would otherwise outweigh the rest of the sequence), and every term then lies in
-    [−1, 1] like SimSiam's D. The groups' terms are then combined:
-
-    - ``"mean"`` (:data:`DEFAULT_REDUCTION`): mean over the non-empty groups of the batch.
-    - ``"sum"``: the sums of Eqs. 4/6/8 taken literally — sum of the non-empty groups' terms of each
-      sequence (group id // G), then mean over the sequences that have any group.
-
-    Sync-free: groups are found by sorting the ids (no host round trip for their number or range).
-
-    Args:
-        values: (K,) float, per-correspondence losses.
-        groups: (K,) integer, group id ``b·G + g`` of each correspondence (b: sequence of the batch,
-            g < G: frame pair or frame of that sequence); ids must be >= 0 (not checked).
-        groups_per_sequence: G, the number of groups one sequence can have (frame pairs or frames).
-        reduction: ``"mean"`` or ``"sum"``.
-
-    Returns:
-        Scalar. K = 0 gives a zero that still has a gradient path into ``values`` (not NaN).
-
-    Raises:
-        ValueError: on shapes or dtypes that do not match, G < 1, or an unknown reduction.
-    """
-    if not isinstance(values, Tensor) or values.dim() != 1:
-        raise ValueError(f"values must be a (K,) tensor, got {getattr(values, 'shape', type(values))}")
-    _check_float("values", values)
-    _check_groups(groups, values.shape[0], groups_per_sequence)
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    k = values.shape[0]
-    if k == 0:
-        return values.sum() * 0.0
-    sorted_ids, order = torch.sort(groups.long())
-    starts = torch.ones(k, dtype=torch.bool, device=values.device)
-    starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    slot = torch.cumsum(starts, 0) - 1  # (K,) dense group index of each sorted correspondence
-    counts = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(
-        0, slot, torch.ones_like(values)
-    )
-    # Σ over groups of (mean within the group) = Σ over correspondences of value / size of its group
-    total = (values[order] / counts[slot]).sum()
-    if reduction == "mean":
-        return total / starts.sum()
-    sequence = torch.div(sorted_ids, int(groups_per_sequence), rounding_mode="floor")
-    sequence_starts = torch.ones_like(starts)
-    sequence_starts[1:] = sequence[1:] != sequence[:-1]
-    return total / sequence_starts.sum()
-
-
-def _symmetric_pair_loss(p: Tensor, z: Tensor, pairs: Tensor, stop_gradient: bool) -> Tensor:
-    """(K,) per pair ``½ D(p[a], SG z[b]) + ½ D(p[b], SG z[a])`` — the summand of Eqs. 3 and 7."""
-    _check_matrix("p", p)
-    _check_matrix("z", z)
-    if p.shape != z.shape:
-        raise ValueError(f"p and z must have the same (N, C) shape, got {tuple(p.shape)}, {tuple(z.shape)}")
-    _check_pairs(pairs)
-    a, b = pairs[:, 0], pairs[:, 1]
-    za, zb = z[a], z[b]
-    if stop_gradient:
-        za, zb = za.detach(), zb.detach()
-    return 0.5 * negative_cosine_similarity(p[a], zb) + 0.5 * negative_cosine_similarity(p[b], za)
-
-
-def loss_3d(
-    p: Tensor,
-    z: Tensor,
-    pairs: Tensor,
-    groups: Tensor,
-    groups_per_sequence: int,
-    reduction: str = DEFAULT_REDUCTION,
-    stop_gradient: bool = True,
-) -> Tensor:
-    """L3D, Eqs. 3–4: inter-frame spatial correspondence between 3D features.
-
-    Per pair ``½ D(p[a], SG(z[b])) + ½ D(p[b], SG(z[a]))``, reduced by :func:`reduce_groups` over the
-    frame pairs (i < j) of each sequence. The gradient reaches ``p`` only.
-
-    Args:
-        p: (N, C) float, 3D predictor outputs P3D(Φ3D(F)) of all 3D voxels of the batch.
-        z: (N, C) float, 3D encoder outputs Φ3D(F) of the same voxels.
-        pairs: (K, 2) integer rows (voxel a of frame i, corresponding voxel b of frame j).
-        groups: (K,) integer frame-pair id ``b·G + g`` of each pair.
-        groups_per_sequence: G, frame pairs per sequence (T(T−1)/2 for T frames).
-        reduction: see :func:`reduce_groups`.
-        stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
-
-    Returns:
-        Scalar in [−1, 1] with ``"mean"``.
-
-    Raises:
-        ValueError: on mismatched shapes.
-    """
-    values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
-
-
-def loss_4d(
-    p: Tensor,
-    z: Tensor,
-    pairs: Tensor,
-    groups: Tensor,
-    groups_per_sequence: int,
-    reduction: str = DEFAULT_REDUCTION,
-    stop_gradient: bool = True,
-) -> Tensor:
-    """L4D, Eqs. 7–8: the form of Eq. 3 on 4D features of one point at two time steps.
-
-    Per pair ``½ D(p[a], SG(z[b])) + ½ D(p[b], SG(z[a]))``, reduced by :func:`reduce_groups` over the
-    frame pairs (i < j) of each sequence. The gradient reaches ``p`` only.
-
-    Args:
-        p: (N, C) float, 4D predictor outputs P4D(Φ4D(F)) of all 4D voxels of the batch.
-        z: (N, C) float, 4D encoder outputs Φ4D(F) of the same voxels.
-        pairs: (K, 2) integer rows (4D voxel of the point at time i, 4D voxel of it at time j).
-        groups: (K,) integer frame-pair id ``b·G + g`` of each pair.
-        groups_per_sequence: G, frame pairs per sequence.
-        reduction: see :func:`reduce_groups`.
-        stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
-
-    Returns:
-        Scalar in [−1, 1] with ``"mean"``.
-
-    Raises:
-        ValueError: on mismatched shapes.
-    """
-    values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
-
-
-def loss_3d4d(
-    p3: Tensor,
-    z3: Tensor,
-    p4: Tensor,
-    z4: Tensor,
-    pairs: Tensor,
-    groups: Tensor,
-    groups_per_sequence: int,
-    reduction: str = DEFAULT_REDUCTION,
-    stop_gradient: bool = True,
-) -> Tensor:
-    """L3D4D, Eqs. 5–6: spatio-temporal correspondence between a 3D voxel and its 4D voxel.
-
-    Per pair ``½ D(SG(p3[a]), z4[w]) + ½ D(SG(p4[w]), z3[a])`` exactly as Eq. 5 writes it: unlike Eqs. 3
-    and 7 the stop-gradient is on the **predictor** outputs and the gradient flows into the **encoder**
-    outputs z3 and z4 (the paper's Fig. 3 arrows); p3 and p4 receive no gradient from this term.
-
-    Args:
-        p3: (N3, C) float, 3D predictor outputs of all 3D voxels of the batch.
-        z3: (N3, C) float, 3D encoder outputs of the same voxels.
-        p4: (N4, C) float, 4D predictor outputs of all 4D voxels of the batch.
-        z4: (N4, C) float, 4D encoder outputs of the same voxels.
-        pairs: (K, 2) integer rows (3D voxel a of frame i, the 4D voxel w holding it at time i).
-        groups: (K,) integer frame id ``b·G + i`` of each pair.
-        groups_per_sequence: G, frames per sequence.
-        reduction: see :func:`reduce_groups`.
-        stop_gradient: detach p3 and p4 (the paper); False is the no-stop-gradient ablation.
-
-    Returns:
-        Scalar in [−1, 1] with ``"mean"``.
-
-    Raises:
-        ValueError: on mismatched shapes.
-    """
-    for name, x in (("p3", p3), ("z3", z3), ("p4", p4), ("z4", z4)):
-        _check_matrix(name, x)
-    if p3.shape != z3.shape or p4.shape != z4.shape:
-        raise ValueError(
-            f"p3/z3 and p4/z4 must match in shape, got {tuple(p3.shape)}, {tuple(z3.shape)}, "
-            f"{tuple(p4.shape)}, {tuple(z4.shape)}"
-        )
-    _check_same_width(p3=p3, p4=p4)
-    _check_pairs(pairs)
-    a, w = pairs[:, 0], pairs[:, 1]
-    p3a, p4w = p3[a], p4[w]
-    if stop_gradient:
-        p3a, p4w = p3a.detach(), p4w.detach()
-    values = 0.5 * negative_cosine_similarity(p3a, z4[w]) + 0.5 * negative_cosine_similarity(p4w, z3[a])
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
-
-
-def total_loss(
-    l3d: Tensor, l3d4d: Tensor, l4d: Tensor, w3d: float = W3D, w3d4d: float = W3D4D, w4d: float = W4D
-) -> Tensor:
-    """Eq. 9: ``L = w3D·L3D + w3D4D·L3D4D + w4D·L4D``.
-
-    Args:
-        l3d, l3d4d, l4d: scalar losses of Eqs. 4, 6 and 8.
-        w3d, w3d4d, w4d: the constant weights (defaults :data:`W3D`, :data:`W3D4D`, :data:`W4D`).
-
-    Returns:
-        Scalar.
-    """
-    return w3d * l3d + w3d4d * l3d4d + w4d * l4d
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,9 +155,9 @@ def match_average_pool(features: Tensor, pairs: Tensor) -> Tensor:
     Raises:
         ValueError: on shapes that are not (N, C) and (K, 2).
     """
-    _check_matrix("features", features)
-    _check_float("features", features)
-    _check_pairs(pairs)
+    check_matrix("features", features)
+    check_float("features", features)
+    check_pairs(pairs)
     n = features.shape[0]
     labels = _component_labels(n, pairs, features.device)
     sums = torch.zeros_like(features).index_add(0, labels, features)
@@ -548,10 +213,10 @@ def hardest_contrastive_loss(
     Raises:
         ValueError: on mismatched shapes.
     """
-    _check_matrix("f0", f0)
-    _check_matrix("f1", f1)
-    _check_same_width(f0=f0, f1=f1)
-    _check_pairs(pairs)
+    check_matrix("f0", f0)
+    check_matrix("f1", f1)
+    check_same_width(f0=f0, f1=f1)
+    check_pairs(pairs)
     if pairs.shape[0] == 0 or f0.shape[0] == 0 or f1.shape[0] == 0:
         return _zero_like_loss(f0, f1)
     if normalize:
@@ -559,9 +224,9 @@ def hardest_contrastive_loss(
     device = f0.device
     n1 = f1.shape[0]
     pairs = pairs.long()
-    pos = pairs[_random_subset(pairs.shape[0], num_pos, device, generator)]
-    cand0 = _random_subset(f0.shape[0], num_neg_candidates, device, generator)
-    cand1 = _random_subset(n1, num_neg_candidates, device, generator)
+    pos = pairs[random_subset(pairs.shape[0], num_pos, device, generator)]
+    cand0 = random_subset(f0.shape[0], num_neg_candidates, device, generator)
+    cand1 = random_subset(n1, num_neg_candidates, device, generator)
     a, b = pos[:, 0], pos[:, 1]
     pair_keys = torch.sort(pairs[:, 0] * n1 + pairs[:, 1]).values
 
@@ -611,15 +276,15 @@ def point_info_nce_loss(
     Raises:
         ValueError: on mismatched shapes.
     """
-    _check_matrix("f0", f0)
-    _check_matrix("f1", f1)
-    _check_same_width(f0=f0, f1=f1)
-    _check_pairs(pairs)
+    check_matrix("f0", f0)
+    check_matrix("f1", f1)
+    check_same_width(f0=f0, f1=f1)
+    check_pairs(pairs)
     if pairs.shape[0] == 0:
         return _zero_like_loss(f0, f1)
     if normalize:
         f0, f1 = F.normalize(f0, dim=1), F.normalize(f1, dim=1)
-    sel = pairs.long()[_random_subset(pairs.shape[0], num_pairs, f0.device, generator)]
+    sel = pairs.long()[random_subset(pairs.shape[0], num_pairs, f0.device, generator)]
     q, k = f0[sel[:, 0]], f1[sel[:, 1]]
     logits = q @ k.T / temperature
     return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
@@ -660,8 +325,8 @@ def shape_context_partitions(
     Raises:
         ValueError: if xyz is not (n, 3) float, or the radii or bin counts are invalid.
     """
-    _check_matrix("xyz", xyz, 3)
-    _check_float("xyz", xyz)
+    check_matrix("xyz", xyz, 3)
+    check_float("xyz", xyz)
     if not 0 < r1 < r2:
         raise ValueError(f"need 0 < r1 < r2, got r1={r1}, r2={r2}")
     if int(nbins_xy) < 1 or int(nbins_zy) < 1:
@@ -728,18 +393,18 @@ def csc_info_nce_loss(
     Raises:
         ValueError: on mismatched shapes.
     """
-    _check_matrix("f0", f0)
-    _check_matrix("f1", f1)
-    _check_same_width(f0=f0, f1=f1)
-    _check_pairs(pairs)
-    _check_matrix("xyz", xyz, 3)
+    check_matrix("f0", f0)
+    check_matrix("f1", f1)
+    check_same_width(f0=f0, f1=f1)
+    check_pairs(pairs)
+    check_matrix("xyz", xyz, 3)
     if xyz.shape[0] != f0.shape[0]:
         raise ValueError(f"xyz must have one row per row of f0 ({f0.shape[0]}), got {xyz.shape[0]}")
     if pairs.shape[0] == 0:
         return _zero_like_loss(f0, f1)
     if normalize:
         f0, f1 = F.normalize(f0, dim=1), F.normalize(f1, dim=1)
-    sel = pairs.long()[_random_subset(pairs.shape[0], num_pairs, f0.device, generator)]
+    sel = pairs.long()[random_subset(pairs.shape[0], num_pairs, f0.device, generator)]
     q, k = f0[sel[:, 0]], f1[sel[:, 1]]
     m = q.shape[0]
     num_parts = CSC_NUM_SHELLS * nbins_xy * nbins_zy
