@@ -2,6 +2,12 @@
 
 Each sub-command lives in the module of its concept, which provides ``add_cli_arguments(parser)`` and
 ``run_cli(args) -> int``; this file only wires them (imported lazily so ``--help`` stays fast).
+
+Errors a person can fix (:class:`~fourdcontrast.errors.InputError`: a configuration, a ``--set`` value, a
+missing or unreadable file, an output folder that holds a run) are printed on one line,
+``fourdcontrast: error: …``, and the command exits with status 2 (argparse's own usage errors do the
+same); ``--debug`` shows their traceback. Every other exception is an internal error and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +16,11 @@ import argparse
 import importlib
 import logging
 import sys
+
+from fourdcontrast.errors import InputError
+
+EXIT_INPUT_ERROR = 2
+"""Exit status of a configuration or input error (argparse's usage errors use 2 as well)."""
 
 COMMANDS = {
     "generate": ("fourdcontrast.data.generate", "generate 4D sequences offline into shards (Sec. 3.3)"),
@@ -27,9 +38,14 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fourdcontrast", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of configuration and input errors too")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (target, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        # also accepted after the command name (``fourdcontrast pretrain ... --debug``)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of configuration and input errors too")
         # "module:variant" names add_<variant>_arguments / run_<variant>_cli of the module
         module, _, variant = target.partition(":")
         p.set_defaults(_module=module, _variant=variant)
@@ -43,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     mod = importlib.import_module(args._module)
     run = getattr(mod, f"run_{args._variant}_cli" if args._variant else "run_cli")
-    return int(run(args) or 0)
+    try:
+        return int(run(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"fourdcontrast: error: {message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
 
 
 if __name__ == "__main__":

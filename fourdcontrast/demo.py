@@ -87,7 +87,11 @@ def _pretrain(out: Path, seq_dir: Path, steps: int, progress: bool) -> tuple[dic
         f"optim.steps={steps}", "data.source=shards", f"data.shards={seq_dir}", "data.workers=1",
         f"run.recall_every={max(steps // 2, 1)}"])
     start = time.perf_counter()
-    rows = pretrain(config, run, resume=(run / CHECKPOINT).exists(), progress=progress)
+    resume = (run / CHECKPOINT).exists()
+    if resume:
+        logger.info("demo: found %s; resuming that pre-training (up to step %d)", run / CHECKPOINT, steps)
+    # no checkpoint: whatever an interrupted first attempt left there is started again
+    rows = pretrain(config, run, resume=resume, progress=progress, overwrite=not resume)
     backbone = export_backbone(run / CHECKPOINT, run / "backbone.pth")
     losses = [r for r in rows if r.get("loss") is not None]
     recalls = [r["recall"] for r in rows if r.get("recall") is not None]
@@ -150,7 +154,7 @@ def _finetune(out: Path, backbone: Path, steps: int, progress: bool) -> dict:
     overrides = [f"model.init={backbone}", f"optim.steps={steps}", f"data.rooms={rooms}",
                  f"data.limited_scenes={DEMO_LIMITED_SCENES}"]
     config = load_finetune_config("cpu", overrides)
-    result = run_segmentation(config, run, progress=progress)
+    result = run_segmentation(config, run, progress=progress, overwrite=True)  # the summary did not list it
     m = result.metrics
     return {"steps": steps, "train_scenes": result.train_scenes, "seconds": result.seconds,
             "limited_scenes": DEMO_LIMITED_SCENES, "miou": m.miou, "macc": m.macc, "oa": m.overall_accuracy,
@@ -183,8 +187,9 @@ def run_demo(
     seq_dir = out / "sequences"
     gen_config = GenerationConfig(trajectories_per_scene=trajectories, seed=seed, scene_count=scenes)
     start = time.perf_counter()
+    resume = (seq_dir / "manifest.json").exists()  # run_generation logs what it found and reuses
     manifest = run_generation(scene_specs("default", scenes), load_objects("default"), seq_dir, gen_config,
-                              workers=workers, resume=(seq_dir / "manifest.json").exists())
+                              workers=workers, resume=resume)
     summary["generation"] = {"seconds": time.perf_counter() - start, "folder": str(seq_dir),
                              **manifest.get("totals", {})}
     save()
@@ -197,7 +202,9 @@ def run_demo(
 
     steps.set_postfix_str("comparing random / shipped / trained features")
     done = "features" in summary and all(Path(p).exists() for p in summary["features"]["figures"].values())
-    if not done:
+    if done:
+        logger.info("demo: found the feature comparison in %s; reusing it", out / "figures")
+    else:
         summary["features"] = _compare_features(out, config, Path(summary["pretrain"]["backbone"]))
         save()
     steps.update()
@@ -206,6 +213,8 @@ def run_demo(
     if "finetune" not in summary or not Path(summary["finetune"]["metrics"]).exists():
         summary["finetune"] = _finetune(out, Path(summary["pretrain"]["backbone"]), finetune_steps, progress)
         save()
+    else:
+        logger.info("demo: found %s; reusing that fine-tuning", summary["finetune"]["metrics"])
     steps.update()
     steps.close()
     return summary

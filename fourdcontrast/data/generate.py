@@ -37,6 +37,7 @@ from fourdcontrast.data.trajectory import (
     compute_height_map,
     nearest_candidate_lookup,
 )
+from fourdcontrast.errors import InputError, RunFolderError
 from fourdcontrast.geometry import as_rng
 from fourdcontrast.io.atomic import atomic_write_bytes
 from fourdcontrast.io.mesh import read_scene
@@ -259,6 +260,7 @@ def run_generation(
     workers: int = 1,
     resume: bool = False,
     on_unit: Callable[[int, dict], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Generate every scene's sequences into ``out`` (shards + manifest); see the module docstring.
 
@@ -271,29 +273,48 @@ def run_generation(
         resume: continue the run recorded in ``out/manifest.json``, skipping finished units.
         on_unit: called in this process after each finished unit with (scene index, counts) — after
             the manifest records it (tests use it to interrupt a run).
+        overwrite: start again in an ``out`` that holds a run: its manifest and shards are deleted first.
 
     Returns:
         The final manifest.
 
     Raises:
-        ValueError: ``out`` holds a manifest and ``resume`` is false, or it was written with other
-            parameters, scenes or objects.
+        RunFolderError: (a ``ValueError``) ``out`` holds a manifest and neither ``resume`` nor
+            ``overwrite`` is given; the message names the folder, the scenes done and the two flags.
+        InputError: ``resume`` and ``overwrite`` together; the manifest is unreadable or was written with
+            other parameters, scenes or objects.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / MANIFEST
+    if resume and overwrite:
+        raise InputError(f"--resume and --overwrite exclude each other: --resume continues the run in {out}, "
+                         "--overwrite deletes it")
+    if path.exists() and overwrite:
+        for shard in out.glob("shard_*.npz"):
+            shard.unlink()
+        path.unlink()
+        logger.info("--overwrite: removed the generation run in %s (manifest and shards)", out)
+    out.mkdir(parents=True, exist_ok=True)
     params = {**asdict(config), "objects": [o.name for o in objects]}
     scenes = [asdict(s) for s in specs]
     if path.exists():
-        if not resume:
-            raise ValueError(f"{path} exists: pass --resume to continue that run, or choose another --out")
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: unreadable manifest ({exc})") from exc
+            raise InputError(f"{path}: unreadable manifest ({exc}); --overwrite starts the run "
+                             "again") from exc
+        done = len(manifest.get("units", {}))
+        if not resume:
+            raise RunFolderError(
+                f"{out} already holds a generation run ({done} of {len(manifest.get('scenes', []))} scenes "
+                f"done; {MANIFEST}): pass --resume to continue it, or --overwrite to start again (deletes "
+                "its shards)")
         if manifest.get("parameters") != params or manifest.get("scenes") != scenes:
-            raise ValueError(f"{path}: written with other parameters or scenes; cannot resume with these")
+            raise InputError(f"{path}: written with other parameters or scenes; cannot resume with these "
+                             "(--overwrite starts again with them)")
         manifest["units"] = {k: v for k, v in manifest["units"].items() if (out / v["shard"]).exists()}
+        logger.info("resuming the generation in %s: found %s with %d of %d scenes done; reusing them", out,
+                    MANIFEST, len(manifest["units"]), len(specs))
     else:
         manifest = {"version": 1, "parameters": params, "scenes": scenes, "units": {}}
     todo = [(i, s) for i, s in enumerate(specs) if str(i) not in manifest["units"]]
@@ -344,7 +365,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
     parser.add_argument("--out", required=True, help="output folder for shards and manifest.json")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="start again in an --out that holds a run, deleting its manifest and shards")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -359,7 +383,10 @@ def run_cli(args: argparse.Namespace) -> int:
             scene_count=args.scene_count if args.scenes == "default" else 0,
             sources={"scenes": args.scenes, "objects": args.objects},
         )
-        manifest = run_generation(specs, objects, args.out, config, args.workers, args.resume)
+        manifest = run_generation(specs, objects, args.out, config, args.workers, args.resume,
+                                  overwrite=args.overwrite)
+    except InputError:
+        raise  # the command line prints it on one line and exits with status 2
     except ValueError as exc:
         logger.error("error: %s", exc)
         return 1

@@ -91,7 +91,8 @@ def pretrained_backbone(method: str, preset: BenchmarkPreset, cache: Path,
     config = load_config(preset.pretrain_config, overrides)
     start = time.perf_counter()
     logger.info("pre-training %s for %d steps into %s", method, preset.pretrain_steps, out)
-    pretrain(config, out, resume=(out / CHECKPOINT).is_file(), progress=progress)
+    resume = (out / CHECKPOINT).is_file()
+    pretrain(config, out, resume=resume, progress=progress, overwrite=not resume)  # no checkpoint: anew
     seconds = time.perf_counter() - start
     export_backbone(out / CHECKPOINT, backbone)
     previous = json.loads(cost_file.read_text())["seconds"] if cost_file.is_file() else 0.0

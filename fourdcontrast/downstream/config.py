@@ -10,8 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fourdcontrast.config_fields import check_section, override_items
 from fourdcontrast.downstream.data import EMBEDDED_ROOM_SEED, EMBEDDED_SPLIT
 from fourdcontrast.downstream.splits import SPLIT_SEED
+from fourdcontrast.errors import ConfigError
 
 __all__ = [
     "AUGMENT_ELASTIC",
@@ -20,6 +22,7 @@ __all__ = [
     "AUGMENT_TILT_DEG",
     "AUGMENT_TRANSLATION",
     "CONFIG_DIR",
+    "FIELD_RANGES",
     "FINETUNE_BATCH",
     "FINETUNE_LR",
     "FINETUNE_MOMENTUM",
@@ -171,16 +174,25 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         from fourdcontrast.models.resunet import BACKBONES
 
+        def choice(key: str, value, allowed) -> tuple[bool, str]:
+            return value in allowed, f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}"
+
         checks = [
-            (self.data.dataset in ("embedded", "scannet"), f"data.dataset {self.data.dataset!r}"),
-            (self.data.features in ("occupancy", "color"), f"data.features {self.data.features!r}"),
-            (self.data.eval_split in ("train", "val", "test"), f"data.eval_split {self.data.eval_split!r}"),
-            (self.model.mode in ("finetune", "linear"), f"model.mode {self.model.mode!r}"),
-            (self.model.backbone in BACKBONES, f"model.backbone {self.model.backbone!r}"),
-            (self.data.voxel_size > 0, "data.voxel_size must be > 0"),
-            (self.optim.steps >= 0 and self.optim.batch_size >= 1, "optim.steps / batch_size"),
-            (self.data.limited_scenes is None or 0 < self.data.limited_scenes <= 1, "data.limited_scenes"),
-            (self.data.limited_points is None or self.data.limited_points >= 1, "data.limited_points"),
+            choice("data.dataset", self.data.dataset, ("embedded", "scannet")),
+            choice("data.features", self.data.features, ("occupancy", "color")),
+            choice("data.eval_split", self.data.eval_split, ("train", "val", "test")),
+            choice("model.mode", self.model.mode, ("finetune", "linear")),
+            choice("model.backbone", self.model.backbone, tuple(BACKBONES)),
+            (self.data.voxel_size > 0, f"data.voxel_size must be > 0, got {self.data.voxel_size}"),
+            (self.optim.steps >= 0 and self.optim.batch_size >= 1,
+             f"optim.steps must be >= 0 and optim.batch_size >= 1, got {self.optim.steps}, "
+             f"{self.optim.batch_size}"),
+            (self.data.limited_scenes is None or 0 < self.data.limited_scenes <= 1,
+             f"data.limited_scenes must be null or in (0, 1], got {self.data.limited_scenes}"),
+            (self.data.limited_points is None or self.data.limited_points >= 1,
+             f"data.limited_points must be null or >= 1, got {self.data.limited_points}"),
+            (self.data.dataset != "scannet" or bool(self.data.scannet_root),
+             "data.dataset 'scannet' needs data.scannet_root (the folder of scans/ and split files)"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -200,27 +212,65 @@ class FinetuneConfig:
 _SECTIONS = {"data": DataSection, "model": ModelSection, "optim": OptimSection, "augment": AugmentConfig,
              "run": RunSection}
 
+FIELD_RANGES: dict[str, str] = {
+    "data.voxel_size": "> 0",
+    "data.limited_scenes": "(0, 1]",
+    "data.limited_points": ">= 1",
+    "data.crop": "> 0",
+    "model.in_channels": ">= 1",
+    "model.feature_dim": ">= 1",
+    "optim.lr": "> 0",
+    "optim.momentum": "[0, 1)",
+    "optim.weight_decay": ">= 0",
+    "optim.poly_power": ">= 0",
+    "optim.steps": ">= 0",
+    "optim.batch_size": ">= 1",
+    "optim.probe_lr": "> 0",
+    "optim.probe_steps": ">= 0",
+    "optim.probe_weight_decay": ">= 0",
+    "optim.bn_recalibration": ">= 0",
+    "augment.tilt_deg": ">= 0",
+    "augment.translation": ">= 0",
+    "run.log_every": ">= 1",
+    "run.threads": ">= 1",
+}
+"""Allowed ranges of numeric fields, checked when a config is read together with the types of every field
+(from the dataclasses' annotations: :func:`~fourdcontrast.config_fields.check_section`)."""
 
-def config_from_dict(raw: dict, source: str = "config") -> FinetuneConfig:
+
+def config_from_dict(raw: dict, source: str = "config", overrides: list[str] | None = None) -> FinetuneConfig:
+    """Build a :class:`FinetuneConfig` from a nested dict; ``source`` names it in errors, ``overrides``
+    (the ``--set`` items applied to ``raw``) name the item at fault.
+
+    Raises:
+        ConfigError: (a ``ValueError``) one line naming ``source``, the field, the value and what is
+            expected: unknown section or field, a value of the wrong type or out of range.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {raw!r}")
+    overridden = override_items(overrides)
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
-        raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; sections: {sorted(_SECTIONS)}")
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; sections: {sorted(_SECTIONS)}")
     kwargs = {}
     for name, cls in _SECTIONS.items():
-        values = dict(raw.get(name) or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = set(values) - names
-        if bad:
-            raise ValueError(f"{source}: unknown field(s) {sorted(bad)} in section {name!r}")
-        if name == "augment" and "scale" in values and values["scale"] is not None:
-            values["scale"] = tuple(values["scale"])
-        kwargs[name] = cls(**values)
-    return FinetuneConfig(**kwargs)
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {name!r} must be a mapping of fields, got {values!r}")
+        kwargs[name] = cls(**check_section(cls, dict(values), name, source, FIELD_RANGES, overridden))
+    try:
+        return FinetuneConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
-    """Read a YAML config (a path or a shipped name: ``paper``, ``cpu``) and apply ``--set`` overrides."""
+    """Read a YAML config (a path or a shipped name: ``paper``, ``cpu``) and apply ``--set`` overrides.
+
+    Raises:
+        ConfigError: see :func:`config_from_dict` and :func:`~fourdcontrast.train.config.read_config`.
+    """
     from fourdcontrast.train.config import read_config
 
     path, raw = read_config(path, overrides, CONFIG_DIR)
-    return config_from_dict(raw, str(path))
+    return config_from_dict(raw, str(path), overrides)

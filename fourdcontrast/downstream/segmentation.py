@@ -27,10 +27,12 @@ from fourdcontrast.downstream.data import LabelledDataset, load_dataset
 from fourdcontrast.downstream.loading import LoadReport, load_lenient, read_state_dict
 from fourdcontrast.downstream.metrics import IGNORE_LABEL, ConfusionAccumulator, SegmentationMetrics
 from fourdcontrast.downstream.splits import limited_annotations, limited_scenes
+from fourdcontrast.errors import InputError
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.records import Scene
 from fourdcontrast.sparse.quantize import quantize
 from fourdcontrast.sparse.tensor import sparse_collate
+from fourdcontrast.train.run_folder import FINETUNE_RUN, prepare_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -381,14 +383,51 @@ def linear_probe(config: FinetuneConfig, train: LabelledDataset, evaluation: Lab
 
 # --- entry points ---------------------------------------------------------------------------------
 def load_init(config: FinetuneConfig) -> dict | None:
-    """The state dict named by ``model.init`` (None for scratch)."""
+    """The state dict named by ``model.init`` (None for scratch).
+
+    Raises:
+        InputError: naming ``model.init`` and the file, when it is missing or not a readable state dict
+            or pre-training checkpoint (truncated, foreign).
+    """
     if not config.model.init:
         return None
     path = Path(config.model.init)
+    expected = "expected an exported backbone .pth (export-backbone) or a pre-training checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"model.init {path} does not exist (an exported backbone .pth or a "
-                                "pre-training checkpoint.pt)")
-    return read_state_dict(path)
+        raise InputError(f"model.init = {config.model.init!r}: no such file ({expected})")
+    try:
+        return read_state_dict(path)
+    except Exception as exc:  # truncated zip, foreign pickle, not a state dict of tensors
+        problem = " ".join(str(exc).split())[:200]
+        raise InputError(f"model.init = {config.model.init!r}: not a readable state dict "
+                         f"({type(exc).__name__}: {problem}; {expected})") from exc
+
+
+def check_data_paths(config: FinetuneConfig) -> None:
+    """Check the data folders ``config`` names (``data.scannet_root`` and its split files) before any
+    work starts; the embedded rooms need none.
+
+    Raises:
+        InputError: naming the field, the path and what is expected.
+    """
+    from fourdcontrast.downstream.data import SCANNET_SPLIT_FILES
+
+    d = config.data
+    if d.dataset != "scannet":
+        return
+    root = Path(d.scannet_root or "")
+    field_ = f"data.scannet_root = {d.scannet_root!r}"
+    if not d.scannet_root or not root.is_dir():
+        raise InputError(f"{field_}: no such folder (expected ScanNet's folder holding scans/ and "
+                         f"{', '.join(SCANNET_SPLIT_FILES.values())})")
+    if not (root / "scans").is_dir():
+        raise InputError(f"{field_}: no scans/ folder in it")
+    for split in ("train", d.eval_split):
+        if split not in SCANNET_SPLIT_FILES:
+            raise InputError(f"data.eval_split = {split!r}: ScanNet has no labelled {split!r} split here "
+                             f"(expected one of {', '.join(SCANNET_SPLIT_FILES)})")
+        if not (root / SCANNET_SPLIT_FILES[split]).is_file():
+            raise InputError(f"{field_}: split file {SCANNET_SPLIT_FILES[split]} missing in it")
 
 
 def _datasets(config: FinetuneConfig) -> tuple[LabelledDataset, LabelledDataset]:
@@ -400,11 +439,28 @@ def _datasets(config: FinetuneConfig) -> tuple[LabelledDataset, LabelledDataset]
 
 
 def run_segmentation(config: FinetuneConfig, out: str | Path | None = None, progress: bool = True,
-                     datasets: tuple[LabelledDataset, LabelledDataset] | None = None) -> SegmentationResult:
-    """Load the data and the initialisation, fine-tune or probe, and (with ``out``) write
-    ``metrics.json`` (+ ``log.csv`` and ``model.pt`` for fine-tuning) atomically."""
-    train, evaluation = datasets or _datasets(config)
+                     datasets: tuple[LabelledDataset, LabelledDataset] | None = None,
+                     overwrite: bool = False) -> SegmentationResult:
+    """Load the initialisation and the data, fine-tune or probe, and (with ``out``) write
+    ``metrics.json`` (+ ``log.csv`` and ``model.pt`` for fine-tuning) atomically.
+
+    The output folder, ``model.init`` and the data folders are checked before any data is loaded.
+
+    Args:
+        overwrite: replace a run already in ``out`` (its files are deleted first); without it such a
+            folder is refused.
+
+    Raises:
+        RunFolderError: ``out`` holds a run and ``overwrite`` is false
+            (:mod:`~fourdcontrast.train.run_folder`).
+        InputError: ``model.init`` or a data folder is missing or unreadable.
+    """
+    if out is not None:
+        prepare_run_folder(out, FINETUNE_RUN, overwrite=overwrite)
     state = load_init(config)
+    if datasets is None:
+        check_data_paths(config)
+    train, evaluation = datasets or _datasets(config)
     run = finetune if config.model.mode == "finetune" else linear_probe
     result = run(config, train, evaluation, state, progress=progress)
     if out is not None:
@@ -442,13 +498,38 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set model.init=backbone.pth --set model.mode=linear")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/finetune/CONFIG)")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true",
+                      help="keep the finished run in OUT and print its metrics (nothing is redone)")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="start again in an OUT that holds a run, deleting that run's files first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _print_finished(out: Path) -> None:
+    path = out / "metrics.json"
+    try:
+        payload = json.loads(path.read_text())
+        m = payload["metrics"]
+        mode, split = payload["config"]["model"]["mode"], payload["config"]["data"]["eval_split"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable fine-tuning result ({type(exc).__name__}: {exc})") from exc
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}"
+
+    print(f"finetune: {out} holds a finished {mode} run ({path.name}); nothing to redo. Evaluated on "
+          f"{split}: mIoU {pct(m.get('miou'))}, mAcc {pct(m.get('macc'))}, OA {pct(m.get('oa'))}")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     config = load_finetune_config(args.config, args.overrides)
     out = Path(args.out or Path("outputs") / "finetune" / Path(args.config).stem)
-    result = run_segmentation(config, out, progress=not args.no_progress)
+    if args.resume:
+        prepare_run_folder(out, FINETUNE_RUN, resume=True)  # an error naming OUT when it holds no result
+        _print_finished(out)
+        return 0
+    result = run_segmentation(config, out, progress=not args.no_progress, overwrite=args.overwrite)
     if result.load_report is not None:
         print(f"initialisation: {result.load_report.summary()}")
     print(f"{config.model.mode} on {result.train_scenes} training scenes, {result.seconds:.0f} s; "

@@ -15,12 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fourdcontrast.errors import InputError
+
 FORMAT = "fourdcontrast-pretrain-1"
 """The ``format`` entry of every pre-training checkpoint (foreign files lack it)."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used (missing, truncated, foreign); the message names the file."""
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be used (missing, truncated, foreign); the message names the file.
+    An :class:`~fourdcontrast.errors.InputError` (a ``ValueError``): the command line prints it on one
+    line."""
 
 
 def rng_state() -> dict:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from fourdcontrast.config_fields import check_section, override_items
+from fourdcontrast.errors import ConfigError
 from fourdcontrast.models.fourdcontrast import METHODS, MethodConfig, method_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
@@ -167,29 +169,79 @@ class PretrainConfig:
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
 
+FIELD_RANGES: dict[str, str] = {
+    "data.scenes": ">= 1",
+    "data.trajectories_per_scene": ">= 1",
+    "data.length": ">= 2",
+    "data.batch_size": ">= 1",
+    "data.voxel_size_3d": "> 0",
+    "data.voxel_size_4d": "> 0",
+    "data.workers": ">= 0",
+    "data.holdout_sequences": ">= 0",
+    "optim.lr": "> 0",
+    "optim.momentum": "[0, 1)",
+    "optim.weight_decay": ">= 0",
+    "optim.lr_decay": "(0, 1]",
+    "optim.lr_decay_every": ">= 1",
+    "optim.steps": ">= 1",
+    "optim.accumulate": ">= 1",
+    "optim.grad_clip": "> 0",
+    "run.log_every": ">= 1",
+    "run.checkpoint_every": ">= 1",
+    "run.recall_every": ">= 0",
+    "run.recall_samples": ">= 1",
+    "run.recall_threshold": "> 0",
+}
+"""Allowed ranges of numeric fields, checked when a config is read (with the types of every field, taken
+from the dataclasses' annotations: :func:`~fourdcontrast.config_fields.check_section`). A field may also
+carry its range as ``field(metadata={"range": "> 0"})``."""
 
-def config_from_dict(raw: dict, source: str = "config") -> PretrainConfig:
-    """Build a :class:`PretrainConfig` from a nested dict; ``source`` names it in errors."""
-    raw = dict(raw or {})
+
+def _mapping(value, what: str, source: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {what} must be a mapping of fields, got {value!r}")
+    return dict(value)
+
+
+def config_from_dict(raw: dict, source: str = "config", overrides: list[str] | None = None) -> PretrainConfig:
+    """Build a :class:`PretrainConfig` from a nested dict; ``source`` names it in errors.
+
+    Every value is checked against its field's type (and :data:`FIELD_RANGES`); ``overrides`` (the
+    ``--set`` items applied to ``raw``) let an error name the item at fault.
+
+    Raises:
+        ConfigError: one line naming ``source``, the field, the value and what is expected.
+    """
+    raw = _mapping(raw, "the config", source)
+    overridden = override_items(overrides)
     unknown = set(raw) - {"method", "model", *SECTIONS}
     if unknown:
-        raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}")
-    kwargs: dict = {"method": raw.get("method", "4dcontrast"), "model": dict(raw.get("model") or {})}
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; sections are method, model, "
+                          f"{', '.join(SECTIONS)}")
+    method = check_section(PretrainConfig, {"method": raw.get("method", "4dcontrast")}, None, source,
+                           overridden=overridden)["method"]
+    model = _mapping(raw.get("model"), "section 'model'", source)
+    method_fields = {f.name for f in dataclasses.fields(MethodConfig)}
+    typed = check_section(MethodConfig, {k: v for k, v in model.items() if k in method_fields}, "model",
+                          source, overridden=overridden)
+    kwargs: dict = {"method": method, "model": {**model, **typed}}  # unknown model fields: method_config()
     for name, cls in SECTIONS.items():
-        values = dict(raw.get(name) or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = set(values) - known
-        if bad:
-            raise ValueError(f"{source}: unknown field(s) {sorted(bad)} in section {name!r}")
-        kwargs[name] = cls(**values)
+        values = _mapping(raw.get(name), f"section {name!r}", source)
+        kwargs[name] = cls(**check_section(cls, values, name, source, FIELD_RANGES, overridden))
     try:
         return PretrainConfig(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{source}: {exc}") from exc
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
-def _parse_value(text: str):
-    return yaml.safe_load(text)
+def _parse_value(text: str, item: str = ""):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise ConfigError(f"--set {item or text}: the value is not valid YAML ({problem})") from exc
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -198,17 +250,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {item!r}")
         parts = key.split(".")
         if len(parts) == 1:
-            out[parts[0]] = _parse_value(value)
+            out[parts[0]] = _parse_value(value, item)
         elif len(parts) == 2:
             out.setdefault(parts[0], {})
+            if out[parts[0]] is None:
+                out[parts[0]] = {}
             if not isinstance(out[parts[0]], dict):
-                raise ValueError(f"--set {item!r}: {parts[0]!r} is not a section")
-            out[parts[0]] = {**out[parts[0]], parts[1]: _parse_value(value)}
+                raise ConfigError(f"--set {item!r}: {parts[0]!r} is not a section")
+            out[parts[0]] = {**out[parts[0]], parts[1]: _parse_value(value, item)}
         else:
-            raise ValueError(f"--set key must be 'field' or 'section.field', got {key!r}")
+            raise ConfigError(f"--set key must be 'field' or 'section.field', got {key!r}")
     return out
 
 
@@ -216,13 +270,14 @@ def resolve_config_path(name: str | Path, folder: Path = CONFIG_DIR) -> Path:
     """A config file path, or the name of a config shipped in ``folder`` (``paper`` →
     ``configs/pretrain/paper.yaml``)."""
     path = Path(name)
-    if path.exists():
+    if path.is_file():
         return path
     shipped = folder / f"{name}.yaml"
-    if shipped.exists():
+    if shipped.is_file():
         return shipped
-    raise ValueError(f"{name}: no such config file (shipped configs: "
-                     f"{sorted(p.stem for p in folder.glob('*.yaml'))})")
+    what = "a folder, not a config file" if path.is_dir() else "no such config file"
+    raise ConfigError(f"{name}: {what} (expected a YAML file or the name of a shipped config: "
+                      f"{', '.join(sorted(p.stem for p in folder.glob('*.yaml')))})")
 
 
 def read_config(name: str | Path, overrides: list[str] | None = None,
@@ -231,15 +286,18 @@ def read_config(name: str | Path, overrides: list[str] | None = None,
     overrides applied, and its path.
 
     Raises:
-        ValueError: naming the file, for a missing file, invalid YAML or a document that is not a mapping.
+        ConfigError: (a ``ValueError``) naming the file, for a missing file, invalid YAML or a document
+            that is not a mapping, or naming the ``--set`` item that is not ``key=value``.
     """
     path = resolve_config_path(name, folder)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return path, apply_overrides(raw, overrides or [])
 
 
@@ -247,10 +305,29 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pretrai
     """Read a YAML config (a path or a shipped name) and apply ``--set`` overrides.
 
     Raises:
-        ValueError: naming the file, for a missing file, invalid YAML or unknown / invalid fields.
+        ConfigError: (a ``ValueError``) naming the file (and the ``--set`` item), for a missing file,
+            invalid YAML, unknown fields, or values of the wrong type or out of range.
     """
     path, raw = read_config(path, overrides)
-    return config_from_dict(raw, str(path))
+    return config_from_dict(raw, str(path), overrides)
+
+
+def check_paths(config: PretrainConfig) -> None:
+    """Check that the files and folders ``config`` names exist, before any expensive work starts.
+
+    Raises:
+        ConfigError: naming the field, the path and what is expected (``data.shards`` must be the
+            ``--out`` folder of ``fourdcontrast generate``, holding its ``manifest.json``).
+    """
+    d = config.data
+    if d.source == "shards" and d.shards:
+        folder = Path(d.shards)
+        if not folder.is_dir():
+            raise ConfigError(f"data.shards = {d.shards!r}: no such folder (expected the --out folder of "
+                              "'fourdcontrast generate')")
+        if not (folder / "manifest.json").is_file():
+            raise ConfigError(f"data.shards = {d.shards!r}: no manifest.json in that folder (expected the "
+                              "--out folder of 'fourdcontrast generate')")
 
 
 def dump_config(config: PretrainConfig) -> str:
@@ -265,7 +342,9 @@ __all__ = [
     "OptimConfig",
     "PretrainConfig",
     "RunConfig",
+    "FIELD_RANGES",
     "apply_overrides",
+    "check_paths",
     "config_from_dict",
     "dump_config",
     "load_config",

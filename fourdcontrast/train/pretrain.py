@@ -1,4 +1,5 @@
-"""Pre-training (paper, Sec. 4): ``fourdcontrast pretrain --config FILE [--set k=v] [--resume] [--out DIR]``.
+"""Pre-training (paper, Sec. 4): ``fourdcontrast pretrain --config FILE [--set k=v] [--out DIR]
+[--resume | --overwrite]``.
 
 One readable loop, config → data → model → optimizer → step → log → checkpoint, as :func:`pretrain`:
 
@@ -48,13 +49,14 @@ from fourdcontrast.data.static import StaticPairDataset
 from fourdcontrast.metrics import batch_feature_match_recall
 from fourdcontrast.models.fourdcontrast import FourDContrast
 from fourdcontrast.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fourdcontrast.train.config import PretrainConfig, dump_config, load_config
+from fourdcontrast.train.config import PretrainConfig, check_paths, dump_config, load_config
 from fourdcontrast.train.distributed import (
     DistributedContext,
     cleanup_distributed,
     convert_sync_batchnorm,
     setup_distributed,
 )
+from fourdcontrast.train.run_folder import PRETRAIN_RUN, prepare_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -300,17 +302,29 @@ def _mean_over_ranks(values: dict, ctx: DistributedContext, device: str) -> dict
 
 
 def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, overwrite: bool = False) -> list[dict]:
     """Run (or resume) a pre-training; returns the logged rows (``log.csv``) of the whole run.
 
     Args:
         config: the run (see :mod:`fourdcontrast.train.config`).
         out: output folder (``config.yaml``, ``log.csv``, ``checkpoint.pt``, ``tensorboard/``).
-        resume: continue from ``out/checkpoint.pt`` when it exists (its config is used; ``config`` must
-            describe the same run).
+        resume: continue from ``out/checkpoint.pt``, which must exist (``config`` must describe the same
+            run; where it differs, a warning is logged and ``config`` is used).
         progress: show a tqdm progress bar (rank 0).
+        overwrite: start again in a folder that holds a run: that run's files are deleted first.
+
+    Raises:
+        RunFolderError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is given, or
+            ``resume`` finds no checkpoint (:mod:`fourdcontrast.train.run_folder`); nothing is changed.
+        CheckpointError: ``resume`` with a checkpoint that cannot be read.
+        ConfigError: a path the config needs (``data.shards``) is missing.
     """
     out = Path(out)
+    check_paths(config)
+    found = prepare_run_folder(out, PRETRAIN_RUN, resume, overwrite,
+                               remove=int(os.environ.get("RANK", "0")) == 0)
+    if resume and found.step is None:
+        load_checkpoint(out / CHECKPOINT)  # raises CheckpointError naming the file and the problem
     device = resolve_device(config.run.device)
     ctx = setup_distributed(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -471,14 +485,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set optim.steps=200 --set data.workers=0")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/pretrain/CONFIG)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true",
+                      help="continue the run in OUT from its checkpoint.pt (an error when there is none)")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="start again in an OUT that holds a run, deleting that run's files first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     out = Path(args.out or Path("outputs") / "pretrain" / Path(args.config).stem)
-    rows = pretrain(config, out, resume=args.resume, progress=not args.no_progress)
+    rows = pretrain(config, out, resume=args.resume, progress=not args.no_progress,
+                    overwrite=args.overwrite)
     losses = [r["loss"] for r in rows if r.get("loss") is not None]
     recalls = [r["recall"] for r in rows if r.get("recall") is not None]
     if int(os.environ.get("RANK", "0")) == 0:

@@ -249,7 +249,7 @@ def draw(runs, title=None):
 
 
 start = time.perf_counter()
-rows = fvp.run_with_live_log(lambda: pretrain(config, OUT / "4dcontrast", progress=False),
+rows = fvp.run_with_live_log(lambda: pretrain(config, OUT / "4dcontrast", progress=False, overwrite=True),
                              OUT / "4dcontrast" / "log.csv",
                              lambda r: draw(r, "4DContrast (with stop-gradient)"))
 seconds_sg = time.perf_counter() - start
@@ -269,7 +269,8 @@ print(f"{config.optim.steps} steps in {seconds_sg:.0f} s ({fvp.steps_per_second(
 # %%
 config_nosg = load_config("cpu-small", [*OVERRIDES, "method=no-stop-gradient"])
 assert config_nosg.method_config().stop_gradient is False
-rows_nosg = fvp.run_with_live_log(lambda: pretrain(config_nosg, OUT / "no-stop-gradient", progress=False),
+rows_nosg = fvp.run_with_live_log(lambda: pretrain(config_nosg, OUT / "no-stop-gradient", progress=False,
+                                                                  overwrite=True),
                                   OUT / "no-stop-gradient" / "log.csv",
                                   lambda r: draw({"with SG": rows, "without SG": r},
                                                  "the same run with and without stop-gradient"))

@@ -83,7 +83,7 @@ if PRESET["fresh"]:
     start = time.perf_counter()
     run = OUT / "03" / "4dcontrast"
     same = (run / "checkpoint.pt").is_file() and load_checkpoint(run / "checkpoint.pt")["config"] == config.to_dict()
-    rows = pretrain(config, run, resume=same, progress=False)  # notebook 03's run if it is there, else anew
+    rows = pretrain(config, run, resume=same, overwrite=not same, progress=False)  # notebook 03's run, else anew
     export_backbone(run / "checkpoint.pt", run / "backbone.pth")
     backbones["fresh"] = load_backbone(run / "backbone.pth")
     print(f"fresh: {'notebook 03' if same else 'a new'} run of {int(rows[-1]['step'])} steps of "
