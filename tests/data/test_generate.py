@@ -165,3 +165,29 @@ def test_load_ply_scene_and_mesh_object(tmp_path):
     np.testing.assert_allclose(lo + hi, 0.0, atol=1e-6)
     again = load_object(tmp_path / "chair" / "box.obj")
     np.testing.assert_array_equal(obj.points, again.points)
+
+
+def test_a_generation_folder_is_refused_or_overwritten(tmp_path, scene_dir, specs, objects, config, capsys):
+    import hashlib
+
+    from fourdcontrast.cli import main
+
+    out = tmp_path / "gen"
+    run_generation(specs[:1], objects, out, config)
+    capsys.readouterr()  # its progress bar
+
+    def content():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
+
+    before = content()
+    args = ["generate", "--scenes", str(scene_dir), "--trajectories-per-scene", "1", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fourdcontrast: error: ")
+    assert str(out) in err and "1 of 1 scenes done" in err and "--resume" in err and "--overwrite" in err
+    assert content() == before  # nothing changed, by content
+    (out / "shard_000099.npz").write_bytes(b"a shard of the old run")
+    manifest = run_generation(specs[:2], objects, out, config, overwrite=True)
+    assert manifest["totals"]["units_done"] == 2 and not (out / "shard_000099.npz").exists()
+    with pytest.raises(ValueError, match="exclude each other"):
+        run_generation(specs[:2], objects, out, config, resume=True, overwrite=True)
