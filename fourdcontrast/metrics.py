@@ -16,7 +16,10 @@ __all__ = [
     "FMR_CHUNK_SIZE",
     "FMR_NUM_SAMPLES",
     "FMR_THRESHOLD",
+    "COLLAPSE_RANK_FRACTION",
+    "ERANK_MAX_ROWS",
     "batch_feature_match_recall",
+    "effective_rank",
     "feature_match_recall",
 ]
 
@@ -149,3 +152,54 @@ def batch_feature_match_recall(
         recalls.append(feature_match_recall(features[s_i:starts[b * T + i + 1]], features[s_j:e_j], positions,
                                             local.to(features.device), threshold, num_samples, generator))
     return float(sum(recalls) / len(recalls)) if recalls else 0.0
+
+
+ERANK_MAX_ROWS: int = 8192
+"""Rows (voxels) sampled for :func:`effective_rank` (our choice): the spectrum of a ``d ≤ 128``-wide
+feature matrix is stable to a few percent from a few thousand rows, and the cost stays ~1 ms."""
+
+COLLAPSE_RANK_FRACTION: float = 0.1
+"""A run is flagged as dimensionally collapsed when the effective rank of the backbone output or of the
+projector's pre-normalisation output falls below this fraction of their width (our choice, measured here:
+a random 32-wide MinkUNet14S gives 13.3 (0.42), PointContrast after 40 steps 6.4 (0.20), the collapsed
+500-step 4DContrast backbone 1.8 (0.056) and its projector output 2.1 (0.066))."""
+
+
+def effective_rank(features: Tensor, max_rows: int | None = ERANK_MAX_ROWS,
+                   generator: torch.Generator | None = None) -> float:
+    """Effective rank of a set of feature vectors (Roy & Vetterli 2007; the standard monitor of dimensional
+    collapse, Jing et al. 2022): ``exp(H(p))`` with ``p_k = σ_k² / Σ σ²`` and ``σ`` the singular values
+    of the **centred** (N, d) features.
+
+    It lies in [1, d]: d for features spread evenly over all directions, 1 when they vary along a single
+    direction (dimensional collapse), and it is not fooled by a per-channel normalisation (a batch norm
+    without affine parameters pins every channel's variance, which SimSiam's per-channel std monitor
+    reads as healthy, while the channels can still be copies of one another).
+
+    Args:
+        features: (N, d) float features, one row per voxel (any device).
+        max_rows: use at most this many rows, sampled without replacement (None: all).
+        generator: randomness of that sampling (CPU generator; default: torch's global one).
+
+    Returns:
+        The effective rank (float); 0.0 when fewer than 2 rows or all rows are equal (no variance).
+
+    Raises:
+        ValueError: when ``features`` is not a 2-D float tensor.
+    """
+    check_matrix("features", features)
+    x = features.detach()
+    if max_rows is not None and x.shape[0] > max_rows:
+        idx = torch.randperm(x.shape[0], generator=generator)[:max_rows].to(x.device)
+        x = x[idx]
+    if x.shape[0] < 2:
+        return 0.0
+    x = x.double()
+    x = x - x.mean(dim=0, keepdim=True)
+    eig = torch.linalg.eigvalsh(x.T @ x).clamp_min(0.0)  # σ² of the centred matrix
+    total = eig.sum()
+    if not bool(total > 0):
+        return 0.0
+    p = eig / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))

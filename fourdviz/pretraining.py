@@ -155,9 +155,15 @@ def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
+RANK_COLORS = {"erank_backbone_3d": "#17becf", "erank_z3d": "#9467bd", "holdout_erank": "#bcbd22"}
+RANK_LABELS = {"erank_backbone_3d": "erank of the 3D backbone output", "erank_z3d": "erank of z3D before BN",
+               "holdout_erank": "erank, held-out batch (eval)"}
+
+
 def plot_pretrain_log(runs, healthy_std: float | None = None, total_steps: int | None = None,
-                      title: str | None = None):
-    """Curves of one or several pre-training runs: the loss terms, the collapse monitor and recall.
+                      title: str | None = None, feature_dim: int | None = None):
+    """Curves of one or several pre-training runs: the loss terms, SimSiam's std monitor, the effective
+    ranks (the monitor of dimensional collapse, when the log has them) and recall.
 
     Args:
         runs: the rows of a ``log.csv`` (a list of dicts), or ``{run name: rows}`` for several runs
@@ -165,11 +171,18 @@ def plot_pretrain_log(runs, healthy_std: float | None = None, total_steps: int |
         healthy_std: the collapse monitor's healthy level ``1/sqrt(d)`` (drawn as a line).
         total_steps: x-axis limit (e.g. while a run is still going).
         title: figure title.
+        feature_dim: width d of the features: draws the collapse threshold
+            ``COLLAPSE_RANK_FRACTION · d`` on the effective-rank panel.
     """
     if not isinstance(runs, dict):
         runs = {"": runs}
-    fig = _figure(13.0, 3.7)
-    ax_loss, ax_std, ax_rec = (fig.add_subplot(1, 3, k) for k in (1, 2, 3))
+    with_rank = any(len(_series(rows, "erank_backbone_3d")[0]) for rows in runs.values())
+    panels = 4 if with_rank else 3
+    fig = _figure(4.3 * panels, 3.7)
+    axes = [fig.add_subplot(1, panels, k + 1) for k in range(panels)]
+    ax_loss, ax_std = axes[0], axes[1]
+    ax_rank = axes[2] if with_rank else None
+    ax_rec = axes[-1]
     for n, (name, rows) in enumerate(runs.items()):
         ls = RUN_STYLES[n % len(RUN_STYLES)]
         tag = f" — {name}" if name else ""
@@ -182,6 +195,12 @@ def plot_pretrain_log(runs, healthy_std: float | None = None, total_steps: int |
             x, y = _series(rows, key)
             if len(x) and not np.allclose(y, 0):
                 ax_std.plot(x, y, ls, color=color, label=f"std of z{key[-2:].upper()}/‖z‖{tag}")
+        if ax_rank is not None:
+            for key, color in RANK_COLORS.items():
+                x, y = _series(rows, key)
+                if len(x):
+                    ax_rank.plot(x, y, ls, color=color, marker="o" if key == "holdout_erank" else None,
+                                 ms=3, label=RANK_LABELS[key] + tag)
         x, y = _series(rows, "recall")
         if len(x):
             ax_rec.plot(x, 100 * y, ls, marker="o", color="#d62728", label=f"recall{tag}")
@@ -192,9 +211,19 @@ def plot_pretrain_log(runs, healthy_std: float | None = None, total_steps: int |
                        label=f"healthy 1/√d = {healthy_std:.3f}")
     ax_std.axhline(0.0, color="#d62728", lw=0.9, ls=":", label="collapsed: 0")
     ax_std.set_title("collapse monitor: std over voxels of z/‖z‖", fontsize=10)
+    if ax_rank is not None:
+        from fourdcontrast.metrics import COLLAPSE_RANK_FRACTION
+
+        if feature_dim:
+            limit = COLLAPSE_RANK_FRACTION * feature_dim
+            ax_rank.axhline(limit, color="#d62728", lw=0.9, ls=":",
+                            label=f"collapse: {COLLAPSE_RANK_FRACTION:g}·d = {limit:g}")
+        ax_rank.set_ylim(bottom=0)
+        ax_rank.set_title("dimensional collapse: effective rank", fontsize=10)
+        ax_rank.set_ylabel("effective rank (of d)")
     ax_rec.set_title("feature-match recall, held-out batch", fontsize=10)
-    ax_rec.set_ylabel("% of matches within 5 cm")
-    for ax in (ax_loss, ax_std, ax_rec):
+    ax_rec.set_ylabel("% of matches within the threshold")
+    for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if total_steps:

@@ -545,3 +545,42 @@ def test_losses_run_on_cuda():
         match_average_pool(p, pairs).sum(),
     ):
         assert value.device.type == "cuda" and torch.isfinite(value)
+
+
+# --- switches of issue 18: weighted group means, the direction of Eq. 5 -----------------------------
+def test_reduce_groups_weighted_mean_within_groups():
+    values = torch.tensor([1.0, 3.0, 10.0, 20.0, 5.0])
+    groups = torch.tensor([0, 0, 1, 1, 1])
+    weights = torch.tensor([1.0, 3.0, 2.0, 1.0, 1.0])
+    got = reduce_groups(values, groups, 2, "mean", weights)
+    expected = ((1 * 1 + 3 * 3) / 4 + (2 * 10 + 20 + 5) / 4) / 2
+    assert torch.isclose(got, torch.tensor(expected))
+    plain = reduce_groups(values, groups, 2, "mean")
+    assert torch.isclose(reduce_groups(values, groups, 2, "mean", torch.ones(5)), plain)
+    with pytest.raises(ValueError):
+        reduce_groups(values, groups, 2, "mean", torch.ones(4))
+
+
+@pytest.mark.parametrize("direction", ["paper", "simsiam"])
+def test_loss_3d4d_direction_decides_which_outputs_get_the_gradient(direction):
+    g = torch.Generator().manual_seed(0)
+    p3, z3, p4, z4 = (torch.randn(6, 4, generator=g, requires_grad=True) for _ in range(4))
+    pairs = torch.tensor([[0, 1], [2, 3], [4, 5]])
+    groups = torch.tensor([0, 0, 1])
+    loss = loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction=direction)
+    loss.backward()
+    predicted, encoded = (p3.grad, p4.grad), (z3.grad, z4.grad)
+    trained, frozen = (encoded, predicted) if direction == "paper" else (predicted, encoded)
+    assert all(t is not None and t.abs().sum() > 0 for t in trained)
+    assert all(t is None or t.abs().sum() == 0 for t in frozen)
+    with pytest.raises(ValueError):
+        loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction="sideways")
+
+
+def test_loss_3d4d_directions_agree_in_value():
+    g = torch.Generator().manual_seed(1)
+    p3, z3, p4, z4 = (torch.randn(5, 3, generator=g) for _ in range(4))
+    pairs, groups = torch.tensor([[0, 0], [1, 2], [4, 3]]), torch.tensor([0, 1, 1])
+    a = loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction="paper")
+    b = loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction="simsiam")
+    assert torch.isclose(a, b)

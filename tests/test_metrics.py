@@ -110,3 +110,50 @@ def test_feature_match_recall_on_cuda():
     pairs = torch.stack([torch.arange(100), torch.arange(100)], 1).cuda()
     recall = feature_match_recall(positions_j, positions_j, positions_j, pairs, generator=torch.Generator())
     assert recall == 1.0
+
+
+# --- effective rank (the dimensional-collapse monitor) ----------------------------------------------
+def test_effective_rank_healthy_full_and_dimensional_collapse():
+    from fourdcontrast.metrics import effective_rank
+
+    g = torch.Generator().manual_seed(0)
+    healthy = torch.randn(4000, 32, generator=g)
+    assert 28.0 < effective_rank(healthy) <= 32.0
+    # fully collapsed: every row the same vector
+    assert effective_rank(torch.ones(500, 32) * 3.0) == 0.0
+    # dimensionally collapsed: 32 channels that are mixtures of 2 directions (+ tiny noise)
+    basis = torch.randn(2, 32, generator=g)
+    low = torch.randn(4000, 2, generator=g) @ basis + 1e-4 * torch.randn(4000, 32, generator=g)
+    assert 1.0 <= effective_rank(low) < 2.05
+    # one direction dominating: rank near 1
+    one = torch.randn(4000, 1, generator=g) * torch.ones(1, 32) + 1e-3 * torch.randn(4000, 32, generator=g)
+    assert effective_rank(one) < 1.1
+
+
+def test_effective_rank_sees_the_collapse_that_the_std_monitor_misses():
+    """Channels that are copies of one another, each normalised like a batch norm without affine
+    parameters: SimSiam's per-channel std reads healthy, the effective rank reads ~1."""
+    from fourdcontrast.metrics import effective_rank
+    from fourdcontrast.models.fourdcontrast import collapse_std
+
+    g = torch.Generator().manual_seed(1)
+    d = 32
+    signs = torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0)
+    base = torch.randn(5000, 1, generator=g)
+    z = base * signs + 0.05 * torch.randn(5000, d, generator=g)
+    z = (z - z.mean(0)) / z.std(0)  # per-channel normalisation (BN without affine)
+    healthy_z = torch.randn(5000, d, generator=g)
+    assert float(collapse_std(z)) > 0.5 * float(collapse_std(healthy_z))  # the std cannot tell
+    assert effective_rank(z) < 2.0 < 20.0 < effective_rank(healthy_z)
+
+
+def test_effective_rank_subsamples_deterministically_and_rejects_bad_input():
+    from fourdcontrast.metrics import effective_rank
+
+    x = torch.randn(20000, 8, generator=torch.Generator().manual_seed(2))
+    a = effective_rank(x, max_rows=1000, generator=torch.Generator().manual_seed(5))
+    b = effective_rank(x, max_rows=1000, generator=torch.Generator().manual_seed(5))
+    assert a == b and 7.0 < a <= 8.0
+    assert effective_rank(x[:1]) == 0.0
+    with pytest.raises(ValueError):
+        effective_rank(torch.ones(10))

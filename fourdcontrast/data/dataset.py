@@ -26,7 +26,7 @@ from fourdcontrast.data.correspondence import (
 )
 from fourdcontrast.data.generate import MANIFEST, GenerationConfig, SceneSpec, generate_scene_sequences
 from fourdcontrast.data.shards import Shard
-from fourdcontrast.records import Scene, Sequence, ShapeObject
+from fourdcontrast.records import SOURCE_OBJECT, Scene, Sequence, ShapeObject
 
 DEFAULT_FEATURE_CHANNELS = 3
 """Input feature channels: occupancy repeated to 3 channels (supplement, Sec. B)."""
@@ -167,6 +167,9 @@ class Batch:
         points_3d: (N3, 3) float32 position in metres of every 3D voxel's representative point in its
             frame's scene (4D) coordinates — unscaled and unrotated, so distances within a frame are true
             distances (feature-match recall, CSC's shape-context partitions).
+        object_3d: (N3,) bool, the 3D voxel's representative point belongs to the moving object
+            (provenance ``source``): what motion-aware pair sampling keeps and weights.
+        object_4d: (N4,) bool, the same for the 4D voxels.
     """
 
     coords_3d: torch.Tensor
@@ -182,6 +185,8 @@ class Batch:
     batch_size: int
     length: int
     points_3d: torch.Tensor | None = None
+    object_3d: torch.Tensor | None = None
+    object_4d: torch.Tensor | None = None
 
     def _map(self, fn) -> Batch:
         changes = {f.name: fn(getattr(self, f.name)) for f in fields(self)
@@ -217,6 +222,7 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
         raise ValueError(f"sequences differ in length: {[len(s.sequence) for s in samples]}")
     frame_pairs = [(i, j) for i in range(length) for j in range(i + 1, length)]
     c3, x3, c4, p3, g3, p34, g34, p4, g4 = [], [], [], [], [], [], [], [], []
+    o3, o4 = [], []
     base3 = base4 = 0
     for b, sample in enumerate(samples):
         corr = sample.correspondences
@@ -224,7 +230,13 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
         for t, coords in enumerate(corr.coords_3d):
             c3.append(_with_batch(coords, b * length + t))
             x3.append(sample.sequence.frames[t].points[corr.voxel_point_3d[t]])
+            o3.append(sample.sequence.frames[t].source[corr.voxel_point_3d[t]] == SOURCE_OBJECT)
         c4.append(_with_batch(corr.coords_4d, b))
+        obj4 = np.zeros(len(corr.coords_4d), dtype=bool)
+        for t, frame in enumerate(sample.sequence.frames):
+            rows = np.flatnonzero(corr.coords_4d[:, 3] == t)
+            obj4[rows] = frame.source[corr.voxel_point_4d[rows]] == SOURCE_OBJECT
+        o4.append(obj4)
         for p, (i, j) in enumerate(frame_pairs):
             pairs = corr.pairs_3d[(i, j)]
             p3.append(np.column_stack([pairs[:, 0] + starts3[i], pairs[:, 1] + starts3[j]]))
@@ -259,4 +271,6 @@ def collate_sequences(samples: list[Sample], feature_channels: int = DEFAULT_FEA
         batch_size=len(samples),
         length=length,
         points_3d=cat(x3, 3, torch.float32),
+        object_3d=cat(o3, 0, torch.bool),
+        object_4d=cat(o4, 0, torch.bool),
     )

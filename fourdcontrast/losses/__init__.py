@@ -33,6 +33,7 @@ from fourdcontrast.losses.contrastive import (
 from fourdcontrast.losses.simsiam import (
     COSINE_EPS,
     DEFAULT_REDUCTION,
+    EQ5_DIRECTIONS,
     REDUCTIONS,
     W3D,
     W3D4D,
@@ -48,6 +49,7 @@ from fourdcontrast.losses.simsiam import (
 
 __all__ = [
     "COSINE_EPS",
+    "EQ5_DIRECTIONS",
     "CSC_NBINS_XY",
     "CSC_NBINS_ZY",
     "CSC_NUM_SHELLS",

@@ -20,6 +20,7 @@ from torch import Tensor
 from fourdcontrast.tensor_checks import check_float, check_matrix, check_pairs, check_same_width, is_integer
 
 __all__ = [
+    "EQ5_DIRECTIONS",
     "COSINE_EPS",
     "DEFAULT_REDUCTION",
     "REDUCTIONS",
@@ -63,6 +64,10 @@ W4D: float = 1.0
 # --------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------
+
+
+EQ5_DIRECTIONS = ("paper", "simsiam")
+"""Stop-gradient placements of :func:`loss_3d4d` (Eq. 5): as printed, or SimSiam's."""
 
 
 def _check_groups(groups: Tensor, k: int, groups_per_sequence: int) -> None:
@@ -133,7 +138,8 @@ def simsiam_loss(p1: Tensor, z1: Tensor, p2: Tensor, z2: Tensor, stop_gradient: 
 
 
 def reduce_groups(
-    values: Tensor, groups: Tensor, groups_per_sequence: int, reduction: str = DEFAULT_REDUCTION
+    values: Tensor, groups: Tensor, groups_per_sequence: int, reduction: str = DEFAULT_REDUCTION,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Reduce per-correspondence losses to the scalar of Eqs. 4, 6 and 8.
 
@@ -154,6 +160,9 @@ def reduce_groups(
             g < G: frame pair or frame of that sequence); ids must be >= 0 (not checked).
         groups_per_sequence: G, the number of groups one sequence can have (frame pairs or frames).
         reduction: ``"mean"`` or ``"sum"``.
+        weights: optional (K,) positive float weights: the mean within each group becomes the weighted
+            mean ``Σ w v / Σ w`` (motion-aware sampling weights the pairs touching the moving object);
+            None is the plain mean.
 
     Returns:
         Scalar. K = 0 gives a zero that still has a gradient path into ``values`` (not NaN).
@@ -167,6 +176,9 @@ def reduce_groups(
     _check_groups(groups, values.shape[0], groups_per_sequence)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if weights is not None and (weights.shape != values.shape or not weights.is_floating_point()):
+        raise ValueError(f"weights must be a (K,) float tensor like values {tuple(values.shape)}, "
+                         f"got {tuple(weights.shape)} {weights.dtype}")
     k = values.shape[0]
     if k == 0:
         return values.sum() * 0.0
@@ -174,11 +186,10 @@ def reduce_groups(
     starts = torch.ones(k, dtype=torch.bool, device=values.device)
     starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
     slot = torch.cumsum(starts, 0) - 1  # (K,) dense group index of each sorted correspondence
-    counts = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(
-        0, slot, torch.ones_like(values)
-    )
-    # Σ over groups of (mean within the group) = Σ over correspondences of value / size of its group
-    total = (values[order] / counts[slot]).sum()
+    w = torch.ones_like(values) if weights is None else weights.to(values.dtype)[order]
+    counts = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, slot, w)
+    # Σ over groups of (weighted mean within the group) = Σ over correspondences of w·value / Σw of its group
+    total = (w * values[order] / counts[slot]).sum()
     if reduction == "mean":
         return total / starts.sum()
     sequence = torch.div(sorted_ids, int(groups_per_sequence), rounding_mode="floor")
@@ -209,6 +220,7 @@ def loss_3d(
     groups_per_sequence: int,
     reduction: str = DEFAULT_REDUCTION,
     stop_gradient: bool = True,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """L3D, Eqs. 3–4: inter-frame spatial correspondence between 3D features.
 
@@ -223,6 +235,7 @@ def loss_3d(
         groups_per_sequence: G, frame pairs per sequence (T(T−1)/2 for T frames).
         reduction: see :func:`reduce_groups`.
         stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
+        weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -231,7 +244,7 @@ def loss_3d(
         ValueError: on mismatched shapes.
     """
     values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
+    return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
 def loss_4d(
@@ -242,6 +255,7 @@ def loss_4d(
     groups_per_sequence: int,
     reduction: str = DEFAULT_REDUCTION,
     stop_gradient: bool = True,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """L4D, Eqs. 7–8: the form of Eq. 3 on 4D features of one point at two time steps.
 
@@ -256,6 +270,7 @@ def loss_4d(
         groups_per_sequence: G, frame pairs per sequence.
         reduction: see :func:`reduce_groups`.
         stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
+        weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -264,7 +279,7 @@ def loss_4d(
         ValueError: on mismatched shapes.
     """
     values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
+    return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
 def loss_3d4d(
@@ -277,12 +292,20 @@ def loss_3d4d(
     groups_per_sequence: int,
     reduction: str = DEFAULT_REDUCTION,
     stop_gradient: bool = True,
+    direction: str = "paper",
+    weights: Tensor | None = None,
 ) -> Tensor:
     """L3D4D, Eqs. 5–6: spatio-temporal correspondence between a 3D voxel and its 4D voxel.
 
-    Per pair ``½ D(SG(p3[a]), z4[w]) + ½ D(SG(p4[w]), z3[a])`` exactly as Eq. 5 writes it: unlike Eqs. 3
-    and 7 the stop-gradient is on the **predictor** outputs and the gradient flows into the **encoder**
-    outputs z3 and z4 (the paper's Fig. 3 arrows); p3 and p4 receive no gradient from this term.
+    ``direction="paper"`` (default): per pair ``½ D(SG(p3[a]), z4[w]) + ½ D(SG(p4[w]), z3[a])`` exactly as
+    Eq. 5 writes it: unlike Eqs. 3 and 7 the stop-gradient is on the **predictor** outputs and the
+    gradient flows into the **encoder** outputs z3 and z4 (the paper's Fig. 3 arrows); p3 and p4 receive
+    no gradient from this term. Each encoder output is then regressed onto a detached prediction of the
+    other branch with no predictor on the trained side — the configuration SimSiam's Table 1 reports as
+    collapsing.
+
+    ``direction="simsiam"``: ``½ D(p3[a], SG(z4[w])) + ½ D(p4[w], SG(z3[a]))``, the form of Eqs. 3 and 7:
+    the gradient goes through the predictors.
 
     Args:
         p3: (N3, C) float, 3D predictor outputs of all 3D voxels of the batch.
@@ -293,7 +316,10 @@ def loss_3d4d(
         groups: (K,) integer frame id ``b·G + i`` of each pair.
         groups_per_sequence: G, frames per sequence.
         reduction: see :func:`reduce_groups`.
-        stop_gradient: detach p3 and p4 (the paper); False is the no-stop-gradient ablation.
+        stop_gradient: detach the side ``direction`` names (the paper); False is the no-stop-gradient
+            ablation.
+        direction: ``"paper"`` or ``"simsiam"`` (above).
+        weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -310,12 +336,16 @@ def loss_3d4d(
         )
     check_same_width(p3=p3, p4=p4)
     check_pairs(pairs)
+    if direction not in EQ5_DIRECTIONS:
+        raise ValueError(f"direction must be one of {EQ5_DIRECTIONS}, got {direction!r}")
     a, w = pairs[:, 0], pairs[:, 1]
-    p3a, p4w = p3[a], p4[w]
-    if stop_gradient:
+    p3a, p4w, z3a, z4w = p3[a], p4[w], z3[a], z4[w]
+    if stop_gradient and direction == "paper":
         p3a, p4w = p3a.detach(), p4w.detach()
-    values = 0.5 * negative_cosine_similarity(p3a, z4[w]) + 0.5 * negative_cosine_similarity(p4w, z3[a])
-    return reduce_groups(values, groups, groups_per_sequence, reduction)
+    elif stop_gradient:
+        z3a, z4w = z3a.detach(), z4w.detach()
+    values = 0.5 * negative_cosine_similarity(p3a, z4w) + 0.5 * negative_cosine_similarity(p4w, z3a)
+    return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
 def total_loss(

@@ -38,7 +38,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from fourdcontrast import losses
-from fourdcontrast.models.heads import PROJECTOR_BN, Predictor, Projector
+from fourdcontrast.metrics import effective_rank
+from fourdcontrast.models.heads import PROJECTOR_BN, PROJECTORS, Predictor, Projector
 from fourdcontrast.models.resunet import BACKBONES, KERNEL_SHAPES, build_backbone
 from fourdcontrast.sparse.backend import get_backend
 
@@ -55,6 +56,11 @@ DEFAULT_MAX_PAIRS_PER_GROUP = None
 """Correspondences sampled per frame pair / frame of a sequence for the SimSiam terms (our choice):
 ``None`` uses all of them — the per-voxel heads are computed for every voxel anyway, so the losses cost
 little next to the backbones."""
+EQ5_DIRECTIONS = losses.EQ5_DIRECTIONS
+"""Where the stop-gradients of L3D4D (Eq. 5) sit: ``"paper"`` as printed, ½ D(SG p3D, z4D) + ½ D(SG p4D,
+z3D) — the gradient reaches the encoder outputs z and no predictor sits on the trained side, the
+configuration SimSiam's Table 1 reports as collapsing; ``"simsiam"``, ½ D(p3D, SG z4D) + ½ D(p4D, SG z3D),
+the form of Eqs. 3 and 7 (the gradient goes through the predictors)."""
 SEQUENCE_LENGTH_BATCH = {3: 16, 4: 12, 5: 10}
 """Sequences per batch for each sequence length in the paper's ablation (supplement Table 9)."""
 
@@ -81,8 +87,21 @@ class MethodConfig:
         max_pairs_per_group: correspondences sampled per group for SimSiam (None: all).
         simclr_loss: for ``framework="simclr"``, one of :data:`SIMCLR_LOSSES`.
         projector_bn: batch norm (no affine) after each projector's 1×1 layer (SimSiam's projector ends with
-            BN; the paper does not say; :data:`~fourdcontrast.models.heads.PROJECTOR_BN`).
+            BN; the paper does not say; :data:`~fourdcontrast.models.heads.PROJECTOR_BN`). False is the
+            same as ``projector="1x1"``.
         backend: ``"torch"`` (our engine) or ``"minkowski"``.
+        projector: the projector variant (:data:`~fourdcontrast.models.heads.PROJECTORS`; default
+            ``"1x1-bn"``, the paper's 1×1 layer with SimSiam's closing batch norm).
+        eq5_direction: the stop-gradient placement of Eq. 5 (:data:`EQ5_DIRECTIONS`; default ``"paper"``).
+        background_pairs_per_group: motion-aware pair sampling for the SimSiam terms: keep every pair that
+            touches the moving object and at most this many of the other pairs per group (frame pair or
+            frame); None (default, the paper) keeps all. With any motion-aware switch on,
+            ``max_pairs_per_group`` must be None (the object pairs are never dropped).
+        static_4d_pairs_per_group: at most this many L4D background pairs per time pair that join the same
+            (x, y, z) at two times (the static scene: 98–99 % of L4D pairs); 0 drops them, None (default)
+            keeps them.
+        object_pair_weight: weight of a pair touching the moving object in its group's mean (default 1: a
+            plain mean, the paper).
     """
 
     framework: str = "simsiam"
@@ -103,6 +122,11 @@ class MethodConfig:
     simclr_loss: str = "hardest"
     projector_bn: bool = PROJECTOR_BN
     backend: str = "torch"
+    projector: str = "1x1-bn"
+    eq5_direction: str = "paper"
+    background_pairs_per_group: int | None = None
+    static_4d_pairs_per_group: int | None = None
+    object_pair_weight: float = 1.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,6 +138,18 @@ class MethodConfig:
             (self.second_dimension in (3, 4), "second_dimension must be 3 or 4"),
             (self.kernel_shape_4d in KERNEL_SHAPES, f"kernel_shape_4d must be one of {KERNEL_SHAPES}"),
             (self.simclr_loss in SIMCLR_LOSSES, f"simclr_loss must be one of {SIMCLR_LOSSES}"),
+            (self.projector in PROJECTORS, f"projector must be one of {PROJECTORS}"),
+            (self.eq5_direction in EQ5_DIRECTIONS, f"eq5_direction must be one of {EQ5_DIRECTIONS}"),
+            (self.background_pairs_per_group is None or self.background_pairs_per_group >= 0,
+             "background_pairs_per_group must be None or >= 0"),
+            (self.static_4d_pairs_per_group is None or self.static_4d_pairs_per_group >= 0,
+             "static_4d_pairs_per_group must be None or >= 0"),
+            (self.object_pair_weight > 0, "object_pair_weight must be positive"),
+            (self.max_pairs_per_group is None or (self.background_pairs_per_group is None
+                                                  and self.static_4d_pairs_per_group is None
+                                                  and self.object_pair_weight == 1.0),
+             "motion-aware sampling never drops object pairs: use background_pairs_per_group instead of "
+             "max_pairs_per_group"),
             (self.feature_dim >= 1 and self.in_channels >= 1, "feature_dim and in_channels must be positive"),
             (self.max_pairs_per_group is None or self.max_pairs_per_group >= 1,
              "max_pairs_per_group must be None or positive"),
@@ -215,14 +251,14 @@ class FourDContrast(nn.Module):
         self.config = c = config or MethodConfig()
         d, b = c.feature_dim, c.backend
         self.encoder_3d = build_backbone(c.backbone_3d, c.in_channels, d, 3, backend=b)
-        self.projector_3d = Projector(d, d, 3, batch_norm=c.projector_bn, backend=b)
+        self.projector_3d = Projector(d, d, 3, batch_norm=c.projector_bn, backend=b, kind=c.projector)
         self.predictor_3d = Predictor(d, c.predictor_hidden, 3, backend=b) if c.uses_predictor else None
         self.encoder_4d = self.projector_4d = self.predictor_4d = None
         if c.backbone_4d is not None:
             dim = c.second_dimension
             shape = c.kernel_shape_4d if dim == 4 else "hypercube"
             self.encoder_4d = build_backbone(c.backbone_4d, c.in_channels, d, dim, shape, backend=b)
-            self.projector_4d = Projector(d, d, dim, batch_norm=c.projector_bn, backend=b)
+            self.projector_4d = Projector(d, d, dim, batch_norm=c.projector_bn, backend=b, kind=c.projector)
             self.predictor_4d = Predictor(d, c.predictor_hidden, dim, backend=b) if c.uses_predictor else None
         self._ops = get_backend(b)
 
@@ -232,17 +268,28 @@ class FourDContrast(nn.Module):
         MinkowskiEngine stores unique coordinates in its own order (``inverse_mapping`` maps back)."""
         return feats[x.inverse_mapping] if self.config.backend == "minkowski" else feats
 
-    def _branch(self, encoder, projector, predictor, feats, coords):
-        """(z, p) per input row: (N, d) encoder and predictor outputs (p None without predictor)."""
+    def _branch(self, encoder, projector, predictor, feats, coords, ranks: dict | None = None,
+                name: str = ""):
+        """(z, p) per input row: (N, d) encoder and predictor outputs (p None without predictor).
+
+        With ``ranks`` (a dict), also stores the effective rank of the backbone output
+        (``erank_backbone_<name>``) and of the projector's output before its last batch norm
+        (``erank_z<name>``): :data:`ERANK_KEYS`."""
         x = self._ops.SparseTensor(feats, coords)
-        h = projector(encoder(x))
+        features = encoder(x)
+        h, pre = projector(features, return_pre_norm=True)
+        if ranks is not None:
+            generator = torch.Generator().manual_seed(0)  # fixed subsample; leaves the loss's generator alone
+            ranks[f"erank_backbone_{name}"] = effective_rank(features.F, generator=generator)
+            ranks[f"erank_z{name}"] = effective_rank(pre.F, generator=generator)
         p = self._input_rows(x, predictor(h).F) if predictor is not None else None
         return self._input_rows(x, h.F), p
 
-    def encode_3d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(z3D, p3D): (N3, d) Φ3D and P3D outputs, one row per row of ``batch.coords_3d``."""
+    def encode_3d(self, batch, ranks: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z3D, p3D): (N3, d) Φ3D and P3D outputs, one row per row of ``batch.coords_3d`` (``ranks``: see
+        ``_branch``)."""
         return self._branch(self.encoder_3d, self.projector_3d, self.predictor_3d, batch.feats_3d,
-                            batch.coords_3d)
+                            batch.coords_3d, ranks, "3d")
 
     def backbone_features_3d(self, batch) -> torch.Tensor:
         """(N3, d) outputs of the 3D backbone alone (the U-Net kept for fine-tuning), one row per row of
@@ -250,7 +297,7 @@ class FourDContrast(nn.Module):
         x = self._ops.SparseTensor(batch.feats_3d, batch.coords_3d)
         return self._input_rows(x, self.encoder_3d(x).F)
 
-    def encode_4d(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode_4d(self, batch, ranks: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(z4D, p4D): (N4, d) Φ4D and P4D outputs, one row per row of ``batch.coords_4d``.
 
         With ``second_dimension=3`` the second U-Net sees frame ``t`` of sequence ``b`` as 3D sample
@@ -259,7 +306,8 @@ class FourDContrast(nn.Module):
         coords = batch.coords_4d
         if self.config.second_dimension == 3:
             coords = torch.cat([coords[:, :1] * batch.length + coords[:, 4:5], coords[:, 1:4]], dim=1)
-        return self._branch(self.encoder_4d, self.projector_4d, self.predictor_4d, batch.feats_4d, coords)
+        return self._branch(self.encoder_4d, self.projector_4d, self.predictor_4d, batch.feats_4d, coords,
+                            ranks, "4d")
 
     # --- forward ----------------------------------------------------------------------------------------
     def forward(self, batch, generator: torch.Generator | None = None, return_features: bool = False) -> dict:
@@ -274,18 +322,25 @@ class FourDContrast(nn.Module):
             ``loss`` (Eq. 9, what to back-propagate), ``loss_3d``, ``loss_3d4d``, ``loss_4d`` (the terms
             before weighting; 0 when absent), ``pairs_3d``, ``pairs_3d4d``, ``pairs_4d`` (correspondences
             used per term, ints), ``std_z3d``, ``std_z4d`` (:func:`collapse_std`; ``1/sqrt(d)`` is healthy)
-            and ``std_healthy`` (``1/sqrt(d)``).
+            and ``std_healthy`` (``1/sqrt(d)``); ``erank_backbone_3d``, ``erank_z3d`` and, with a second
+            branch, ``erank_backbone_4d``, ``erank_z4d`` (floats:
+            :func:`~fourdcontrast.metrics.effective_rank`
+            of the U-Net output and of the projector output before its last batch norm, the monitor of
+            dimensional collapse that the std cannot see; 0 without a second branch), ``object_pairs_3d``,
+            ``object_pairs_3d4d``, ``object_pairs_4d`` (ints: pairs touching the moving object).
         """
         c = self.config
         if batch.length < 2:
             raise ValueError(f"a batch needs at least 2 frames per sequence, got {batch.length}")
-        z3, p3 = self.encode_3d(batch)
+        ranks: dict = {"erank_backbone_4d": 0.0, "erank_z4d": 0.0}
+        z3, p3 = self.encode_3d(batch, ranks)
         z4 = p4 = None
         if self.encoder_4d is not None:
-            z4, p4 = self.encode_4d(batch)
+            z4, p4 = self.encode_4d(batch, ranks)
         zero = z3.sum() * 0
         out: dict = {"loss_3d": zero, "loss_3d4d": zero, "loss_4d": zero, "pairs_3d": 0, "pairs_3d4d": 0,
-                     "pairs_4d": 0}
+                     "pairs_4d": 0, "object_pairs_3d": 0, "object_pairs_3d4d": 0, "object_pairs_4d": 0,
+                     **ranks}
         if c.framework == "simsiam":
             self._simsiam_terms(out, batch, z3, p3, z4, p4, generator)
         else:
@@ -299,24 +354,77 @@ class FourDContrast(nn.Module):
             out.update(z3d=z3, p3d=p3, z4d=z4, p4d=p4)
         return out
 
+    @property
+    def motion_aware(self) -> bool:
+        """Whether any motion-aware sampling switch is on (they need ``batch.object_3d`` / ``object_4d``)."""
+        c = self.config
+        return (c.background_pairs_per_group is not None or c.static_4d_pairs_per_group is not None
+                or c.object_pair_weight != 1.0)
+
+    def _select_pairs(self, pairs, groups, flags, static, generator):
+        """The pairs of one SimSiam term after the sampling switches, their weights (None: a plain mean
+        within each group) and how many of them touch the moving object.
+
+        Args:
+            pairs, groups: (K, 2) and (K,) of the term.
+            flags: ``pairs -> (K,) bool`` marking the pairs that touch the moving object, or None when the
+                batch has no object flags.
+            static: (K,) bool, the L4D pairs that join the same (x, y, z) at two times (None for the other
+                terms).
+            generator: randomness of the sampling.
+        """
+        c = self.config
+        if flags is None or not self.motion_aware:
+            pairs, groups = sample_pairs_per_group(pairs, groups, c.max_pairs_per_group, generator)
+            return pairs, groups, None, int(flags(pairs).sum()) if flags is not None else 0
+        is_object = flags(pairs)
+        if c.background_pairs_per_group is not None or (static is not None
+                                                         and c.static_4d_pairs_per_group is not None):
+            background = torch.nonzero(~is_object).flatten()
+            if static is not None and c.static_4d_pairs_per_group is not None:
+                still = background[static[background]]
+                kept, _ = sample_pairs_per_group(still[:, None], groups[still], c.static_4d_pairs_per_group,
+                                                 generator)
+                background = torch.cat([background[~static[background]], kept.flatten()])
+            kept, _ = sample_pairs_per_group(background[:, None], groups[background],
+                                             c.background_pairs_per_group, generator)
+            keep = is_object.clone()
+            keep[kept.flatten()] = True
+            pairs, groups, is_object = pairs[keep], groups[keep], is_object[keep]
+        weights = None
+        if c.object_pair_weight != 1.0:
+            weights = 1.0 + (c.object_pair_weight - 1.0) * is_object.to(torch.float32)
+        return pairs, groups, weights, int(is_object.sum())
+
     def _simsiam_terms(self, out, batch, z3, p3, z4, p4, generator) -> None:
         c = self.config
         n_pairs = batch.length * (batch.length - 1) // 2
         common = dict(reduction=c.reduction, stop_gradient=c.stop_gradient)
-        pairs, groups = sample_pairs_per_group(batch.pairs_3d, batch.pairs_3d_group, c.max_pairs_per_group,
-                                               generator)
-        out["loss_3d"] = losses.loss_3d(p3, z3, pairs, groups, n_pairs, **common)
-        out["pairs_3d"] = len(pairs)
+        o3, o4 = batch.object_3d, batch.object_4d
+        if self.motion_aware and o3 is None:
+            raise ValueError("motion-aware pair sampling needs batch.object_3d / object_4d "
+                             "(collate_sequences fills them)")
+
+        def flags(a, b):
+            return None if a is None or b is None else (lambda pairs: a[pairs[:, 0]] | b[pairs[:, 1]])
+
+        pairs, groups, weights, n_obj = self._select_pairs(batch.pairs_3d, batch.pairs_3d_group,
+                                                           flags(o3, o3), None, generator)
+        out["loss_3d"] = losses.loss_3d(p3, z3, pairs, groups, n_pairs, weights=weights, **common)
+        out["pairs_3d"], out["object_pairs_3d"] = len(pairs), n_obj
         if z4 is None:
             return
-        pairs, groups = sample_pairs_per_group(batch.pairs_3d4d, batch.pairs_3d4d_group,
-                                               c.max_pairs_per_group, generator)
-        out["loss_3d4d"] = losses.loss_3d4d(p3, z3, p4, z4, pairs, groups, batch.length, **common)
-        out["pairs_3d4d"] = len(pairs)
-        pairs, groups = sample_pairs_per_group(batch.pairs_4d, batch.pairs_4d_group, c.max_pairs_per_group,
-                                               generator)
-        out["loss_4d"] = losses.loss_4d(p4, z4, pairs, groups, n_pairs, **common)
-        out["pairs_4d"] = len(pairs)
+        pairs, groups, weights, n_obj = self._select_pairs(batch.pairs_3d4d, batch.pairs_3d4d_group,
+                                                           flags(o3, o4), None, generator)
+        out["loss_3d4d"] = losses.loss_3d4d(p3, z3, p4, z4, pairs, groups, batch.length,
+                                            direction=c.eq5_direction, weights=weights, **common)
+        out["pairs_3d4d"], out["object_pairs_3d4d"] = len(pairs), n_obj
+        xyz = batch.coords_4d[:, 1:4]
+        static = (xyz[batch.pairs_4d[:, 0]] == xyz[batch.pairs_4d[:, 1]]).all(dim=1)
+        pairs, groups, weights, n_obj = self._select_pairs(batch.pairs_4d, batch.pairs_4d_group,
+                                                           flags(o4, o4), static, generator)
+        out["loss_4d"] = losses.loss_4d(p4, z4, pairs, groups, n_pairs, weights=weights, **common)
+        out["pairs_4d"], out["object_pairs_4d"] = len(pairs), n_obj
 
     def _pair_loss(self, f0, f1, pairs, xyz, generator):
         """One contrastive loss between two sets of rows (no predictor frameworks)."""
@@ -374,8 +482,13 @@ class FourDContrast(nn.Module):
             lambda g: sequence(g // len(frame_pairs)), lambda g: sequence(g // len(frame_pairs)), z4, z4)
 
 
+ERANK_KEYS = ("erank_backbone_3d", "erank_z3d", "erank_backbone_4d", "erank_z4d")
+"""The effective ranks :meth:`FourDContrast.forward` reports (see its Returns)."""
+
 __all__ = [
     "DATA_KINDS",
+    "EQ5_DIRECTIONS",
+    "ERANK_KEYS",
     "DEFAULT_FEATURE_DIM",
     "DEFAULT_MAX_PAIRS_PER_GROUP",
     "FRAMEWORKS",

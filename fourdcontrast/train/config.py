@@ -22,6 +22,7 @@ import yaml
 
 from fourdcontrast.config_fields import check_section, override_items
 from fourdcontrast.errors import ConfigError
+from fourdcontrast.metrics import COLLAPSE_RANK_FRACTION
 from fourdcontrast.models.fourdcontrast import METHODS, MethodConfig, method_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
@@ -78,6 +79,11 @@ class OptimConfig:
         accumulate: micro-batches per optimizer step (gradient accumulation; batch norm still sees one
             micro-batch at a time, so its statistics are those of ``batch_size`` sequences).
         grad_clip: clip the gradient norm (None: no clipping; the paper does not clip).
+        schedule: ``"step"`` (default, the paper: ``lr · lr_decay ** (step // lr_decay_every)``) or
+            ``"cosine"`` (linear warm-up over ``warmup_fraction`` of the run, then half a cosine to 0 at
+            its end; SimSiam's schedule). The run's progress is the larger of ``step / steps`` and the
+            spent fraction of ``run.time_budget_s``, so a time-budgeted run also ends at lr 0.
+        warmup_fraction: fraction of the run spent warming up linearly from 0 (``"cosine"`` only; default 0).
     """
 
     lr: float = 0.25
@@ -89,6 +95,16 @@ class OptimConfig:
     steps: int = 50_000
     accumulate: int = 1
     grad_clip: float | None = None
+    schedule: str = "step"
+    warmup_fraction: float = 0.0
+
+
+SCHEDULES = ("step", "cosine")
+"""Learning-rate schedules (:attr:`OptimConfig.schedule`)."""
+BUDGET_CLOCKS = ("process", "wall")
+"""Clocks of :attr:`RunConfig.time_budget_s`: ``"process"`` (CPU seconds of the training process, all its
+threads: fair between runs when other jobs share the cores; a 1-thread run's process time is its
+wall-clock time on an idle core) or ``"wall"``."""
 
 
 @dataclass
@@ -105,11 +121,21 @@ class RunConfig:
         recall_samples: sampled correspondences per recall.
         recall_threshold: metres (5 cm).
         sync_bn: synchronise batch norm across processes under torchrun.
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        amp: bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AMX / AVX-512 BF16; ignored
+            with a warning on others).
         deterministic: ``torch.use_deterministic_algorithms(True, warn_only=True)`` during the run. On a
             multi-threaded CPU the accumulating index backward otherwise sums in thread order (measured:
             gradients differ between identical runs from the third step); with it, a resumed run logs
             exactly the losses of an uninterrupted one, at no measurable cost here.
+        time_budget_s: stop after this many seconds of ``budget_clock`` spent in training steps (data
+            loading included; held-out evaluations and checkpoints excluded), or at ``optim.steps``,
+            whichever comes first (None: no budget). Kept across ``--resume``.
+        budget_clock: one of :data:`BUDGET_CLOCKS` (default ``"process"``).
+        threads: torch intra-op threads for the run (None: torch's default, one per core).
+        collapse_rank_fraction: warn when the effective rank of the 3D backbone output or of the
+            projector's output before its batch norm falls below this fraction of their width
+            (:data:`~fourdcontrast.metrics.COLLAPSE_RANK_FRACTION`, 0.1).
+        stop_on_collapse: also stop the run there (after writing the checkpoint).
     """
 
     seed: int = 0
@@ -122,6 +148,11 @@ class RunConfig:
     sync_bn: bool = True
     amp: bool = False
     deterministic: bool = True
+    time_budget_s: float | None = None
+    budget_clock: str = "process"
+    threads: int | None = None
+    collapse_rank_fraction: float = COLLAPSE_RANK_FRACTION
+    stop_on_collapse: bool = False
 
 
 @dataclass
@@ -148,6 +179,17 @@ class PretrainConfig:
                             ("run.checkpoint_every", self.run.checkpoint_every)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.optim.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if not 0 <= self.optim.warmup_fraction < 1:
+            raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {self.optim.warmup_fraction}")
+        if self.run.budget_clock not in BUDGET_CLOCKS:
+            raise ValueError(f"run.budget_clock must be one of {BUDGET_CLOCKS}, "
+                             f"got {self.run.budget_clock!r}")
+        if self.run.time_budget_s is not None and not self.run.time_budget_s > 0:
+            raise ValueError(f"run.time_budget_s must be None or > 0, got {self.run.time_budget_s}")
+        if self.run.threads is not None and self.run.threads < 1:
+            raise ValueError(f"run.threads must be None or >= 1, got {self.run.threads}")
         self.method_config()  # validate the model overrides now
 
     def method_config(self) -> MethodConfig:
@@ -336,8 +378,10 @@ def dump_config(config: PretrainConfig) -> str:
 
 
 __all__ = [
+    "BUDGET_CLOCKS",
     "CONFIG_DIR",
     "DATA_SOURCES",
+    "SCHEDULES",
     "DataConfig",
     "OptimConfig",
     "PretrainConfig",

@@ -22,9 +22,11 @@ One readable loop, config → data → model → optimizer → step → log → 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import logging
+import math
 import os
 import random
 import sys
@@ -46,7 +48,7 @@ from fourdcontrast.data.dataset import (
 from fourdcontrast.data.generate import default_objects, scene_specs
 from fourdcontrast.data.memory import retain_freed_memory
 from fourdcontrast.data.static import StaticPairDataset
-from fourdcontrast.metrics import batch_feature_match_recall
+from fourdcontrast.metrics import batch_feature_match_recall, effective_rank
 from fourdcontrast.models.fourdcontrast import FourDContrast
 from fourdcontrast.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fourdcontrast.train.config import PretrainConfig, check_paths, dump_config, load_config
@@ -70,7 +72,16 @@ MAX_REPLACEMENTS = 50
 HOLDOUT_SEED_OFFSET = 1_000_003
 """The held-out batch is generated with ``seed + HOLDOUT_SEED_OFFSET``: same rooms, unseen sequences."""
 CSV_FIELDS = ("step", "loss", "loss_3d", "loss_3d4d", "loss_4d", "lr", "sequences_per_s", "data_s",
-              "compute_s", "std_z3d", "std_z4d", "pairs_3d", "pairs_3d4d", "pairs_4d", "replaced", "recall")
+              "compute_s", "std_z3d", "std_z4d", "erank_backbone_3d", "erank_z3d", "erank_backbone_4d",
+              "erank_z4d", "pairs_3d", "pairs_3d4d", "pairs_4d", "object_pairs_3d", "object_pairs_3d4d",
+              "object_pairs_4d", "replaced", "budget_s", "recall", "holdout_erank")
+"""Columns of ``log.csv``: the loss terms, the collapse monitors (SimSiam's std and the effective ranks of
+the backbone output and of z before the projector's batch norm), pair counts (all / touching the moving
+object), the time budget spent (seconds of ``run.budget_clock``) and, every ``recall_every`` steps, the
+held-out feature-match recall and effective rank of the 3D backbone (eval mode)."""
+MEAN_KEYS = ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d", "erank_backbone_3d",
+             "erank_z3d", "erank_backbone_4d", "erank_z4d")
+COUNT_KEYS = ("pairs_3d", "pairs_3d4d", "pairs_4d", "object_pairs_3d", "object_pairs_3d4d", "object_pairs_4d")
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -201,14 +212,34 @@ def param_groups(model: FourDContrast, fix_pred_lr: bool) -> list[dict]:
     return groups
 
 
-def learning_rate(config: PretrainConfig, step: int) -> float:
-    """``lr · lr_decay ** (step // lr_decay_every)`` (paper: 0.25 · 0.99 every 1000 steps)."""
+def learning_rate(config: PretrainConfig, step: int, budget_spent: float = 0.0) -> float:
+    """The learning rate at ``step``.
+
+    ``"step"`` schedule: ``lr · lr_decay ** (step // lr_decay_every)`` (paper: 0.25 · 0.99 every 1000
+    steps). ``"cosine"``: with progress ``f = max(step / steps, budget_spent / time_budget_s)``, a linear
+    warm-up ``lr · f / warmup_fraction`` and then ``lr · ½ (1 + cos(π (f − w) / (1 − w)))``.
+
+    Args:
+        config: the run.
+        step: optimizer steps done.
+        budget_spent: seconds of ``run.time_budget_s`` spent so far.
+    """
     o = config.optim
-    return o.lr * o.lr_decay ** (step // o.lr_decay_every)
+    if o.schedule == "step":
+        return o.lr * o.lr_decay ** (step // o.lr_decay_every)
+    f = step / o.steps
+    if config.run.time_budget_s:
+        f = max(f, budget_spent / config.run.time_budget_s)
+    f = min(f, 1.0)
+    w = o.warmup_fraction
+    if w > 0 and f < w:
+        return o.lr * max(f, 1.0 / o.steps) / w
+    return o.lr * 0.5 * (1.0 + math.cos(math.pi * (f - w) / (1.0 - w)))
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, config: PretrainConfig, step: int) -> float:
-    lr = learning_rate(config, step)
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: PretrainConfig, step: int,
+                      budget_spent: float = 0.0) -> float:
+    lr = learning_rate(config, step, budget_spent)
     for group in optimizer.param_groups:
         group["lr"] = config.optim.lr if group.get("fix_lr") else lr
     return lr
@@ -280,16 +311,80 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def holdout_recall(model: FourDContrast, batch: Batch, config: PretrainConfig, device: str) -> float:
-    """Feature-match recall of the 3D backbone's features on the held-out batch (eval mode, no grad)."""
+def holdout_features(model: FourDContrast, batch: Batch, device: str) -> torch.Tensor:
+    """(N3, d) float32 CPU features of the 3D backbone on the held-out batch (eval mode, no grad)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         feats = model.backbone_features_3d(batch.to(device))
     model.train(was_training)
+    return feats.float().cpu()
+
+
+def holdout_recall(model: FourDContrast, batch: Batch, config: PretrainConfig, device: str,
+                   features: torch.Tensor | None = None) -> float:
+    """Feature-match recall of the 3D backbone's features on the held-out batch (eval mode, no grad)."""
+    feats = holdout_features(model, batch, device) if features is None else features
     generator = torch.Generator().manual_seed(config.run.seed)
-    return batch_feature_match_recall(feats.float().cpu(), batch, threshold=config.run.recall_threshold,
+    return batch_feature_match_recall(feats, batch, threshold=config.run.recall_threshold,
                                       num_samples=config.run.recall_samples, generator=generator)
+
+
+def holdout_row(model: FourDContrast, batch: Batch, config: PretrainConfig, device: str) -> dict:
+    """``recall`` and ``holdout_erank`` (effective rank of the backbone output) on the held-out batch."""
+    feats = holdout_features(model, batch, device)
+    return {"recall": holdout_recall(model, batch, config, device, feats),
+            "holdout_erank": effective_rank(feats, generator=torch.Generator().manual_seed(0))}
+
+
+def collapse_message(row: dict, config: PretrainConfig) -> str | None:
+    """A one-line warning when a logged row's effective ranks fall below ``run.collapse_rank_fraction``
+    of the feature width (dimensional collapse), else None."""
+    d = config.method_config().feature_dim
+    limit = config.run.collapse_rank_fraction * d
+    low = {k: row[k] for k in ("erank_backbone_3d", "erank_z3d") if row.get(k) is not None and row[k] < limit}
+    if not low:
+        return None
+    values = ", ".join(f"{k} {v:.2f}" for k, v in low.items())
+    fraction = config.run.collapse_rank_fraction
+    return (f"step {int(row['step'])}: dimensional collapse: {values} < {fraction:g} x d = {limit:.1f} "
+            f"(std_z3d {row.get('std_z3d', float('nan')):.3f} cannot show it)")
+
+
+def autocast_context(config: PretrainConfig, device: str):
+    """bfloat16 autocast when ``run.amp`` (CUDA, or a CPU with native bfloat16), else a no-op context."""
+    if not config.run.amp:
+        return contextlib.nullcontext()
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_supports_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    logger.warning("run.amp: this CPU has no native bfloat16 (AMX / AVX-512 BF16); running in float32")
+    return contextlib.nullcontext()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU runs bfloat16 natively (AMX-BF16 or AVX-512 BF16, read from /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+class BudgetClock:
+    """Seconds spent on ``run.budget_clock`` (process CPU time or wall time), ``offset`` included."""
+
+    def __init__(self, kind: str, offset: float = 0.0):
+        self.read = time.process_time if kind == "process" else time.perf_counter
+        self.offset, self._start = offset, None
+
+    def start(self) -> None:
+        self._start = self.read()
+
+    def stop(self) -> None:
+        self.offset += self.read() - self._start
+        self._start = None
 
 
 def _mean_over_ranks(values: dict, ctx: DistributedContext, device: str) -> dict:
@@ -342,6 +437,8 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
 
     out.mkdir(parents=True, exist_ok=True)
     o, r = config.optim, config.run
+    if r.threads is not None:
+        torch.set_num_threads(r.threads)
     torch.manual_seed(r.seed)  # the same initial weights on every process
     model = FourDContrast(config.method_config())
     if ctx.enabled and r.sync_bn:
@@ -350,6 +447,7 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
     optimizer = torch.optim.SGD(param_groups(model, o.fix_pred_lr), lr=o.lr, momentum=o.momentum,
                                 weight_decay=o.weight_decay)
     step = 0
+    budget_spent = 0.0
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
@@ -360,6 +458,7 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         step = int(state["step"])
+        budget_spent = float(state.get("budget_spent", 0.0))
         if ctx.is_main:
             _truncate_log(out / LOG_CSV, step)
         logger.info("resumed %s at step %d", ckpt_path, step)
@@ -377,15 +476,17 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
     log = _Log(out, ctx.is_main)
     held = holdout_batch(config) if r.recall_every and ctx.is_main else None
     if held is not None and step == 0:
-        log.write({"step": 0, "recall": holdout_recall(model, held, config, device)})
+        log.write({"step": 0, **holdout_row(model, held, config, device)})
     loader = iter(make_loader(config, ctx, step * o.accumulate, device))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=r.amp and device.startswith("cuda"))
     bar = tqdm(total=o.steps, initial=step, desc="pretrain", disable=not (progress and ctx.is_main),
                dynamic_ncols=True)
     model.train()
     acc: dict[str, float] = {}
+    clock = BudgetClock(r.budget_clock, budget_spent)
+    collapsed = False
     while step < o.steps:
-        lr = set_learning_rate(optimizer, config, step)
+        lr = set_learning_rate(optimizer, config, step, clock.offset)
+        clock.start()
         t_step = time.perf_counter()
         data_s = 0.0
         terms: dict[str, float] = {}
@@ -398,12 +499,13 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
             replaced += item.replaced
             generator = torch.Generator(device="cpu").manual_seed(
                 r.seed * 1_000_003 + (step * o.accumulate + micro) * 31 + ctx.rank)
-            with autocast:
+            with autocast_context(config, device):
                 result = ddp(batch, generator=generator)
             (result["loss"] / o.accumulate).backward()
-            for k in ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d"):
-                terms[k] = terms.get(k, 0.0) + float(result[k].detach()) / o.accumulate
-            for k in ("pairs_3d", "pairs_3d4d", "pairs_4d"):
+            for k in MEAN_KEYS:
+                value = result[k].detach() if torch.is_tensor(result[k]) else result[k]
+                terms[k] = terms.get(k, 0.0) + float(value) / o.accumulate
+            for k in COUNT_KEYS:
                 terms[k] = terms.get(k, 0) + int(result[k])
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
@@ -413,11 +515,17 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - t_step
+        clock.stop()
+        if ctx.enabled:  # every process stops at the same step: the budget of rank 0 decides
+            spent = torch.tensor([clock.offset], dtype=torch.float64, device=device)
+            torch.distributed.broadcast(spent, 0)
+            clock.offset = float(spent)
+        out_of_budget = r.time_budget_s is not None and clock.offset >= r.time_budget_s
         for k, v in {**terms, "data_s": data_s, "compute_s": elapsed - data_s, "elapsed": elapsed,
                      "replaced": replaced}.items():
             acc[k] = acc.get(k, 0.0) + v
         acc["n"] = acc.get("n", 0) + 1
-        last = step == o.steps
+        last = step == o.steps or out_of_budget
         if step % r.log_every == 0 or last:
             n = acc.pop("n")
             mean = {k: v / n for k, v in acc.items()}
@@ -425,20 +533,31 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
             mean = _mean_over_ranks(mean, ctx, device)
             seqs = config.data.batch_size * o.accumulate * ctx.world_size
             row = {"step": step, "lr": lr, "sequences_per_s": seqs / max(mean["elapsed"], 1e-9),
-                   **{k: mean[k] for k in ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d",
-                                           "data_s", "compute_s", "pairs_3d", "pairs_3d4d", "pairs_4d")},
-                   "replaced": int(round(mean["replaced"] * (ctx.world_size if ctx.enabled else 1)))}
+                   **{k: mean[k] for k in (*MEAN_KEYS, "data_s", "compute_s", *COUNT_KEYS)},
+                   "replaced": int(round(mean["replaced"] * (ctx.world_size if ctx.enabled else 1))),
+                   "budget_s": clock.offset}
             if held is not None and (last or step % r.recall_every == 0):
-                row["recall"] = holdout_recall(model, held, config, device)
+                row.update(holdout_row(model, held, config, device))
             log.write(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", seq_s=f"{row['sequences_per_s']:.2f}",
+            bar.set_postfix(loss=f"{row['loss']:.3f}", erank=f"{row['erank_backbone_3d']:.1f}",
+                            seq_s=f"{row['sequences_per_s']:.2f}",
                             data=f"{mean['data_s'] / max(mean['elapsed'], 1e-9):.0%}")
             acc = {}
+            message = collapse_message(row, config)
+            if message and ctx.is_main:
+                logger.warning("%s%s", message,
+                               "; stopping (run.stop_on_collapse)" if r.stop_on_collapse else "")
+            if message and r.stop_on_collapse:
+                collapsed = last = True
+        if out_of_budget and ctx.is_main and not collapsed:
+            logger.info("time budget spent: %.0f s of %s time at step %d", clock.offset, r.budget_clock, step)
         if ctx.is_main and (step % r.checkpoint_every == 0 or last):
             save_checkpoint({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "config": config.to_dict(), "rng": rng_state(),
-                             "data_position": step * o.accumulate}, ckpt_path)
+                             "data_position": step * o.accumulate, "budget_spent": clock.offset}, ckpt_path)
         bar.update(1)
+        if last:
+            break
     bar.close()
     log.close()
     if ctx.enabled:

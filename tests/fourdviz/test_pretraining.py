@@ -44,3 +44,18 @@ def test_live_runner_outside_a_notebook_just_runs(tmp_path):
     assert pretraining.run_with_live_log(lambda: 42, tmp_path / "log.csv", lambda r: None) == 42
     assert pretraining.steps_per_second(rows()) == pytest.approx(0.5)
     assert math.isnan(pretraining.steps_per_second([]))
+
+
+def test_log_curves_show_the_effective_rank_panel_with_the_collapse_line():
+    import numpy as np
+
+    with_rank = [{**r, "erank_backbone_3d": 6.0 - 0.1 * r["step"], "erank_z3d": 3.0,
+                  "holdout_erank": 5.0 if r.get("recall") is not None else None} for r in rows()]
+    fig = pretraining.plot_pretrain_log(with_rank, healthy_std=8 ** -0.5, feature_dim=8)
+    assert len(fig.axes) == 4
+    rank_ax = fig.axes[2]
+    assert "effective rank" in rank_ax.get_title()
+    ys = [line.get_ydata() for line in rank_ax.lines]
+    assert any(np.allclose(y, 0.8) for y in ys)  # the collapse threshold 0.1 * d
+    assert len(rank_ax.lines) == 4  # backbone, z, held-out, threshold
+    assert len(pretraining.plot_pretrain_log(rows()).axes) == 3  # older logs: no rank panel

@@ -228,3 +228,93 @@ def test_minkowski_backend_gives_equal_losses(name):
     ga = torch.cat([p.grad.flatten() for p in ours.parameters() if p.grad is not None])
     gb = torch.cat([p.grad.flatten() for p in theirs.parameters() if p.grad is not None])
     assert float((ga - gb).norm() / ga.norm()) < 1e-2
+
+
+# --- issue 18: the collapse monitor, projector variants, motion-aware pair sampling -------------------
+def test_forward_reports_effective_ranks_and_object_pairs():
+    batch = sequence_batch()
+    out = model_for(small_config())(batch)
+    for key in ("erank_backbone_3d", "erank_z3d", "erank_backbone_4d", "erank_z4d"):
+        assert 1.0 <= out[key] <= 16.0, key
+    assert batch.object_3d.dtype == torch.bool and batch.object_3d.shape == (len(batch.coords_3d),)
+    assert 0 < int(batch.object_3d.sum()) < len(batch.coords_3d)
+    assert 0 < out["object_pairs_3d"] < out["pairs_3d"]
+    assert 0 < out["object_pairs_4d"] < out["pairs_4d"]
+
+
+def test_object_flags_follow_the_provenance():
+    from batches import sequence_samples
+
+    from fourdcontrast.records import SOURCE_OBJECT
+
+    batch = sequence_batch()
+    sample = sequence_samples()[0]
+    corr = sample.correspondences
+    frame0 = sample.sequence.frames[0]
+    n0 = len(corr.coords_3d[0])
+    expected = frame0.source[corr.voxel_point_3d[0]] == SOURCE_OBJECT
+    assert torch.equal(batch.object_3d[:n0], torch.from_numpy(expected))
+    # a 3D voxel and the 4D voxel it maps to agree on object-ness for almost every L3D4D pair
+    a, w = batch.pairs_3d4d[:, 0], batch.pairs_3d4d[:, 1]
+    assert float((batch.object_3d[a] == batch.object_4d[w]).double().mean()) > 0.95
+
+
+@pytest.mark.parametrize("projector", ["1x1-bn", "1x1-bn-affine", "1x1", "simsiam-3layer"])
+def test_projector_variants_train_one_step(projector):
+    model = model_for(small_config(projector=projector, eq5_direction="simsiam"))
+    batch = sequence_batch()
+    out = model(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert grads(model.projector_3d) and grads(model.encoder_3d) and grads(model.predictor_4d)
+    has_norm = projector != "1x1"
+    assert (model.projector_3d.norm is not None) == has_norm
+    if projector == "1x1-bn-affine":
+        assert model.projector_3d.norm.bn.weight is not None
+    if projector == "simsiam-3layer":
+        assert model.projector_3d.hidden is not None
+    with pytest.raises(ValueError):
+        small_config(projector="mlp9")
+
+
+def test_projector_bn_false_still_means_a_plain_1x1():
+    model = model_for(small_config(projector_bn=False))
+    assert model.projector_3d.kind == "1x1" and model.projector_3d.norm is None
+
+
+def test_motion_aware_sampling_keeps_object_pairs_and_caps_the_rest():
+    batch = sequence_batch()
+    full = model_for(small_config())(batch)
+    cap = 5
+    out = model_for(small_config(background_pairs_per_group=cap, static_4d_pairs_per_group=0))(batch)
+    assert out["object_pairs_3d"] == full["object_pairs_3d"]  # every object pair kept
+    assert out["object_pairs_4d"] == full["object_pairs_4d"]
+    groups_3d = len(torch.unique(batch.pairs_3d_group))
+    assert out["pairs_3d"] <= full["object_pairs_3d"] + cap * groups_3d
+    assert out["pairs_3d"] < full["pairs_3d"]
+    # L4D: static background pairs dropped, so only object pairs and moving background remain
+    xyz = batch.coords_4d[:, 1:4]
+    static = (xyz[batch.pairs_4d[:, 0]] == xyz[batch.pairs_4d[:, 1]]).all(dim=1)
+    obj = batch.object_4d[batch.pairs_4d[:, 0]] | batch.object_4d[batch.pairs_4d[:, 1]]
+    assert out["pairs_4d"] <= int((~static | obj).sum())
+
+
+def test_object_pair_weight_changes_the_loss_and_weight_one_does_not():
+    batch = sequence_batch()
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    base = model_for(small_config())(batch, generator=gen())
+    same = model_for(small_config(object_pair_weight=1.0))(batch, generator=gen())
+    heavy = model_for(small_config(object_pair_weight=8.0))(batch, generator=gen())
+    assert torch.isclose(base["loss"], same["loss"])
+    assert not torch.isclose(base["loss_3d"], heavy["loss_3d"])
+    with pytest.raises(ValueError):
+        small_config(object_pair_weight=0.0)
+
+
+def test_eq5_direction_switch_moves_the_l3d4d_gradient_into_the_predictors():
+    batch = sequence_batch()
+    for direction, predictor_gets_grad in (("paper", False), ("simsiam", True)):
+        model = model_for(small_config(eq5_direction=direction, w3d=0.0, w4d=0.0))
+        model(batch)["loss"].backward()
+        assert grads(model.predictor_3d) == predictor_gets_grad, direction
+        assert grads(model.encoder_3d)
