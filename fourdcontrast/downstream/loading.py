@@ -1,6 +1,10 @@
-"""Lenient loading of an exported backbone into a downstream network: tensors whose name and shape match
-load, everything else is skipped and reported (e.g. the pre-training ``final`` layer, whose output width
-is the contrastive feature dimension, not the number of classes)."""
+"""Loading an exported backbone into a downstream network.
+
+:func:`load_lenient` copies the tensors whose name and shape match and reports the rest (e.g. the
+pre-training ``final`` layer, whose output width is the contrastive feature dimension, not the number of
+classes). :func:`load_guarded` does the same and raises :class:`LoadError` when anything but the allowed
+tensors (the classification head, :data:`HEAD_TENSORS`) was skipped in either direction, so that an
+architecture mismatch can never give a half-random "pre-trained" network."""
 
 from __future__ import annotations
 
@@ -13,7 +17,16 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadReport", "load_lenient", "read_state_dict"]
+__all__ = ["HEAD_TENSORS", "LoadError", "LoadReport", "check_load", "load_guarded", "load_lenient",
+           "read_state_dict"]
+
+HEAD_TENSORS: tuple[str, ...] = ("final.kernel", "final.bias")
+"""The U-Net's last 1×1 layer: the pre-training projection to the feature dimension, replaced by the
+classification head when fine-tuning; the only tensors :func:`load_guarded` may skip by default."""
+
+
+class LoadError(ValueError):
+    """A checkpoint does not fit the network beyond the tensors allowed to differ."""
 
 
 @dataclass
@@ -64,14 +77,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_lenient(model: nn.Module, state: dict[str, torch.Tensor] | str | os.PathLike,
-                 prefix: str = "") -> LoadReport:
-    """Copy the tensors of ``state`` whose names (after removing ``prefix``) and shapes match ``model``'s;
-    report the rest. Returns the :class:`LoadReport` (also logged at INFO)."""
-    if not isinstance(state, dict):
-        state = read_state_dict(state)
-    if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+def _match(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+    """What would load (the report) and the tensors that would (name → tensor)."""
     own = model.state_dict()
     report = LoadReport()
     accepted = {}
@@ -84,6 +91,55 @@ def load_lenient(model: nn.Module, state: dict[str, torch.Tensor] | str | os.Pat
             accepted[name] = value
             report.loaded.append(name)
     report.missing = [k for k in own if k not in state]
+    return report, accepted
+
+
+def load_lenient(model: nn.Module, state: dict[str, torch.Tensor] | str | os.PathLike,
+                 prefix: str = "") -> LoadReport:
+    """Copy the tensors of ``state`` whose names (after removing ``prefix``) and shapes match ``model``'s;
+    report the rest. Returns the :class:`LoadReport` (also logged at INFO)."""
+    if not isinstance(state, dict):
+        state = read_state_dict(state)
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    report, accepted = _match(model, state)
     model.load_state_dict(accepted, strict=False)
     logger.info("lenient load: %s", report.summary())
+    return report
+
+
+def check_load(report: LoadReport, allowed: tuple[str, ...] = HEAD_TENSORS,
+               source: str = "checkpoint") -> None:
+    """Raise :class:`LoadError` (naming ``source`` and the tensors) when ``report`` skipped a model tensor
+    (missing or of another shape) or left a checkpoint tensor unused, other than those in ``allowed``."""
+    bad_skipped = [k for k in report.skipped if k not in allowed]
+    bad_unused = [k for k in report.unexpected if k not in allowed]
+    if bad_skipped or bad_unused:
+        parts = []
+        if bad_skipped:
+            parts.append(f"{len(bad_skipped)} network tensor(s) not loaded: " + ", ".join(bad_skipped[:8])
+                         + (" …" if len(bad_skipped) > 8 else ""))
+        if bad_unused:
+            parts.append(f"{len(bad_unused)} checkpoint tensor(s) the network does not have: "
+                         + ", ".join(bad_unused[:8]) + (" …" if len(bad_unused) > 8 else ""))
+        rule = f"only {', '.join(allowed)} may differ" if allowed else "every tensor must match"
+        raise LoadError(f"{source} does not fit the network ({rule}): " + "; ".join(parts)
+                        + f" ({report.summary()})")
+
+
+def load_guarded(model: nn.Module, state: dict[str, torch.Tensor] | str | os.PathLike,
+                 allowed: tuple[str, ...] = HEAD_TENSORS, source: str | None = None) -> LoadReport:
+    """Copy ``state`` into ``model`` like :func:`load_lenient`, after :func:`check_load` has confirmed that
+    every tensor but ``allowed`` loads (in both directions). Returns the :class:`LoadReport`.
+
+    Raises:
+        LoadError: the checkpoint does not fit (the network is left untouched then).
+    """
+    if not isinstance(state, dict):
+        source = source or str(state)
+        state = read_state_dict(state)
+    report, accepted = _match(model, state)
+    check_load(report, allowed, source or "checkpoint")
+    model.load_state_dict(accepted, strict=False)
+    logger.info("guarded load: %s", report.summary())
     return report

@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "IGNORE_LABEL",
+    "STRUCTURAL_CLASSES",
     "SegmentationMetrics",
     "ConfusionAccumulator",
     "average_precision",
@@ -35,6 +36,10 @@ __all__ = [
 IGNORE_LABEL: int = -1
 """Ground-truth label of unlabelled points, skipped by every metric and loss (our Scene convention; ScanNet's
 benchmark scripts use 255/0 for the same purpose)."""
+
+STRUCTURAL_CLASSES: tuple[str, ...] = ("wall", "floor")
+"""Classes left out of the non-structural mIoU (:meth:`SegmentationMetrics.miou_without`): on the embedded
+rooms wall and floor are ~72 % of the points and, being easy, most of the mIoU (our choice)."""
 
 
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
@@ -79,6 +84,17 @@ class SegmentationMetrics:
     overall_accuracy: float
     confusion: np.ndarray
     class_names: tuple[str, ...] | None = None
+
+    def miou_without(self, exclude: tuple[str, ...] = STRUCTURAL_CLASSES) -> float:
+        """Mean IoU over the classes not named in ``exclude`` (NaN classes left out, as in ``miou``);
+        needs ``class_names``."""
+        if self.class_names is None:
+            raise ValueError("miou_without needs class_names")
+        unknown = set(exclude) - set(self.class_names)
+        if unknown:
+            raise ValueError(f"miou_without: {sorted(unknown)} not among the classes {self.class_names}")
+        keep = np.array([n not in exclude for n in self.class_names])
+        return _nanmean(self.iou[keep])
 
     def as_dict(self) -> dict:
         """Flat dict: miou, macc, oa, and iou/<class>, acc/<class> (names or indices)."""

@@ -1,5 +1,6 @@
 """Semantic segmentation downstream of pre-training: fine-tuning (the U-Net with its ``final`` 1×1 layer as
-the linear head, initialised leniently from an exported backbone) and the linear probe (backbone frozen,
+the linear head, initialised from an exported backbone: every tensor but that head must load, see
+:func:`~fourdcontrast.downstream.loading.load_guarded`) and the linear probe (backbone frozen,
 a per-point linear classifier on its output features). Both are evaluated the same way: voxel predictions
 sliced back to every original point, metrics accumulated over scenes (:mod:`.metrics`).
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from fourdcontrast.downstream.config import AugmentConfig, FinetuneConfig, load_finetune_config
 from fourdcontrast.downstream.data import LabelledDataset, load_dataset
-from fourdcontrast.downstream.loading import LoadReport, load_lenient, read_state_dict
+from fourdcontrast.downstream.loading import HEAD_TENSORS, LoadReport, load_guarded, read_state_dict
 from fourdcontrast.downstream.metrics import IGNORE_LABEL, ConfusionAccumulator, SegmentationMetrics
 from fourdcontrast.downstream.splits import limited_annotations, limited_scenes
 from fourdcontrast.errors import InputError
@@ -154,11 +155,12 @@ def _set_threads(config: FinetuneConfig) -> None:
 
 def build_segmentation_model(config: FinetuneConfig, num_classes: int,
                              state: dict | None = None) -> tuple[torch.nn.Module, LoadReport | None]:
-    """The U-Net with ``num_classes`` outputs (``final`` is the linear head), leniently initialised."""
+    """The U-Net with ``num_classes`` outputs (``final`` is the linear head), initialised from ``state``
+    (every tensor but the head must load: :class:`~fourdcontrast.downstream.loading.LoadError` otherwise)."""
     model = build_backbone(config.model.backbone, config.model.in_channels, num_classes)
     report = None
     if state is not None:
-        report = load_lenient(model, state)
+        report = load_guarded(model, state, HEAD_TENSORS, source=config.model.init or "the initialisation")
     return model, report
 
 
@@ -243,13 +245,15 @@ def recalibrate_batchnorm(model: torch.nn.Module, samples: list, device: str) ->
 
 @dataclass
 class SegmentationResult:
-    """What a fine-tuning or probing run produced."""
+    """What a fine-tuning or probing run produced (``seconds``: wall-clock; ``cpu_seconds``: CPU time of this
+    process, all threads, which other jobs on the machine do not inflate)."""
 
     metrics: SegmentationMetrics
     rows: list[dict] = field(default_factory=list)
     load_report: LoadReport | None = None
     train_scenes: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     model: torch.nn.Module | None = None
     head: torch.nn.Module | None = None
 
@@ -258,7 +262,7 @@ def finetune(config: FinetuneConfig, train: LabelledDataset, evaluation: Labelle
              state: dict | None = None, progress: bool = True) -> SegmentationResult:
     """Fine-tune the U-Net on ``train`` (under the config's protocol), evaluate on ``evaluation``."""
     _set_threads(config)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(config.run.seed)
     rng = np.random.default_rng(config.run.seed)
     k = train.num_classes
@@ -296,18 +300,22 @@ def finetune(config: FinetuneConfig, train: LabelledDataset, evaluation: Labelle
                                       for i in rng.integers(len(scenes), size=config.optim.bn_recalibration)],
                               config.run.device)
     metrics = evaluate_segmentation(model, evaluation.scenes, config, evaluation.class_names)
-    return SegmentationResult(metrics, rows, report, len(scenes), time.perf_counter() - start, model)
+    return SegmentationResult(metrics, rows, report, len(scenes), time.perf_counter() - start,
+                              time.process_time() - cpu_start, model)
 
 
 # --- linear probe ---------------------------------------------------------------------------------
 def probe_backbone(config: FinetuneConfig, state: dict | None) -> tuple[torch.nn.Module, LoadReport | None]:
     """The frozen backbone of the linear probe: a pre-trained U-Net keeps its own ``final`` (its output
-    is the learned feature); a scratch one has ``model.feature_dim`` random outputs."""
+    is the learned feature, and every tensor must load); a scratch one has ``model.feature_dim`` random
+    outputs."""
     width = config.model.feature_dim
     if state is not None and "final.bias" in state:
         width = int(state["final.bias"].shape[-1])
     model = build_backbone(config.model.backbone, config.model.in_channels, width)
-    report = load_lenient(model, state) if state is not None else None
+    report = None
+    if state is not None:
+        report = load_guarded(model, state, (), source=config.model.init or "the initialisation")
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), report
@@ -315,7 +323,8 @@ def probe_backbone(config: FinetuneConfig, state: dict | None) -> tuple[torch.nn
 
 def train_probe(train_feats: list[tuple[torch.Tensor, np.ndarray]], train_scenes: list[Scene],
                 num_classes: int, config: FinetuneConfig) -> torch.nn.Module:
-    """Fit standardisation + Linear(C, K) on the voxel features of the labelled voxels (full batch, Adam)."""
+    """Fit standardisation + Linear(C, K) on the voxel features of the labelled voxels (full batch, Adam; at
+    most ``optim.probe_max_voxels`` of them, drawn with the run's seed)."""
     xs, ys = [], []
     for (f, inverse), s in zip(train_feats, train_scenes, strict=True):
         y = voxel_labels(inverse, s.labels, len(f), num_classes)
@@ -325,8 +334,12 @@ def train_probe(train_feats: list[tuple[torch.Tensor, np.ndarray]], train_scenes
     x, y = torch.cat(xs), torch.cat(ys)
     if len(y) == 0:
         raise ValueError("no labelled voxel to train the linear probe on")
-    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
     g = torch.Generator().manual_seed(config.run.seed)
+    cap = config.optim.probe_max_voxels
+    if cap is not None and len(y) > cap:
+        keep = torch.randperm(len(y), generator=g)[:cap]
+        x, y = x[keep], y[keep]
+    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
     linear = torch.nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
         linear.weight.copy_(torch.randn(linear.weight.shape, generator=g) * 0.01)
@@ -362,7 +375,7 @@ def linear_probe(config: FinetuneConfig, train: LabelledDataset, evaluation: Lab
     ``feature_cache`` (a dict, keyed by scene name) keeps extracted features between calls that share a
     backbone (the benchmark probes many protocols on one backbone)."""
     _set_threads(config)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(config.run.seed)
     model, report = probe_backbone(config, state)
     scenes = prepare_training_scenes(train, config)
@@ -378,7 +391,8 @@ def linear_probe(config: FinetuneConfig, train: LabelledDataset, evaluation: Lab
     head = train_probe(feats(scenes), scenes, train.num_classes, config)
     metrics = evaluate_segmentation(model, evaluation.scenes, config, evaluation.class_names, head=head,
                                     features=feats(evaluation.scenes))
-    return SegmentationResult(metrics, [], report, len(scenes), time.perf_counter() - start, model, head)
+    return SegmentationResult(metrics, [], report, len(scenes), time.perf_counter() - start,
+                              time.process_time() - cpu_start, model, head)
 
 
 # --- entry points ---------------------------------------------------------------------------------

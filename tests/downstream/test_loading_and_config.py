@@ -4,8 +4,13 @@ import torch
 
 from fourdcontrast.downstream.config import load_finetune_config
 from fourdcontrast.downstream.data import scannet20_labels, scannet_scenes
-from fourdcontrast.downstream.loading import load_lenient, read_state_dict
-from fourdcontrast.downstream.segmentation import augment_points, voxel_labels
+from fourdcontrast.downstream.loading import LoadError, load_guarded, load_lenient, read_state_dict
+from fourdcontrast.downstream.segmentation import (
+    augment_points,
+    build_segmentation_model,
+    probe_backbone,
+    voxel_labels,
+)
 from fourdcontrast.models.resunet import build_backbone
 
 
@@ -31,6 +36,39 @@ def test_lenient_loading_skips_the_pretraining_head_and_reports_it(tmp_path):
     torch.save({"model": {f"encoder_3d.{k}": v for k, v in pre.state_dict().items()}, "step": 1},
                tmp_path / "checkpoint.pt")
     assert set(read_state_dict(tmp_path / "checkpoint.pt")) == set(pre.state_dict())
+
+
+def test_guarded_loading_allows_only_the_head(tmp_path):
+    torch.manual_seed(0)
+    state = build_backbone("MinkUNet14A", 3, 32).state_dict()
+    seg = build_backbone("MinkUNet14A", 3, 12)
+    report = load_guarded(seg, state)  # only final.kernel / final.bias differ: fine
+    assert set(report.skipped) == {"final.kernel", "final.bias"} and len(report.loaded) == len(state) - 2
+    torch.testing.assert_close(seg.state_dict()["conv0p1s1.kernel"], state["conv0p1s1.kernel"])
+
+    fresh = build_backbone("MinkUNet14A", 3, 12)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    missing = {k: v for k, v in state.items() if k != "conv0p1s1.kernel"}
+    with pytest.raises(LoadError, match=r"1 network tensor\(s\) not loaded: conv0p1s1.kernel"):
+        load_guarded(fresh, missing, source="backbone.pth")
+    extra = {**state, "block9.weight": torch.zeros(3)}
+    with pytest.raises(LoadError, match="checkpoint tensor.*block9.weight"):
+        load_guarded(fresh, extra)
+    other = build_backbone("MinkUNet14S", 3, 32).state_dict()  # another architecture
+    with pytest.raises(LoadError, match="does not fit"):
+        load_guarded(fresh, other)
+    for k, v in fresh.state_dict().items():  # a refused checkpoint leaves the network untouched
+        torch.testing.assert_close(v, before[k])
+    # the probe may skip nothing; the fine-tuning model only its head
+    cfg = load_finetune_config("cpu", ["model.backbone=MinkUNet14A"])
+    build_segmentation_model(cfg, 12, state)
+    with pytest.raises(LoadError):
+        build_segmentation_model(cfg, 12, missing)
+    probe, report = probe_backbone(cfg.replace(model={"mode": "linear"}), state)
+    assert report.skipped == [] and len(report.loaded) == len(state)
+    no_head = {k: v for k, v in state.items() if k != "final.bias"}
+    with pytest.raises(LoadError, match="every tensor must match"):
+        probe_backbone(cfg.replace(model={"mode": "linear"}), no_head)
 
 
 def test_shipped_configs_load_and_overrides_apply():

@@ -36,3 +36,22 @@ def test_finetune_command_writes_metrics(tmp_path, capsys):
     out = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert out["train_scenes"] == 1 and 0 <= out["metrics"]["oa"] <= 1
     assert "mean" in capsys.readouterr().out
+
+
+def test_linear_probe_fits_on_at_most_probe_max_voxels():
+    import numpy as np
+    import torch
+
+    from fourdcontrast.downstream.segmentation import train_probe
+    from fourdcontrast.records import Scene
+
+    rng = np.random.default_rng(0)
+    feats = torch.as_tensor(rng.normal(size=(1000, 4)), dtype=torch.float32)
+    scene = Scene(rng.uniform(0, 1, (1000, 3)).astype(np.float32), labels=rng.integers(0, 3, 1000))
+    data = [(feats, np.arange(1000))]
+    cfg = load_finetune_config("cpu", ["optim.probe_steps=5"])
+    full = train_probe(data, [scene], 3, cfg)
+    torch.testing.assert_close(full[0].mean, feats.mean(0))
+    capped = train_probe(data, [scene], 3, cfg.replace(optim={"probe_max_voxels": 10}))
+    keep = torch.randperm(1000, generator=torch.Generator().manual_seed(cfg.run.seed))[:10]
+    torch.testing.assert_close(capped[0].mean, feats[keep].mean(0))

@@ -34,6 +34,19 @@ def test_confusion_matrix_by_hand_with_ignored_points_and_absent_classes():
     assert "mean" in m.table()
 
 
+def test_miou_without_the_structural_classes():
+    cm = np.diag([10, 10, 1, 0])  # wall, floor perfect; chair perfect; table absent
+    cm[2, 0] = 1  # one chair point predicted as wall: chair IoU 1/2, wall IoU 10/11
+    m = segmentation_metrics(cm, class_names=("wall", "floor", "chair", "table"))
+    assert m.miou == pytest.approx((10 / 11 + 1 + 1 / 2) / 3)
+    assert m.miou_without() == pytest.approx(1 / 2)  # table is NaN: left out, as in mIoU
+    assert m.miou_without(("wall",)) == pytest.approx((1 + 1 / 2) / 2)
+    with pytest.raises(ValueError, match="not among the classes"):
+        m.miou_without(("ceiling",))
+    with pytest.raises(ValueError, match="class_names"):
+        segmentation_metrics(cm).miou_without()
+
+
 def test_metrics_accumulate_over_scenes_not_per_scene_mean():
     acc = ConfusionAccumulator(2)
     acc.add(np.array([0, 0, 0, 0]), np.array([0, 0, 0, 1]))  # scene 1: 4 points
