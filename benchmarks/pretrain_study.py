@@ -53,7 +53,9 @@ CPU size)."""
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (config, overrides)
     "random": ("", ()),
+    "random-bn": (BASE, ("optim.lr=1e-12", "optim.weight_decay=0", "optim.momentum=0")),
     "paper-literal": (BASE, ()),
+    "recommended": ("cpu-small", ()),
     "eq5-simsiam": (BASE, ("model.eq5_direction=simsiam",)),
     "proj-affine": (BASE, ("model.projector=1x1-bn-affine",)),
     "proj-3layer": (BASE, ("model.projector=simsiam-3layer",)),
@@ -70,8 +72,24 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "simclr-hardest": (BASE, ("method=simclr",)),
     "bf16": (BASE, ("run.amp=true",)),
     "pointcontrast": (BASE, ("method=pointcontrast",)),
+    "eq5-simsiam-motion": (BASE, ("model.eq5_direction=simsiam", "model.background_pairs_per_group=256",
+                                  "model.static_4d_pairs_per_group=32", "model.object_pair_weight=4")),
+    "simclr-infonce-motion": (BASE, ("method=simclr-infonce", "model.background_pairs_per_group=256",
+                                     "model.static_4d_pairs_per_group=32")),
+    "simclr-hardest-motion": (BASE, ("method=simclr", "model.background_pairs_per_group=256",
+                                     "model.static_4d_pairs_per_group=32")),
+    "hypercross": (BASE, ("model.kernel_shape_4d=hypercross",)),
+    "simclr-hardest-cross": (BASE, ("method=simclr", "model.kernel_shape_4d=hypercross")),
+    "simclr-hardest-motion-cross": (BASE, ("method=simclr", "model.background_pairs_per_group=256",
+                                           "model.static_4d_pairs_per_group=32",
+                                           "model.kernel_shape_4d=hypercross")),
+    "simclr-infonce-motion-cross": (BASE, ("method=simclr-infonce", "model.background_pairs_per_group=256",
+                                           "model.static_4d_pairs_per_group=32",
+                                           "model.kernel_shape_4d=hypercross")),
 }
-"""The study's arms: ``random`` (untrained networks), the paper-literal preset, one switch each, and the
+"""The study's arms: ``random`` (untrained networks), ``random-bn`` (untrained weights whose batch-norm
+statistics followed the training data for the same budget: separates what the weights learned from what the
+running statistics alone change), the paper-literal preset, one switch each, and the
 PointContrast baseline at the same budget (more arms, e.g. combinations, are added with ``--arm
 NAME=CONFIG:k=v,k=v``)."""
 
@@ -348,6 +366,29 @@ def plot(by_arm: dict, order: list, path: Path) -> None:
     os.replace(tmp, path)
 
 
+CURVE_FIELDS = ("arm", "seed", "budget_s", "step", "loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d",
+                "erank_backbone_3d", "erank_z3d", "erank_backbone_4d", "erank_z4d", "budget_spent_s")
+
+
+def write_curves(out: Path, arms: list[str], seed: int, budget: float, results: Path = RESULTS) -> Path:
+    """The training logs of ``arms`` (one seed, one budget) as one CSV, for notebook 03's curves."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    from fourdcontrast.train.pretrain import read_log
+
+    for arm in arms:
+        for row in read_log(out / "runs" / f"{arm}-s{seed}-b{budget:g}" / "log.csv"):
+            if row.get("loss") is not None:
+                writer.writerow({**row, "arm": arm, "seed": seed, "budget_s": budget,
+                                 "step": int(row["step"]), "budget_spent_s": row.get("budget_s")})
+    path = results / "pretrain_study_curves.csv"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -361,10 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report")
     rep.add_argument("--out", type=Path, default=DEFAULT_OUT)
     rep.add_argument("--budget", type=float, default=None)
+    cur = sub.add_parser("curves")
+    cur.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    cur.add_argument("--arms", nargs="+", required=True)
+    cur.add_argument("--seed", type=int, default=0)
+    cur.add_argument("--budget", type=float, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.command == "report":
         print(write_report(read_results(args.out), budget=args.budget))
+        return 0
+    if args.command == "curves":
+        print(write_curves(args.out, args.arms, args.seed, args.budget))
         return 0
     arms = parse_arms(args.arm)
     names = list(arms) if args.arms == ["all"] else args.arms

@@ -204,8 +204,16 @@ def plot_pretrain_log(runs, healthy_std: float | None = None, total_steps: int |
         x, y = _series(rows, "recall")
         if len(x):
             ax_rec.plot(x, 100 * y, ls, marker="o", color="#d62728", label=f"recall{tag}")
-    ax_loss.set_title("loss terms (−1: corresponding features aligned)", fontsize=10)
-    ax_loss.set_ylabel("negative cosine similarity")
+    simsiam = all(abs(v) <= 3.0 + 1e-6 for rows in runs.values() for v in _series(rows, "loss")[1])
+    if simsiam:  # the SimSiam terms are negative cosine similarities
+        ax_loss.set_title("loss terms (−1: corresponding features aligned)", fontsize=10)
+        ax_loss.set_ylabel("negative cosine similarity")
+    else:  # contrastive losses (PointInfoNCE, hardest-contrastive): lower is better, no fixed floor
+        ax_loss.set_title("loss terms (contrastive: lower is better)", fontsize=10)
+        ax_loss.set_ylabel("loss")
+    if not ax_rec.lines:
+        ax_rec.text(0.5, 0.5, "no held-out recall logged\n(run.recall_every = 0)", ha="center", va="center",
+                    transform=ax_rec.transAxes, fontsize=9, color="#555555")
     if healthy_std is not None:
         ax_std.axhline(healthy_std, color="#2ca02c", lw=0.9, ls=":",
                        label=f"healthy 1/√d = {healthy_std:.3f}")

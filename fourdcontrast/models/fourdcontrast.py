@@ -101,7 +101,8 @@ class MethodConfig:
             (x, y, z) at two times (the static scene: 98–99 % of L4D pairs); 0 drops them, None (default)
             keeps them.
         object_pair_weight: weight of a pair touching the moving object in its group's mean (default 1: a
-            plain mean, the paper).
+            plain mean, the paper); SimSiam terms only (the pair caps above also apply to the SimCLR,
+            PointContrast and CSC losses, the weight does not).
     """
 
     framework: str = "simsiam"
@@ -356,10 +357,13 @@ class FourDContrast(nn.Module):
 
     @property
     def motion_aware(self) -> bool:
-        """Whether any motion-aware sampling switch is on (they need ``batch.object_3d`` / ``object_4d``)."""
+        """Whether any motion-aware sampling switch is on (they need ``batch.object_3d`` / ``object_4d``).
+        Static pairs (``data="static"``: PointContrast, CSC, 3D data) have no moving object: the switches
+        do not apply to them, so ``--set method=pointcontrast`` on a motion-aware preset is PointContrast."""
         c = self.config
-        return (c.background_pairs_per_group is not None or c.static_4d_pairs_per_group is not None
-                or c.object_pair_weight != 1.0)
+        return c.data == "sequences" and (c.background_pairs_per_group is not None
+                                          or c.static_4d_pairs_per_group is not None
+                                          or c.object_pair_weight != 1.0)
 
     def _select_pairs(self, pairs, groups, flags, static, generator):
         """The pairs of one SimSiam term after the sampling switches, their weights (None: a plain mean
@@ -461,8 +465,20 @@ class FourDContrast(nn.Module):
         def frame(b, t):
             return s3[b * T + t], s3[b * T + t + 1]
 
+        o3, o4 = batch.object_3d, batch.object_4d
+        if self.motion_aware and o3 is None:
+            raise ValueError("motion-aware pair sampling needs batch.object_3d / object_4d "
+                             "(collate_sequences fills them)")
+
+        def select(pairs, groups, a, b, static=None):
+            """Motion-aware sampling of the pairs (weights do not apply to these losses)."""
+            flags = None if a is None or b is None else (lambda q: a[q[:, 0]] | b[q[:, 1]])
+            kept, kept_groups, _, n_object = self._select_pairs(pairs, groups, flags, static, generator)
+            return kept, kept_groups, n_object
+
+        pairs3, groups3, out["object_pairs_3d"] = select(batch.pairs_3d, batch.pairs_3d_group, o3, o3)
         out["loss_3d"], out["pairs_3d"] = over_groups(
-            batch.pairs_3d, batch.pairs_3d_group, B * len(frame_pairs),
+            pairs3, groups3, B * len(frame_pairs),
             lambda g: frame(g // len(frame_pairs), frame_pairs[g % len(frame_pairs)][0]),
             lambda g: frame(g // len(frame_pairs), frame_pairs[g % len(frame_pairs)][1]),
             z3, z3, with_xyz=True)
@@ -474,11 +490,15 @@ class FourDContrast(nn.Module):
         def sequence(b):
             return s4[b], s4[b + 1]
 
+        pairs34, groups34, out["object_pairs_3d4d"] = select(batch.pairs_3d4d, batch.pairs_3d4d_group, o3, o4)
+        xyz = batch.coords_4d[:, 1:4]
+        static = (xyz[batch.pairs_4d[:, 0]] == xyz[batch.pairs_4d[:, 1]]).all(dim=1)
+        pairs4, groups4, out["object_pairs_4d"] = select(batch.pairs_4d, batch.pairs_4d_group, o4, o4, static)
         out["loss_3d4d"], out["pairs_3d4d"] = over_groups(
-            batch.pairs_3d4d, batch.pairs_3d4d_group, B * T,
+            pairs34, groups34, B * T,
             lambda g: frame(g // T, g % T), lambda g: sequence(g // T), z3, pooled)
         out["loss_4d"], out["pairs_4d"] = over_groups(
-            batch.pairs_4d, batch.pairs_4d_group, B * len(frame_pairs),
+            pairs4, groups4, B * len(frame_pairs),
             lambda g: sequence(g // len(frame_pairs)), lambda g: sequence(g // len(frame_pairs)), z4, z4)
 
 

@@ -318,3 +318,15 @@ def test_eq5_direction_switch_moves_the_l3d4d_gradient_into_the_predictors():
         model(batch)["loss"].backward()
         assert grads(model.predictor_3d) == predictor_gets_grad, direction
         assert grads(model.encoder_3d)
+
+
+@pytest.mark.parametrize("name", ["simclr", "simclr-infonce"])
+def test_motion_aware_sampling_in_the_simclr_variant(name):
+    batch = sequence_batch()
+    full = model_for(small_config(name))(batch, generator=torch.Generator().manual_seed(0))
+    model = model_for(small_config(name, background_pairs_per_group=4, static_4d_pairs_per_group=0))
+    out = model(batch, generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and grads(model.encoder_3d) and grads(model.encoder_4d)
+    assert out["object_pairs_3d"] == full["object_pairs_3d"] > 0
+    assert out["pairs_3d"] < full["pairs_3d"] and out["pairs_4d"] < full["pairs_4d"]

@@ -13,6 +13,7 @@ import torch
 import yaml
 from tiny import tiny_dict
 
+from fourdcontrast.metrics import COLLAPSE_RANK_FRACTION
 from fourdcontrast.models.fourdcontrast import FourDContrast
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse import SparseTensor, minkowski_engine
@@ -214,18 +215,20 @@ def test_exported_backbone_loads_and_computes_the_same(tmp_path, tiny_config, ba
 
 @pytest.mark.slow
 def test_cpu_small_learns_without_collapsing(tmp_path):
-    """50 steps of the CPU preset: the loss falls, the collapse monitor stays near 1/sqrt(d), and the
-    backbone's feature-match recall on held-out sequences rises above that of its own initialisation.
-    (Recall at 20 cm = two 10 cm voxels; 5 cm at 10 cm voxels is an exact-voxel hit and too rare to test
-    in 50 steps — measured ~0.002-0.005 for every network.)"""
-    config = load_config("cpu-small", ["optim.steps=50", "run.recall_every=50", "run.checkpoint_every=50",
+    """40 steps of the recommended CPU preset (PointInfoNCE on the 3D-3D / 3D-4D / 4D-4D pairs, motion-aware
+    sampling): the loss falls, the backbone keeps an effective rank well above the collapse threshold, and
+    its feature-match recall on held-out sequences rises well above that of its own initialisation.
+    Measured in the pre-training study after 31 steps: recall @ 20 cm 0.055 vs 0.016 for a random network,
+    effective rank 6.9 of 32. (Recall at 20 cm = two 10 cm voxels; 5 cm at 10 cm voxels is an exact-voxel
+    hit and too rare to test in 40 steps.)"""
+    config = load_config("cpu-small", ["optim.steps=40", "run.recall_every=40", "run.checkpoint_every=40",
                                        "run.recall_threshold=0.2", "run.recall_samples=3000",
                                        "data.holdout_sequences=4", "data.workers=1"])
     rows = pretrain(config, tmp_path, progress=False)
     trained = [r for r in rows if r["loss"] is not None]
-    assert trained[-1]["loss"] < trained[0]["loss"] - 0.5
-    assert min(r["std_z3d"] for r in trained) > 0.08  # 1/sqrt(32) = 0.177 healthy, 0 collapsed
-    assert rows[-1]["recall"] > rows[0]["recall"]
+    assert trained[-1]["loss"] < trained[0]["loss"] - 1.0  # InfoNCE, three terms (measured 15.4 -> 12.5)
+    assert rows[-1]["holdout_erank"] > 2 * COLLAPSE_RANK_FRACTION * config.method_config().feature_dim
+    assert rows[-1]["recall"] > 1.5 * rows[0]["recall"]
 
 
 @pytest.mark.slow
