@@ -78,6 +78,11 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
                                      "model.static_4d_pairs_per_group=32")),
     "simclr-hardest-motion": (BASE, ("method=simclr", "model.background_pairs_per_group=256",
                                      "model.static_4d_pairs_per_group=32")),
+    "objects-2": (BASE, ("data.objects_per_sequence=2",)),
+    "simclr-infonce-motion-objects-2": (BASE, ("method=simclr-infonce",
+                                               "model.background_pairs_per_group=256",
+                                               "model.static_4d_pairs_per_group=32",
+                                               "data.objects_per_sequence=2")),
     "hypercross": (BASE, ("model.kernel_shape_4d=hypercross",)),
     "simclr-hardest-cross": (BASE, ("method=simclr", "model.kernel_shape_4d=hypercross")),
     "simclr-hardest-motion-cross": (BASE, ("method=simclr", "model.background_pairs_per_group=256",
@@ -371,16 +376,19 @@ CURVE_FIELDS = ("arm", "seed", "budget_s", "step", "loss", "loss_3d", "loss_3d4d
 
 
 def write_curves(out: Path, arms: list[str], seed: int, budget: float, results: Path = RESULTS) -> Path:
-    """The training logs of ``arms`` (one seed, one budget) as one CSV, for notebook 03's curves."""
+    """The training logs of ``arms`` (one seed; ``NAME`` at ``budget`` or ``NAME@BUDGET``) as one CSV, for
+    notebook 03's curves."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, extrasaction="ignore")
     writer.writeheader()
     from fourdcontrast.train.pretrain import read_log
 
-    for arm in arms:
-        for row in read_log(out / "runs" / f"{arm}-s{seed}-b{budget:g}" / "log.csv"):
+    for item in arms:
+        arm, _, at = item.partition("@")
+        b = float(at) if at else budget
+        for row in read_log(out / "runs" / f"{arm}-s{seed}-b{b:g}" / "log.csv"):
             if row.get("loss") is not None:
-                writer.writerow({**row, "arm": arm, "seed": seed, "budget_s": budget,
+                writer.writerow({**row, "arm": arm, "seed": seed, "budget_s": b,
                                  "step": int(row["step"]), "budget_spent_s": row.get("budget_s")})
     path = results / "pretrain_study_curves.csv"
     tmp = path.with_suffix(".tmp")
@@ -398,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     run.add_argument("--budget", type=float, default=90.0, help="process CPU seconds per run")
     run.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th")
+    run.add_argument("--by-arm", action="store_true", help="finish every seed of an arm before the next arm")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT)
     rep = sub.add_parser("report")
     rep.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -406,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     cur.add_argument("--out", type=Path, default=DEFAULT_OUT)
     cur.add_argument("--arms", nargs="+", required=True)
     cur.add_argument("--seed", type=int, default=0)
-    cur.add_argument("--budget", type=float, required=True)
+    cur.add_argument("--budget", type=float, default=90.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.command == "report":
@@ -421,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; known: {sorted(arms)}")
     i, n = (int(x) for x in args.shard.split("/"))
-    jobs = [(name, seed) for seed in args.seeds for name in names]
+    jobs = ([(name, seed) for name in names for seed in args.seeds] if args.by_arm
+            else [(name, seed) for seed in args.seeds for name in names])
     batch, probe = eval_batch(), probe_setup()
     for k, (name, seed) in enumerate(jobs):
         if k % n == i:

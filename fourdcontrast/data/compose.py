@@ -71,3 +71,55 @@ def compose_sequence(
         raise ValueError(f"object {obj.name!r} has NaN or infinite point coordinates")
     frames = [compose_frame(scene, obj, pose) for pose in trajectory.poses()]
     return Sequence(frames=frames, scene=scene, obj=obj, trajectory=trajectory, seed=seed)
+
+
+def add_moving_objects(sequence: Sequence, others: list[Sequence]) -> Sequence:
+    """``sequence`` with the moving objects of ``others`` added: several objects moving through one scene.
+
+    A **deviation from the paper** (Sec. 3.3 moves one object per trajectory), behind the switch
+    ``data.objects_per_sequence`` (default 1): more moving voxels per sequence give the motion more of the
+    pairs. Each sequence of ``others`` is a sequence of the same scan and length with its own object and
+    trajectory (generated and validated independently); its object points at every frame are appended to
+    the frame of ``sequence`` (scan points, chunks, resampling and view transforms stay those of
+    ``sequence``). The result's ``obj`` is a composite :class:`ShapeObject` whose points are the objects'
+    canonical points one after the other, so object point ``k`` of the ``j``-th added object has provenance
+    index ``k + len(obj_0) + … + len(obj_{j-1})`` and correspondences stay exact by provenance. Objects may
+    overlap one another (they are validated against the scan only).
+
+    Args:
+        sequence: the first object's sequence.
+        others: sequences of the same scan (same point count) and frame count.
+
+    Returns:
+        A new :class:`Sequence`; ``sequence`` and ``others`` are not modified.
+
+    Raises:
+        ValueError: when a sequence of ``others`` has another scan or length.
+    """
+    objects = [sequence.obj]
+    frames = [list(f for f in sequence.frames)]
+    offset = len(sequence.obj)
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sequence.frames]
+    for other in others:
+        if len(other) != len(sequence) or len(other.scene) != len(sequence.scene):
+            raise ValueError(f"add_moving_objects: a sequence of {len(other)} frames over a scan of "
+                             f"{len(other.scene)} points cannot join one of {len(sequence)} frames over "
+                             f"{len(sequence.scene)} points")
+        for t, frame in enumerate(other.frames):
+            keep = frame.source == SOURCE_OBJECT
+            parts[t].append((frame.points[keep], frame.index[keep] + offset))
+        objects.append(other.obj)
+        offset += len(other.obj)
+    new_frames = []
+    for frame, extra in zip(frames[0], parts, strict=True):
+        points = np.concatenate([frame.points, *(p for p, _ in extra)])
+        source = np.concatenate([frame.source, *(np.full(len(i), SOURCE_OBJECT, np.int8) for _, i in extra)])
+        index = np.concatenate([frame.index, *(i for _, i in extra)])
+        new_frames.append(Frame(points, source, index, object_pose=frame.object_pose.copy(),
+                                view_transform=frame.view_transform.copy()))
+    composite = ShapeObject(np.concatenate([o.points for o in objects]), category=sequence.obj.category,
+                            name="+".join(o.name for o in objects),
+                            normals=None if any(o.normals is None for o in objects)
+                            else np.concatenate([o.normals for o in objects]))
+    return Sequence(new_frames, sequence.scene, composite, trajectory=sequence.trajectory, seed=sequence.seed,
+                    chunks=sequence.chunks)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fourdcontrast.data.compose import add_moving_objects
 from fourdcontrast.data.correspondence import (
     DEFAULT_VOXEL_SIZE_3D,
     DEFAULT_VOXEL_SIZE_4D,
@@ -28,6 +29,9 @@ from fourdcontrast.data.generate import MANIFEST, GenerationConfig, SceneSpec, g
 from fourdcontrast.data.shards import Shard
 from fourdcontrast.records import SOURCE_OBJECT, Scene, Sequence, ShapeObject
 
+EXTRA_OBJECT_SEED_STRIDE = 1_000_033
+"""Seed offset of the ``j``-th extra moving object of a sequence (``objects_per_sequence > 1``): a prime far
+from the held-out offset, so extra objects follow trajectories of their own."""
 DEFAULT_FEATURE_CHANNELS = 3
 """Input feature channels: occupancy repeated to 3 channels (supplement, Sec. B)."""
 
@@ -54,6 +58,11 @@ class GeneratedSequenceDataset(Dataset):
         length: frames per sequence (paper: 4).
         seed: global seed.
         voxel_size_3d, voxel_size_4d: voxel sizes of the correspondences, metres.
+        objects_per_sequence: moving objects per sequence (default 1, the paper). More is a deviation:
+            object ``j > 0`` comes from the same item generated with seed
+            ``seed + j·EXTRA_OBJECT_SEED_STRIDE`` and is added by
+            :func:`~fourdcontrast.data.compose.add_moving_objects`; an extra object whose trajectory
+            cannot be generated is left out (the item then has fewer objects).
     """
 
     def __init__(
@@ -65,9 +74,13 @@ class GeneratedSequenceDataset(Dataset):
         seed: int = 0,
         voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
         voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
+        objects_per_sequence: int = 1,
     ):
         if not scenes or not objects:
             raise ValueError("GeneratedSequenceDataset needs at least one scene and one object")
+        if objects_per_sequence < 1:
+            raise ValueError(f"objects_per_sequence must be >= 1, got {objects_per_sequence}")
+        self.objects_per_sequence = objects_per_sequence
         self.scenes = list(scenes)
         self.objects = list(objects)
         self.config = GenerationConfig(trajectories_per_scene, length, seed)
@@ -96,6 +109,13 @@ class GeneratedSequenceDataset(Dataset):
         if not sequences:
             raise ValueError(f"scene {scene.name!r} trajectory {k}: {'; '.join(counts['failures'])}")
         seq = sequences[0]
+        others = []
+        for j in range(1, self.objects_per_sequence):
+            extra = GenerationConfig(1, self.config.length, self.config.seed + j * EXTRA_OBJECT_SEED_STRIDE)
+            more, _ = generate_scene_sequences(scene, self.objects, s, extra, first_trajectory=k, maps=maps)
+            others.extend(more[:1])
+        if others:
+            seq = add_moving_objects(seq, others)
         return Sample(seq, compute_correspondences(seq, self.voxel_size_3d, self.voxel_size_4d, cache))
 
 

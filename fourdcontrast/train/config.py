@@ -48,6 +48,9 @@ class DataConfig:
         voxel_size_3d, voxel_size_4d: metres (paper: 0.02 / 0.05).
         workers: DataLoader worker processes (0: load in the main process).
         holdout_sequences: sequences of the fixed held-out batch for feature-match recall.
+        objects_per_sequence: moving objects per generated sequence (default 1, the paper's Sec. 3.3;
+            more is a deviation, ``source: generated`` only; see
+            :func:`~fourdcontrast.data.compose.add_moving_objects`).
     """
 
     source: str = "generated"
@@ -62,6 +65,7 @@ class DataConfig:
     voxel_size_4d: float = 0.05
     workers: int = 2
     holdout_sequences: int = 2
+    objects_per_sequence: int = 1
 
 
 @dataclass
@@ -179,6 +183,11 @@ class PretrainConfig:
                             ("run.checkpoint_every", self.run.checkpoint_every)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.data.objects_per_sequence < 1:
+            raise ValueError(f"data.objects_per_sequence must be >= 1, got {self.data.objects_per_sequence}")
+        if self.data.objects_per_sequence > 1 and self.data.source != "generated":
+            raise ValueError("data.objects_per_sequence > 1 needs data.source 'generated' (shards hold one "
+                             "object per sequence)")
         if self.optim.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
         if not 0 <= self.optim.warmup_fraction < 1:

@@ -175,7 +175,7 @@ def make_dataset(config: PretrainConfig, holdout: bool = False) -> Dataset:
     if method.data == "static":
         return StaticPairDataset(scenes, d.trajectories_per_scene, seed=seed, **voxels)
     return GeneratedSequenceDataset(scenes, default_objects(), d.trajectories_per_scene, d.length, seed=seed,
-                                    **voxels)
+                                    objects_per_sequence=d.objects_per_sequence, **voxels)
 
 
 def holdout_samples(config: PretrainConfig) -> list[Sample]:
