@@ -295,6 +295,8 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     by_arm: dict[tuple, list[dict]] = {}
     for r in rows:
         key = ("random", 0) if r["arm"] == "random" else (r["arm"], r["budget_s"])
+        if key[0] == "random" and any(x["seed"] == r["seed"] for x in by_arm.get(key, [])):
+            continue  # an untrained network does not depend on the budget: one row per seed
         by_arm.setdefault(key, []).append(r)
     lines = ["# Pre-training study (issue 18): which switch ends the collapse", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores; torch {__import__('torch').__version__}. "
@@ -331,6 +333,7 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
             f"{fmt([r['probe_miou'] for r in rs])} | {fmt([r['probe_miou_objects'] for r in rs])} | "
             f"{delta(rs, rand) if key[0] != 'random' else ''} | "
             f"{delta(rs, ref) if key[0] not in ('random', 'paper-literal') else ''} |")
+    lines += targets_section(by_arm)
     md = results / "pretrain_study.md"
     existing = md.read_text() if md.exists() else ""
     marker = "<!-- findings -->"
@@ -340,6 +343,44 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     os.replace(tmp, md)
     plot(by_arm, order, results / "pretrain_study.png")
     return md
+
+
+def targets_section(by_arm: dict) -> list[str]:
+    """Issue 18's targets, computed from the rows of the ``recommended`` arm at its longest budget against
+    the random networks and PointContrast at the same budget (paired by seed)."""
+    budgets = sorted(b for a, b in by_arm if a == "recommended")
+    if not budgets:
+        return []
+    budget = budgets[-1]
+    rec, pc = by_arm[("recommended", budget)], by_arm.get(("pointcontrast", budget), [])
+    rand = by_arm.get(("random", 0), [])
+    erank, sd_erank, n = _mean_sd([r["erank"] for r in rec])
+    random_recall = {x["seed"]: x["recall_20cm"] for x in rand}
+    ratios = [r["recall_20cm"] / random_recall.get(r["seed"], float("nan")) for r in rec]
+    per_seed = ", ".join(f"{r['erank']:.2f}" for r in rec)
+    ratio, sd_ratio, _ = _mean_sd(ratios)
+    d_rand = paired_interval(rec, rand, "probe_miou")
+    d_pc = paired_interval(rec, pc, "probe_miou")
+    d_pc_obj = paired_interval(rec, pc, "probe_miou_objects")
+
+    def ok(flag):
+        return "**met**" if flag else "**not met**"
+
+    def iv(d):
+        return f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] (n = {d[3]})"
+
+    return ["", f"## Targets of issue 18 (recommended preset `cpu-small`, {budget:g} s of CPU per run on one "
+            "thread, i.e. 5 minutes of one core; n seeds)", "",
+            "| target | measured | |", "|---|---|---|",
+            f"| effective rank of the backbone output ≥ 8 of 32 | {erank:.2f} ± {sd_erank:.2f} (n = {n}; "
+            f"per seed {per_seed}) | {ok(erank >= 8)} |",
+            f"| held-out recall @ 20 cm ≥ 4 × a random network | {ratio:.1f}× ± {sd_ratio:.1f} | "
+            f"{ok(ratio >= 4)} |",
+            f"| linear probe ≥ scratch + 3 mIoU, paired 95 % interval above 0 | Δ = {iv(d_rand)} | "
+            f"{ok(d_rand[0] >= 3 and d_rand[1] > 0)} |",
+            f"| linear probe ≥ PointContrast at the same budget | Δ = {iv(d_pc)}; without wall and floor "
+            f"Δ = {iv(d_pc_obj)} | {ok(d_pc[0] >= 0)}"
+            f"{' (interval above 0)' if d_pc[1] > 0 else ' (interval includes 0)'} |"]
 
 
 def plot(by_arm: dict, order: list, path: Path) -> None:
