@@ -40,7 +40,14 @@ from torch import nn
 from fourdcontrast import losses
 from fourdcontrast.metrics import effective_rank
 from fourdcontrast.models.heads import PROJECTOR_BN, PROJECTORS, Predictor, Projector
-from fourdcontrast.models.resunet import BACKBONES, KERNEL_SHAPES, build_backbone
+from fourdcontrast.models.resunet import (
+    BACKBONES,
+    CHECKPOINT_PRESETS,
+    KERNEL_SHAPES,
+    STAGES,
+    build_backbone,
+    is_checkpoint_spec,
+)
 from fourdcontrast.sparse.backend import get_backend
 
 FRAMEWORKS = ("simsiam", "simclr", "pointinfonce", "csc")
@@ -103,6 +110,13 @@ class MethodConfig:
         object_pair_weight: weight of a pair touching the moving object in its group's mean (default 1: a
             plain mean, the paper); SimSiam terms only (the pair caps above also apply to the SimCLR,
             PointContrast and CSC losses, the weight does not).
+        recompute_activations: both U-Nets keep only their convolution outputs for the backward and
+            recompute batch norm, residual sums, ReLUs and concatenations there (less memory, same results;
+            :class:`~fourdcontrast.models.resunet.MemoryOptions`). Our engine only.
+        checkpoint_3d, checkpoint_4d: U-Net stages recomputed whole in the backward (activation
+            checkpointing): ``"none"``, ``"all-but-dec4"``, ``"all"``, ``"decoder"``... or stage names
+            joined by commas (``"dec3,dec4"``; :data:`~fourdcontrast.models.resunet.STAGES`).
+        compact_maps: the U-Nets' submanifold kernel maps store half their offsets (mirrored maps).
     """
 
     framework: str = "simsiam"
@@ -128,10 +142,17 @@ class MethodConfig:
     background_pairs_per_group: int | None = None
     static_4d_pairs_per_group: int | None = None
     object_pair_weight: float = 1.0
+    recompute_activations: bool = False
+    checkpoint_3d: str = "none"
+    checkpoint_4d: str = "none"
+    compact_maps: bool = False
 
     def __post_init__(self) -> None:
         checks = [
             (self.framework in FRAMEWORKS, f"framework must be one of {FRAMEWORKS}"),
+            (is_checkpoint_spec(self.checkpoint_3d) and is_checkpoint_spec(self.checkpoint_4d),
+             f"checkpoint_3d / checkpoint_4d must be one of {sorted(CHECKPOINT_PRESETS)} or stage names "
+             f"from {STAGES} joined by commas"),
             (self.data in DATA_KINDS, f"data must be one of {DATA_KINDS}"),
             (self.backbone_3d in BACKBONES, f"backbone_3d must be one of {sorted(BACKBONES)}"),
             (self.backbone_4d is None or self.backbone_4d in BACKBONES,
@@ -164,6 +185,12 @@ class MethodConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"MethodConfig: {message} (got {self})")
+
+    def memory_options(self, branch: int) -> dict:
+        """The memory switches of the 3D (``branch=3``) or second (``4``) U-Net, as ``build_backbone``'s
+        ``memory`` argument."""
+        return {"recompute_activations": self.recompute_activations, "compact_maps": self.compact_maps,
+                "checkpoint": self.checkpoint_3d if branch == 3 else self.checkpoint_4d}
 
     @property
     def uses_predictor(self) -> bool:
@@ -251,14 +278,16 @@ class FourDContrast(nn.Module):
         super().__init__()
         self.config = c = config or MethodConfig()
         d, b = c.feature_dim, c.backend
-        self.encoder_3d = build_backbone(c.backbone_3d, c.in_channels, d, 3, backend=b)
+        self.encoder_3d = build_backbone(c.backbone_3d, c.in_channels, d, 3, backend=b,
+                                         memory=c.memory_options(3))
         self.projector_3d = Projector(d, d, 3, batch_norm=c.projector_bn, backend=b, kind=c.projector)
         self.predictor_3d = Predictor(d, c.predictor_hidden, 3, backend=b) if c.uses_predictor else None
         self.encoder_4d = self.projector_4d = self.predictor_4d = None
         if c.backbone_4d is not None:
             dim = c.second_dimension
             shape = c.kernel_shape_4d if dim == 4 else "hypercube"
-            self.encoder_4d = build_backbone(c.backbone_4d, c.in_channels, d, dim, shape, backend=b)
+            self.encoder_4d = build_backbone(c.backbone_4d, c.in_channels, d, dim, shape, backend=b,
+                                             memory=c.memory_options(4))
             self.projector_4d = Projector(d, d, dim, batch_norm=c.projector_bn, backend=b, kind=c.projector)
             self.predictor_4d = Predictor(d, c.predictor_hidden, dim, backend=b) if c.uses_predictor else None
         self._ops = get_backend(b)

@@ -22,15 +22,37 @@ MinkUNet34 equals MinkUNet34C (the PLANES the issue specifies). With ``kernel_sh
 
 Every model takes ``backend="torch"`` (our engine) or ``"minkowski"`` (MinkowskiEngine), builds the same
 layers with the same parameter names, and so ``state_dict``s move between backends unchanged.
+
+Activation memory (our engine): ``memory=MemoryOptions(...)`` trades recomputation for the memory a
+forward keeps for its backward, without changing outputs or gradients (float rounding only; tested in
+float64 to 1e-8) or parameters:
+
+- ``recompute_activations``: every batch norm → (+ residual) → ReLU is one autograd function that keeps
+  its input, never its output; the next convolution, the residual sums and the decoder's
+  concatenations keep recipes that rebuild their inputs by one elementwise pass in the backward
+  (:mod:`fourdcontrast.sparse.recompute`). About half a U-Net's activations, a few % of the time.
+- ``compact_maps``: the kernel maps of the submanifold convolutions (every 3^D and the 5^D stem) store
+  half their offsets — offset ``-k`` has offset ``k``'s pairs swapped (:attr:`KernelMap.mirrored
+  <fourdcontrast.sparse.kernel_map.KernelMap>`): half the maps' memory, and half their build time.
+- ``checkpoint``: the named stages (:data:`STAGES`) keep only their inputs and run their forward again
+  in the backward (:func:`fourdcontrast.sparse.recompute.checkpoint`; the rerun keeps only convolution
+  outputs when ``recompute_activations`` is on too; batch-norm running statistics are updated once).
+  Their activations go, at the cost of one more forward of those stages.
+
+``benchmarks/results/pretrain_step_paper_cpu.md`` has the measured memory and time of each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from fourdcontrast.sparse import recompute
 from fourdcontrast.sparse.backend import Backend, get_backend
 
 # ME's BasicBlock batch-norm momentum.
@@ -41,6 +63,170 @@ BN_MOMENTUM = 0.1
 KERNEL_SHAPES = ("hypercube", "spatial", "hypercross")
 STEM_KERNEL = 5
 BLOCK_KERNEL = 3
+STAGES = ("stem", "enc1", "enc2", "enc3", "enc4", "dec1", "dec2", "dec3", "dec4")
+"""The U-Net's stages (tensor stride 1, 2, 4, 8, 16, 8, 4, 2, 1): the stem (5^D convolution, BN, ReLU),
+the four encoder stages (strided convolution, BN, ReLU, residual blocks) and the four decoder stages
+(transposed convolution, BN, ReLU, concatenation with the skip, residual blocks; ``dec4`` ends with the
+``final`` 1×1 layer)."""
+CHECKPOINT_PRESETS = {
+    "none": (),
+    "encoder": ("stem", "enc1", "enc2", "enc3", "enc4"),
+    "decoder": ("dec1", "dec2", "dec3", "dec4"),
+    "full-resolution": ("stem", "dec4"),
+    "all-but-dec4": STAGES[:-1],
+    "all": STAGES,
+}
+"""Names for common sets of checkpointed stages (``MemoryOptions(checkpoint="decoder")``).
+``"all-but-dec4"``: the backward starts with ``dec4`` (the full-resolution decoder stage, the largest), so
+the peak falls during its backward, while every other stage's activations are still held; checkpointing
+those and not ``dec4`` (whose rerun would fall at that same moment) gives most of ``"all"``'s saving at a
+fraction of its time."""
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Switches that trade recomputation for the activation memory of a U-Net's forward+backward.
+
+    Outputs, gradients and batch-norm running statistics equal those of the default path up to float
+    rounding (float64: 1e-8, tested); only our engine (``backend="torch"``) supports them.
+
+    Attributes:
+        recompute_activations: batch norm, residual sums, ReLUs and concatenations keep only the
+            convolution outputs they are computed from and are recomputed (elementwise) in the backward.
+        compact_maps: submanifold convolutions' kernel maps keep half their offsets (mirrored maps).
+        checkpoint: stages (of :data:`STAGES`) recomputed whole in the backward, or a key of
+            :data:`CHECKPOINT_PRESETS` (``"decoder"``, ``"full-resolution"``, ``"all"``, ``"none"``); a
+            comma-separated string of stage names also works (``"dec3,dec4"``).
+    """
+
+    recompute_activations: bool = False
+    checkpoint: tuple[str, ...] | str = ()
+    compact_maps: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", checkpoint_stages(self.checkpoint))
+
+    @property
+    def active(self) -> bool:
+        return self.recompute_activations or bool(self.checkpoint) or self.compact_maps
+
+
+def checkpoint_stages(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Stage names from a :data:`CHECKPOINT_PRESETS` key, a comma-separated string or a sequence.
+
+    Raises:
+        ValueError: for a name that is neither a preset nor a stage.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        if value in CHECKPOINT_PRESETS:
+            return CHECKPOINT_PRESETS[value]
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    stages = tuple(value)
+    unknown = [v for v in stages if v not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown checkpoint stage(s) {unknown}; choose from {STAGES} or one of "
+                         f"{sorted(CHECKPOINT_PRESETS)}")
+    return tuple(s for s in STAGES if s in stages)
+
+
+def is_checkpoint_spec(value) -> bool:
+    """Whether ``value`` is a valid ``checkpoint`` setting (see :func:`checkpoint_stages`)."""
+    try:
+        checkpoint_stages(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def memory_options(value: MemoryOptions | dict | None) -> MemoryOptions:
+    """A :class:`MemoryOptions` from itself, a dict of its fields, or None (all switches off)."""
+    if value is None:
+        return MemoryOptions()
+    if isinstance(value, MemoryOptions):
+        return value
+    if isinstance(value, dict):
+        return MemoryOptions(**value)
+    raise TypeError(f"memory must be MemoryOptions, a dict or None, got {type(value).__name__}")
+
+
+def _fusable(bn: nn.Module, z: torch.Tensor) -> bool:
+    """Whether :class:`~fourdcontrast.sparse.recompute.BatchNormActivation` may replace ``bn`` on ``z``: a
+    plain ``nn.BatchNorm1d`` (not a synchronised one) in training mode with a momentum, float32/64 features
+    outside autocast. Elsewhere (evaluation, SyncBN, autocast) the module runs as usual. (Under
+    ``no_grad`` it fuses too, so that a checkpointed stage's graph-less forward and its rerun compute
+    alike.)"""
+    from fourdcontrast.sparse.functional import autocast_dtype
+
+    return (type(bn) is nn.BatchNorm1d and bn.training and bn.momentum is not None
+            and z.dtype in (torch.float32, torch.float64) and autocast_dtype(z.device) is None)
+
+
+def bn_act(norm: nn.Module, x, residual=None, relu: bool = True):
+    """``relu?(norm(x) [+ residual])`` on sparse tensors, by the recomputing function where it applies.
+
+    Args:
+        norm: a :class:`~fourdcontrast.sparse.nn.BatchNorm` (its ``bn`` submodule does the work).
+        x: the sparse tensor to normalise.
+        residual: a sparse tensor on the same coordinates, added after the normalisation, or None.
+        relu: apply ReLU last.
+    """
+    bn, z = norm.bn, x.features
+    if _fusable(bn, z):
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        y = recompute.BatchNormActivation.apply(
+            z, bn.weight, bn.bias, None if residual is None else residual.features, bn.running_mean,
+            bn.running_var, bn.momentum, bn.eps, relu)
+        return x.replace_features(y)
+    out = norm(x)
+    if residual is not None:
+        out = out + residual
+    return out.replace_features(torch.relu(out.features)) if relu else out
+
+
+def _projection(conv: nn.Module, x):
+    """A 1×1 stride-1 convolution without bias (a residual projection) by the recomputable
+    :class:`~fourdcontrast.sparse.recompute.Linear` (its output is rebuilt, not kept); ``conv(x)``
+    otherwise (autocast, other layers)."""
+    from fourdcontrast.sparse.functional import autocast_dtype
+
+    kernel = getattr(conv, "kernel", None)
+    if (kernel is None or kernel.ndim != 2 or conv.bias is not None or any(s != 1 for s in conv.stride)
+            or autocast_dtype(x.device) is not None or kernel.dtype != x.features.dtype):
+        return conv(x)
+    return x.replace_features(recompute.Linear.apply(x.features, kernel))
+
+
+def _cat(a, b):
+    """Concatenation of two sparse tensors' channels that keeps its inputs, not its result."""
+    a._check_same(b)
+    return a.replace_features(recompute.Concatenate.apply(a.features, b.features))
+
+
+class _FrozenBatchNormStatistics:
+    """Context that restores the running statistics of ``module``'s batch norms on exit (the forward a
+    checkpoint recomputes must not update them a second time)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.saved: list = []
+
+    def __enter__(self):
+        self.saved = [[b.clone() if b is not None else None
+                       for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in self.bns]
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for m, values in zip(self.bns, self.saved, strict=True):
+                for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), values,
+                                         strict=True):
+                    if buffer is not None:
+                        buffer.copy_(value)
+        self.saved = []
+        return False
 
 
 def kernel_spec(size: int, dimension: int, kernel_shape: str) -> tuple[tuple[int, ...], str]:
@@ -124,6 +310,17 @@ class BasicBlock(nn.Module):
         residual = x if self.downsample is None else self.downsample(x)
         return self.relu(out + residual)
 
+    def forward_recomputed(self, x):
+        """:meth:`forward` through :func:`bn_act` (the ``recompute_activations`` switch)."""
+        out = bn_act(self.norm1, self.conv1(x))
+        out = self.conv2(out)
+        if self.downsample is None:
+            residual = x
+        else:
+            conv, norm = self.downsample
+            residual = bn_act(norm, _projection(conv, x), relu=False)
+        return bn_act(self.norm2, out, residual)
+
 
 class MinkUNetBase(nn.Module):
     """The MinkUNet topology; subclasses set ``BLOCK``, ``LAYERS`` and ``PLANES``.
@@ -135,6 +332,8 @@ class MinkUNetBase(nn.Module):
         kernel_shape: ``"hypercube"`` (default, full k^D kernels), ``"spatial"`` (k^3 × 1, 4D only) or
             ``"hypercross"``, for the stem and the block convolutions.
         backend: ``"torch"`` (our engine) or ``"minkowski"`` (MinkowskiEngine).
+        memory: :class:`MemoryOptions` (or a dict of its fields; default: all switches off); our engine
+            only. Settable later through the ``memory`` attribute.
 
     ``forward`` takes a sparse tensor of the chosen backend at tensor stride 1 and returns one with
     ``out_channels`` features on the same coordinates.
@@ -147,11 +346,13 @@ class MinkUNetBase(nn.Module):
     INIT_DIM = 32
 
     def __init__(self, in_channels: int, out_channels: int, dimension: int = 3,
-                 kernel_shape: str = "hypercube", backend: str = "torch") -> None:
+                 kernel_shape: str = "hypercube", backend: str = "torch",
+                 memory: MemoryOptions | dict | None = None) -> None:
         super().__init__()
         if kernel_shape not in KERNEL_SHAPES:
             raise ValueError(f"kernel_shape must be one of {KERNEL_SHAPES}, got {kernel_shape!r}")
         self.dimension, self.kernel_shape, self.backend = dimension, kernel_shape, backend
+        self.memory = memory_options(memory)
         ops = self._ops = get_backend(backend)
         D = dimension  # noqa: N806
         P, L = self.PLANES, self.LAYERS  # noqa: N806
@@ -221,7 +422,21 @@ class MinkUNetBase(nn.Module):
                                 **common))
         return nn.Sequential(*layers)
 
+    @property
+    def memory(self) -> MemoryOptions:
+        return self._memory
+
+    @memory.setter
+    def memory(self, value: MemoryOptions | dict | None) -> None:
+        options = memory_options(value)
+        if options.active and self.backend != "torch":
+            raise ValueError(f"memory switches ({options}) need our engine (backend='torch'), "
+                             f"not backend={self.backend!r}")
+        self._memory = options
+
     def forward(self, x):
+        if self._memory.active:
+            return self._forward_switched(x)
         cat = self._ops.cat
         out_p1 = self.relu(self.bn0(self.conv0p1s1(x)))
         out = self.relu(self.bn1(self.conv1p1s2(out_p1)))
@@ -242,6 +457,90 @@ class MinkUNetBase(nn.Module):
         out = self.relu(self.bntr7(self.convtr7p2s2(out)))
         out = self.block8(cat(out, out_p1))
         return self.final(out)
+
+    # --- the memory switches ------------------------------------------------------------------------------
+    def _layer(self, layer: nn.Sequential, x):
+        if not self._memory.recompute_activations:
+            return layer(x)
+        for block in layer:
+            x = block.forward_recomputed(x)
+        return x
+
+    def _transition(self, conv: nn.Module, norm: nn.Module, x):
+        """``relu(norm(conv(x)))``: the strided/transposed convolution that opens a stage, and the stem."""
+        if self._memory.recompute_activations:
+            return bn_act(norm, conv(x))
+        return self.relu(norm(conv(x)))
+
+    def _cat(self, a, b):
+        return _cat(a, b) if self._memory.recompute_activations else self._ops.cat(a, b)
+
+    def _encoder_stage(self, conv, norm, layer) -> Callable:
+        return lambda x: self._layer(layer, self._transition(conv, norm, x))
+
+    def _decoder_stage(self, conv, norm, layer, final: nn.Module | None = None) -> Callable:
+        def stage(x, skip):
+            out = self._layer(layer, self._cat(self._transition(conv, norm, x), skip))
+            return final(out) if final is not None else out
+
+        return stage
+
+    def _run(self, name: str, fn: Callable, *args):
+        """``fn(*args)``, recomputed in the backward when stage ``name`` is checkpointed."""
+        if name not in self._memory.checkpoint or not torch.is_grad_enabled():
+            return fn(*args)
+        modules = nn.ModuleList(self._stage_modules(name))
+        recompute_activations = self._memory.recompute_activations
+
+        @contextlib.contextmanager
+        def rerun():
+            with _FrozenBatchNormStatistics(modules), recompute.recomputed_activations(recompute_activations):
+                yield
+
+        manager = args[0].manager
+        before = set(manager.map_keys())
+        out = recompute.checkpoint(fn, *args, parameters=list(modules.parameters()), context=rerun)
+        if name == "stem":
+            # the stem's 5^D map serves the stem alone: drop it until the stem's backward rebuilds it
+            manager.forget_maps(set(manager.map_keys()) - before)
+        return out
+
+    def _stage_modules(self, name: str) -> list[nn.Module]:
+        index = STAGES.index(name)
+        if name == "stem":
+            return [self.conv0p1s1, self.bn0]
+        if name.startswith("enc"):
+            k = index
+            return [getattr(self, f"conv{k}p{2 ** (k - 1)}s2"), getattr(self, f"bn{k}"),
+                    getattr(self, f"block{k}")]
+        k = index - 1  # dec1 -> convtr4p16s2, bntr4, block5
+        convs = {4: "convtr4p16s2", 5: "convtr5p8s2", 6: "convtr6p4s2", 7: "convtr7p2s2"}
+        mods = [getattr(self, convs[k]), getattr(self, f"bntr{k}"), getattr(self, f"block{k + 1}")]
+        return mods + ([self.final] if name == "dec4" else [])
+
+    def _forward_switched(self, x):
+        """:meth:`forward` with the :class:`MemoryOptions` switches (same arithmetic, less memory)."""
+        if self._memory.compact_maps:
+            x.manager.mirrored_maps = True  # the maps this forward builds (the manager is per forward)
+        with recompute.recomputed_activations(self._memory.recompute_activations):
+            out_p1 = self._run("stem", lambda t: self._transition(self.conv0p1s1, self.bn0, t), x)
+            out_b1p2 = self._run("enc1", self._encoder_stage(self.conv1p1s2, self.bn1, self.block1), out_p1)
+            out_b2p4 = self._run("enc2", self._encoder_stage(self.conv2p2s2, self.bn2, self.block2), out_b1p2)
+            out_b3p8 = self._run("enc3", self._encoder_stage(self.conv3p4s2, self.bn3, self.block3), out_b2p4)
+            out = self._run("enc4", self._encoder_stage(self.conv4p8s2, self.bn4, self.block4), out_b3p8)
+            out = self._run("dec1", self._decoder_stage(self.convtr4p16s2, self.bntr4, self.block5), out,
+                            out_b3p8)
+            out = self._run("dec2", self._decoder_stage(self.convtr5p8s2, self.bntr5, self.block6), out,
+                            out_b2p4)
+            out = self._run("dec3", self._decoder_stage(self.convtr6p4s2, self.bntr6, self.block7), out,
+                            out_b1p2)
+            out = self._run("dec4", self._decoder_stage(self.convtr7p2s2, self.bntr7, self.block8,
+                                                        self.final), out, out_p1)
+        if self._memory.checkpoint:
+            # the checkpointed stages keep the manager alive until the backward; their recomputation
+            # reuses the cached kernel maps, so the coordinate lookup tables can go now
+            out.manager.release_lookups()
+        return out
 
 
 class MinkUNet14(MinkUNetBase):
@@ -309,16 +608,20 @@ BACKBONES: dict[str, type[MinkUNetBase]] = {
 
 
 def build_backbone(name: str, in_channels: int, out_channels: int, dimension: int = 3,
-                   kernel_shape: str = "hypercube", backend: str = "torch") -> MinkUNetBase:
+                   kernel_shape: str = "hypercube", backend: str = "torch",
+                   memory: MemoryOptions | dict | None = None) -> MinkUNetBase:
     """The U-Net ``name`` (a key of :data:`BACKBONES`) with the given channels, dimension and kernels.
 
+    Args:
+        memory: the activation-memory switches (:class:`MemoryOptions`; default off).
+
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name, or memory switches on the MinkowskiEngine backend.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name](in_channels, out_channels, dimension=dimension, kernel_shape=kernel_shape,
-                           backend=backend)
+                           backend=backend, memory=memory)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -328,8 +631,11 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = [
     "BACKBONES",
+    "CHECKPOINT_PRESETS",
     "KERNEL_SHAPES",
+    "STAGES",
     "BasicBlock",
+    "MemoryOptions",
     "MinkUNet14",
     "MinkUNet14A",
     "MinkUNet14B",
@@ -343,8 +649,12 @@ __all__ = [
     "MinkUNet34B",
     "MinkUNet34C",
     "MinkUNetBase",
+    "bn_act",
     "build_backbone",
+    "checkpoint_stages",
     "count_parameters",
+    "is_checkpoint_spec",
     "kaiming_normal_",
     "kernel_spec",
+    "memory_options",
 ]

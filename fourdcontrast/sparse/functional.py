@@ -26,6 +26,7 @@ import torch
 
 from fourdcontrast.sparse import native
 from fourdcontrast.sparse.kernel_map import KernelMap, Workspace, as_tuple
+from fourdcontrast.sparse.recompute import Recomputable
 from fourdcontrast.sparse.tensor import SparseTensor
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -96,7 +97,7 @@ def _autocast_off(device: torch.device):
     return torch.autocast(torch.device(device).type, enabled=False)
 
 
-class SparseConvolutionFunction(torch.autograd.Function):
+class SparseConvolutionFunction(Recomputable):
     """``out[o] = Σ_k in[i] @ W[k]`` over the pairs ``(i, o)`` of a :class:`KernelMap`.
 
     Offsets with similar pair counts are batched (:meth:`KernelMap.groups`): per group one gather of the
@@ -110,6 +111,11 @@ class SparseConvolutionFunction(torch.autograd.Function):
     the products are computed in that dtype and summed into a float32 accumulator that is rounded once
     (as a dense GEMM does), and the gradients likewise. Autocast is off inside (the inputs already have
     the dtype to compute in, and ``out=`` products must not be re-cast).
+
+    Under :func:`~fourdcontrast.sparse.recompute.recomputed_activations`, the outputs of *cheap*
+    convolutions — maps with at most one pair per input or output row: the strided 2^D downsamplings and
+    the transposed upsamplings — are recomputed in the backward from their saved input instead of being
+    kept (their forward costs a fraction of a 3^D convolution's).
     """
 
     @staticmethod
@@ -119,10 +125,15 @@ class SparseConvolutionFunction(torch.autograd.Function):
         ctx.save_for_backward(features, weight)
         ctx.kmap = kmap
         ctx.workspace = ws
-        if native.usable(features):
-            return _native_forward(features, weight, kmap, ws)
-        with _autocast_off(features.device):
-            return _torch_forward(features, weight, kmap, ws)
+        ctx.recomputable = kmap.num_pairs <= max(kmap.n_in, kmap.n_out)
+        out = _conv_forward(features, weight, kmap, ws)
+        ctx.output_version = out._version
+        return out
+
+    @staticmethod
+    def recompute(ctx) -> torch.Tensor:
+        features, weight = ctx.saved_tensors
+        return _conv_forward(features, weight, ctx.kmap, ctx.workspace)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -136,6 +147,14 @@ class SparseConvolutionFunction(torch.autograd.Function):
             grad_f, grad_w = _torch_backward(grad_out.to(features.dtype), features, weight, kmap, ws,
                                              need_f, need_w)
         return grad_f, grad_w, None, None
+
+
+def _conv_forward(features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, ws: Workspace
+                  ) -> torch.Tensor:
+    if native.usable(features):
+        return _native_forward(features, weight, kmap, ws)
+    with _autocast_off(features.device):
+        return _torch_forward(features, weight, kmap, ws)
 
 
 def _accumulator(dtype: torch.dtype) -> torch.dtype:
@@ -236,11 +255,25 @@ def _native_forward(features: torch.Tensor, weight: torch.Tensor, kmap: KernelMa
         torch.mm(features, weight[kmap.identity], out=out)
     else:
         out.zero_()
-    in_rows, out_rows = kmap.flat_pairs()
     scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
-    native.load().conv_forward(features, weight, in_rows, out_rows, kmap.counts, out, scratch,
-                               native.chunk_rows(c_in, c_out))
+    chunk = native.chunk_rows(c_in, c_out)
+    if kmap.mirrored:
+        # offsets 0..h-1 as stored, then offsets K-1-k as the same pairs swapped
+        h = kmap.volume // 2
+        in_rows, out_rows = kmap.half_pairs()
+        counts = kmap.counts[:h]
+        native.load().conv_forward(features, weight[:h], in_rows, out_rows, counts, out, scratch, chunk)
+        native.load().conv_forward(features, _mirror(weight, h), out_rows, in_rows, counts, out, scratch,
+                                   chunk)
+        return out
+    in_rows, out_rows = kmap.flat_pairs()
+    native.load().conv_forward(features, weight, in_rows, out_rows, kmap.counts, out, scratch, chunk)
     return out
+
+
+def _mirror(weight: torch.Tensor, h: int) -> torch.Tensor:
+    """(h, C_in, C_out) kernels of offsets K-1, K-2, ..., K-h (the mirrors of offsets 0..h-1)."""
+    return weight[h + 1:].flip(0).contiguous()
 
 
 def _native_backward(grad_out: torch.Tensor, features: torch.Tensor, weight: torch.Tensor, kmap: KernelMap,
@@ -259,11 +292,25 @@ def _native_backward(grad_out: torch.Tensor, features: torch.Tensor, weight: tor
             grad_f.zero_()
     if need_w:
         grad_w = torch.empty_like(weight)  # every offset is written: the kernel's, then the identity's
-    if need_f or need_w:
+    scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
+    chunk = native.chunk_rows(c_in, c_out)
+    if (need_f or need_w) and kmap.mirrored:
+        h = kmap.volume // 2
+        in_rows, out_rows = kmap.half_pairs()
+        counts = kmap.counts[:h]
+        first = torch.empty_like(weight[:h]) if need_w else None
+        native.load().conv_backward(grad_out, features, weight[:h], in_rows, out_rows, counts, grad_f, first,
+                                    scratch, chunk)
+        second = torch.empty_like(weight[:h]) if need_w else None
+        native.load().conv_backward(grad_out, features, _mirror(weight, h), out_rows, in_rows, counts, grad_f,
+                                    second, scratch, chunk)
+        if need_w:
+            grad_w[:h] = first
+            grad_w[h + 1:] = second.flip(0)
+    elif need_f or need_w:
         in_rows, out_rows = kmap.flat_pairs()
-        scratch = ws.get("native", native.scratch_shape(c_in, c_out), features.dtype, features.device)
         native.load().conv_backward(grad_out, features, weight, in_rows, out_rows, kmap.counts, grad_f,
-                                    grad_w, scratch, native.chunk_rows(c_in, c_out))
+                                    grad_w, scratch, chunk)
     if need_w and kmap.identity is not None:
         torch.mm(features.t(), grad_out, out=grad_w[kmap.identity])
     return grad_f, grad_w

@@ -187,6 +187,12 @@ class KernelMap:
         sync_free: built by the GPU strategy of :class:`CoordinateManager`: :meth:`groups` then builds
             its padded index on the device in one go, with :data:`GPU_GROUP_ROWS` rows per group and
             padding spread over :data:`GPU_DUMP_ROWS` dump rows.
+        mirrored: a compact map of a submanifold convolution with an odd hypercube kernel (K = 2h + 1
+            offsets, the centre ``h`` the identity): offset ``K-1-k`` is offset ``k`` negated, so its
+            pairs are offset ``k``'s with input and output swapped, and only offsets ``0..h-1`` are
+            stored — ``in_rows`` / ``out_rows`` hold their pairs (:meth:`half_pairs`), ``counts`` all K
+            counts. Half the memory; :meth:`flat_pairs`, :attr:`in_indices` and :meth:`groups` give
+            the full map.
     """
 
     in_rows: torch.Tensor | None
@@ -196,8 +202,17 @@ class KernelMap:
     n_out: int
     identity: int | None = None
     sync_free: bool = False
+    mirrored: bool = False
     _groups: list[OffsetGroup] | None = field(default=None, repr=False)
     _transposed: KernelMap | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mirrored:
+            h = self.volume // 2
+            if self.volume % 2 != 1 or self.identity != h or self.counts[h] != 0 or \
+                    self.counts[:h] != self.counts[h + 1:][::-1] or self.n_in != self.n_out:
+                raise ValueError("a mirrored kernel map needs K = 2h+1 offsets, the identity at h and "
+                                 "mirror-symmetric counts on one coordinate set")
 
     @property
     def volume(self) -> int:
@@ -220,6 +235,11 @@ class KernelMap:
 
     def _split(self, input_side: bool) -> list[torch.Tensor]:
         rows = self.in_rows if input_side else self.out_rows
+        if rows is not None and self.mirrored:
+            h = self.volume // 2
+            own = list(torch.split(rows, self.counts[:h]))
+            other = list(torch.split(self.out_rows if input_side else self.in_rows, self.counts[:h]))
+            return [*own, rows[:0], *other[::-1]]
         if rows is not None:
             return list(torch.split(rows, self.counts))
         parts: list[list[torch.Tensor]] = [[] for _ in range(self.volume)]
@@ -233,8 +253,22 @@ class KernelMap:
                             device=groups[0].in_pad.device if groups else None)
         return [torch.cat(p) if p else empty for p in parts]
 
+    def half_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a :attr:`mirrored` map: the input and output rows of offsets ``0..h-1`` (what it stores)."""
+        if not self.mirrored:
+            raise ValueError("half_pairs() is for mirrored kernel maps")
+        if self.in_rows is None:  # released by groups(): read back the first h offsets
+            h = self.volume // 2
+            self.in_rows = torch.cat(self.in_indices[:h])
+            self.out_rows = torch.cat(self.out_indices[:h])
+        return self.in_rows, self.out_rows
+
     def flat_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (P,) input and output rows of all pairs, offset by offset (rebuilt if grouped before)."""
+        """The (P,) input and output rows of all pairs, offset by offset (rebuilt if grouped before; a
+        :attr:`mirrored` map builds them afresh on every call — its compiled kernels use
+        :meth:`half_pairs`)."""
+        if self.mirrored:
+            return torch.cat(self.in_indices), torch.cat(self.out_indices)
         if self.in_rows is None:
             self.in_rows = torch.cat(self.in_indices)
             self.out_rows = torch.cat(self.out_indices)
@@ -252,7 +286,7 @@ class KernelMap:
         """The same pairs with input and output swapped (the map of the transposed convolution)."""
         if self._transposed is None:
             self._transposed = KernelMap(self.out_rows, self.in_rows, self.counts, self.n_out, self.n_in,
-                                         self.identity, self.sync_free, _transposed=self)
+                                         self.identity, self.sync_free, self.mirrored, _transposed=self)
         return self._transposed
 
     def groups(self, waste: float = GROUP_WASTE, budget: int | None = None) -> list[OffsetGroup]:
@@ -274,6 +308,15 @@ class KernelMap:
             other = self._transposed
             if other is not None and other._groups is not None:
                 self._groups = [g.swapped() for g in other._groups]
+            elif self.mirrored:
+                # the stored half, then the same groups swapped for the mirrored offsets K-1-k
+                h = self.volume // 2
+                half = KernelMap(self.in_rows, self.out_rows, self.counts[:h], self.n_in, self.n_out, None,
+                                 self.sync_free)
+                groups = _make_groups(half, waste, budget)
+                last = self.volume - 1
+                self._groups = groups + [OffsetGroup(last - g.offsets, g.out_pad, g.in_pad, g.size)
+                                         for g in groups]
             else:
                 self._groups = _make_groups(self, waste, budget)
             self.in_rows = self.out_rows = None
@@ -474,15 +517,19 @@ class CoordinateManager:
     Args:
         sync_free: use the GPU strategy; None: decided by the device of the first coordinate set
             (:func:`default_sync_free`).
+        mirrored_maps: build the maps of submanifold convolutions with odd hypercube kernels as
+            :attr:`KernelMap.mirrored` maps (half the pairs stored; settable later — maps built before
+            stay as they are).
 
     Attributes:
         workspace: the :class:`Workspace` whose buffers the convolutions of this pass reuse for their
             temporaries (freed with the manager, or early with ``workspace.clear()``).
     """
 
-    def __init__(self, sync_free: bool | None = None) -> None:
+    def __init__(self, sync_free: bool | None = None, mirrored_maps: bool = False) -> None:
         self.workspace = Workspace()
         self._sync_free = sync_free
+        self.mirrored_maps = mirrored_maps
         self._sets: list[_CoordinateSet] = []
         self._downsampled: dict[tuple, int] = {}
         self._maps: dict[tuple, KernelMap] = {}
@@ -563,6 +610,21 @@ class CoordinateManager:
                 self._downsampled[cache_key] = new_key
         return self._downsampled[cache_key]
 
+    def map_keys(self) -> list[tuple]:
+        """The cache keys of the kernel maps built so far."""
+        return list(self._maps)
+
+    def forget_maps(self, keys) -> None:
+        """Drop the cached kernel maps under ``keys`` (a later request builds them again)."""
+        for key in keys:
+            self._maps.pop(key, None)
+
+    def release_lookups(self) -> None:
+        """Free the coordinate sets' lookup structures (sorted keys, dense tables), e.g. once every kernel
+        map of a forward is built; a later map rebuilds the lookups it needs."""
+        for cset in self._sets:
+            cset.lookup = None
+
     def _bounds(self, key: int) -> tuple[list[int], list[int]] | None:
         """Per column, the smallest and the largest coordinate of a set (host ints; None when empty).
 
@@ -629,10 +691,8 @@ class CoordinateManager:
     def _build(self, in_key, out_key, kernel_size, dilation, region) -> KernelMap:
         src, dst = self._sets[in_key], self._sets[out_key]
         dim = len(src.tensor_stride)
-        device = src.coordinates.device
         sync_free = self.sync_free
         offsets = offset_rows(kernel_size, region)  # K tuples of D host ints
-        n_in, n_out = src.coordinates.shape[0], dst.coordinates.shape[0]
         # Fast path: size == stride, dilation 1, even sizes (or 1) -> every input falls in exactly one
         # output cell; the offset index follows from the position inside the cell.
         pairs = zip(dst.tensor_stride, src.tensor_stride, strict=True)
@@ -645,6 +705,21 @@ class CoordinateManager:
             and any(k > 1 for k in kernel_size)
         ):
             return self._build_partition(src, dst, out_key, kernel_size, sync_free)
+        centre = (0,) * dim
+        identity = offsets.index(centre) if in_key == out_key and centre in offsets else None
+        if (self.mirrored_maps and identity is not None and region == "hypercube"
+                and all(k % 2 for k in kernel_size) and len(offsets) > 1):
+            return self._build_mirrored(in_key, kernel_size, dilation, identity)
+        return self._build_offsets(in_key, out_key, offsets, dilation, identity)
+
+    def _build_offsets(self, in_key: int, out_key: int, offsets: list[tuple[int, ...]],
+                       dilation: tuple[int, ...], identity: int | None) -> KernelMap:
+        """The pairs of the given kernel ``offsets`` (host tuples) from the input set to the output set;
+        ``identity``: the index of an offset left out as the identity map (or None)."""
+        src, dst = self._sets[in_key], self._sets[out_key]
+        device = src.coordinates.device
+        sync_free = self.sync_free
+        n_in, n_out = src.coordinates.shape[0], dst.coordinates.shape[0]
         lookup = self._lookup(in_key)
         low, radix, mult = self._sets[in_key].packing
         mult_t = lookup[4]
@@ -669,8 +744,6 @@ class CoordinateManager:
             safe = all(lo // s - l0 + a >= 0 and hi // s - l0 + b < r for lo, hi, s, l0, a, b, r in columns)
         else:
             safe = True
-        centre = (0,) * dim
-        identity = offsets.index(centre) if in_key == out_key and centre in offsets else None
         dtype = _index_dtype(n_in, n_out)
         table = lookup[5]
         if not sync_free and table is not None and safe and n_in and n_out and native.available_on(device):
@@ -714,6 +787,16 @@ class CoordinateManager:
                                               minlength=stop - start))
         counts = torch.cat(count_parts).tolist()
         return KernelMap(torch.cat(in_parts), torch.cat(out_parts), counts, n_in, n_out, identity)
+
+    def _build_mirrored(self, key: int, kernel_size, dilation, identity: int) -> KernelMap:
+        """The :attr:`KernelMap.mirrored` map of a submanifold convolution: the pairs of offsets
+        ``0..h-1`` (``h`` = ``identity``, the centre), looked up like any map's."""
+        h = identity
+        full = offset_rows(kernel_size, "hypercube")
+        half = self._build_offsets(key, key, full[:h], dilation, None)
+        counts = [*half.counts, 0, *half.counts[::-1]]
+        return KernelMap(half.in_rows, half.out_rows, counts, half.n_in, half.n_out, h, half.sync_free,
+                         mirrored=True)
 
     def _build_partition(self, src, dst, out_key, kernel_size, sync_free: bool) -> KernelMap:
         device = src.coordinates.device

@@ -3,13 +3,22 @@
 
 A step is what :func:`~fourdcontrast.train.pretrain.pretrain` does per optimizer step: the meta-architecture's
 forward, backward and an SGD update on one collated batch of generated sequences. For a preset
-(``configs/pretrain/NAME.yaml``: ``paper`` = MinkUNet34 at 2 cm + MinkUNet14 4D at 5 cm, 4 frames) it
-reports per engine (ours, and MinkowskiEngine where it imports, with identical weights, in the same run):
-seconds per step (median of the timed steps after one warm-up step), sequences/s, the data time per
-batch (generating and collating the sequences, one process) and its share of a step, the voxels, the
-pairs per loss term, and the peak memory the first step adds (CPU: resident-set high-water mark; CUDA:
-``torch.cuda.max_memory_allocated``), also per sequence. Each engine runs in a fresh subprocess of its
-own, so one engine's freed memory does not hide the other's peak.
+(``configs/pretrain/NAME.yaml``: ``paper`` = MinkUNet34 at 2 cm + MinkUNet14 4D at 5 cm, 4 frames;
+``paper-4d-2cm`` = the same with the 4D U-Net at 2 cm) it reports per engine (ours, and MinkowskiEngine
+where it imports, with identical weights, in the same run) and per setting of the activation-memory
+switches (:data:`SWITCHES`, ours only): seconds per step (median of the timed steps after one warm-up
+step), sequences/s, the data time per batch (generating and collating the sequences, one process) and
+its share of a step, the voxels, the pairs per loss term, and the peak memory the first step adds (CPU:
+resident-set high-water mark; CUDA: ``torch.cuda.max_memory_allocated``), also per sequence, with the
+ratios of memory and time to the unswitched step of the same batch and the largest batch that fits in
+:data:`MEMORY_LIMIT_GIB`. Each (engine, switches, batch) runs in a fresh subprocess of its own, so one
+run's freed memory does not hide another's peak.
+
+``--breakdown`` adds what the unswitched forward keeps for its backward, by U-Net stage and by kind
+(:func:`fourdcontrast.train.memory.saved_memory`). ``--backbone CONFIG`` adds the U-Net alone (one
+forward+backward of :data:`fourdcontrast.sparse.benchmark.CONFIGS`' ``CONFIG``, e.g. the 4D U-Net on
+the benchmark room sequence at 2 cm) with each switch, the protocol of the engine benchmark whose
+MinkowskiEngine figures :data:`MINKOWSKI_BACKBONE_MIB` records.
 """
 
 from __future__ import annotations
@@ -35,18 +44,50 @@ DEFAULT_BATCH = 4
 """Sequences per step for the benchmark (the paper trains with 12 on GPUs)."""
 MEMORY_LIMIT_GIB = 24.0
 """Memory of the machine the "largest batch that fits" estimate is made for (this VM: 24 GiB)."""
+SWITCHES: dict[str, list[str]] = {
+    "none": [],
+    "compact": ["model.compact_maps=true"],
+    "recompute": ["model.recompute_activations=true"],
+    "recompute+compact": ["model.recompute_activations=true", "model.compact_maps=true"],
+    "ckpt-all": ["model.checkpoint_3d=all", "model.checkpoint_4d=all"],
+    "recompute+compact+ckpt-all-but-dec4": ["model.recompute_activations=true", "model.compact_maps=true",
+                                            "model.checkpoint_3d=all-but-dec4",
+                                            "model.checkpoint_4d=all-but-dec4"],
+    "recompute+compact+ckpt-all": ["model.recompute_activations=true", "model.compact_maps=true",
+                                   "model.checkpoint_3d=all", "model.checkpoint_4d=all"],
+}
+"""Named settings of the activation-memory switches (config overrides; see
+:class:`~fourdcontrast.models.resunet.MemoryOptions`)."""
+BACKBONE_SWITCHES: dict[str, dict] = {
+    "none": {},
+    "compact": {"compact_maps": True},
+    "recompute": {"recompute_activations": True},
+    "recompute+compact": {"recompute_activations": True, "compact_maps": True},
+    "ckpt-all": {"checkpoint": "all"},
+    "recompute+compact+ckpt-all-but-dec4": {"recompute_activations": True, "compact_maps": True,
+                                            "checkpoint": "all-but-dec4"},
+    "recompute+compact+ckpt-all": {"recompute_activations": True, "compact_maps": True, "checkpoint": "all"},
+}
+"""The switches for ``--backbone`` (:class:`~fourdcontrast.models.resunet.MemoryOptions` fields)."""
+MINKOWSKI_BACKBONE_MIB = {"MinkUNet34-3D-2cm": (1258.0, 1351.0), "MinkUNet14-4D-5cm": (813.0, 827.0),
+                          "MinkUNet14-4D-2cm": (3055.0, 3210.0)}
+"""MinkowskiEngine 0.5.4 (CPU build): peak memory (MiB, lowest and highest recorded) of one
+forward+backward of the engine benchmark's configurations, each in a fresh process — recorded in
+``benchmarks/sparse_engine_profile.md`` (second and third rounds) on the development VM. Reference
+figures from an earlier run, used where MinkowskiEngine does not import."""
 
 
 def measure(preset: str, engine: str, batch_size: int, steps: int, device: str, weights: str | None,
-            overrides: list[str]) -> dict:
-    """One engine's figures (runs in the worker process)."""
+            overrides: list[str], switches: str = "none") -> dict:
+    """One engine's figures for one setting of the switches (runs in the worker process)."""
     from fourdcontrast.data.dataset import collate_sequences
     from fourdcontrast.models.fourdcontrast import FourDContrast
     from fourdcontrast.sparse.benchmark import _reset_peak_rss, _status_kb
     from fourdcontrast.train.config import load_config
     from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
 
-    config = load_config(preset, [*overrides, f"data.batch_size={batch_size}", f"model.backend={engine}"])
+    config = load_config(preset, [*overrides, *SWITCHES[switches], f"data.batch_size={batch_size}",
+                                  f"model.backend={engine}"])
     t0 = time.perf_counter()
     data = ReplacingDataset(make_dataset(config))
     items = [data[i] for i in range(batch_size)]
@@ -85,47 +126,100 @@ def measure(preset: str, engine: str, batch_size: int, steps: int, device: str, 
     times = [step()[0] for _ in range(steps)]
     median = statistics.median(times) if times else warm
     return {
-        "preset": preset, "engine": engine, "device": device, "batch": batch_size,
+        "preset": preset, "engine": engine, "switches": switches, "device": device, "batch": batch_size,
         "voxels_3d": len(batch.coords_3d), "voxels_4d": len(batch.coords_4d),
         **{k: int(out[k]) for k in ("pairs_3d", "pairs_3d4d", "pairs_4d")},
         "loss": float(out["loss"].detach()), "warmup_s": warm, "times_s": times, "step_s": median,
         "sequences_per_s": batch_size / median, "data_s": data_s,
-        "data_share": data_s / (data_s + median), "peak_mib": peak / 2**20,
+        "data_share": data_s / (data_s + median), "base_mib": base / 2**20, "peak_mib": peak / 2**20,
         "peak_mib_per_sequence": peak / 2**20 / batch_size, "threads": torch.get_num_threads(),
     }
 
 
+def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrides: list[str]) -> dict:
+    """The saved-tensor breakdown of the unswitched forward (runs in the worker process): bytes by
+    ``"stage|kind"``, kernel maps by stage, the workspace, and the batch size."""
+    from fourdcontrast.data.dataset import collate_sequences
+    from fourdcontrast.models.fourdcontrast import FourDContrast
+    from fourdcontrast.train.config import load_config
+    from fourdcontrast.train.memory import saved_memory
+    from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
+
+    config = load_config(preset, [*overrides, f"data.batch_size={batch_size}"])
+    data = ReplacingDataset(make_dataset(config))
+    batch = collate_sequences([data[i][0] for i in range(batch_size)])
+    torch.manual_seed(config.run.seed)
+    model = FourDContrast(config.method_config())
+    if weights:
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    breakdown, _ = saved_memory(model, batch)
+    return {"preset": preset, "batch": batch_size,
+            "saved": {f"{s}|{k}": n for (s, k), n in breakdown.saved.items()},
+            "kernel_maps": breakdown.kernel_maps, "workspace": breakdown.workspace}
+
+
+def measure_backbone(config: str, switches: str, repeats: int = 1) -> dict:
+    """The U-Net of the engine benchmark's ``config`` alone: peak memory of its first forward+backward in
+    this (fresh) process and the median time of ``repeats`` more, with the switches ``switches``."""
+    from fourdcontrast.models.resunet import memory_options
+    from fourdcontrast.sparse.benchmark import _build, _forward_backward, _make_input
+
+    model, coords = _build(config, "torch")
+    model.memory = memory_options(BACKBONE_SWITCHES[switches])
+    model.train()
+    x = _make_input("torch", coords)
+    first, peak, _, _ = _forward_backward(model, x)
+    times = [_forward_backward(model, _make_input("torch", coords))[0] for _ in range(repeats)]
+    return {"config": config, "switches": switches, "voxels": len(coords), "peak_mib": peak,
+            "first_s": first, "step_s": statistics.median(times) if times else first,
+            "threads": torch.get_num_threads()}
+
+
 def _worker(args) -> int:
-    result = measure(args.preset, args.engine, args.batch, args.steps, args.device, args.weights, args.set)
+    if args.worker_kind == "breakdown":
+        result = measure_breakdown(args.preset, args.batch, args.weights, args.set)
+    elif args.worker_kind == "backbone":
+        result = measure_backbone(args.backbone, args.switch, args.steps)
+    else:
+        result = measure(args.preset, args.engine, args.batch, args.steps, args.device, args.weights,
+                         args.set, args.switch)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
-def _run_worker(preset, engine, batch, steps, device, weights, overrides, timeout) -> dict:
-    cmd = [sys.executable, "-m", "fourdcontrast.train.benchmark", "--worker", "--preset", preset, "--engine",
-           engine, "--batch", str(batch), "--steps", str(steps), "--device", device]
-    if weights:
-        cmd += ["--weights", weights]
-    for item in overrides:
-        cmd += ["--set", item]
+def _run_worker(argv: list[str], timeout: float) -> dict:
+    cmd = [sys.executable, "-m", "fourdcontrast.train.benchmark", "--worker", *argv]
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = (proc.stderr or proc.stdout)[-2000:]
-    raise RuntimeError(f"{engine} worker failed (exit {proc.returncode}): {tail}")
+    raise RuntimeError(f"benchmark worker {' '.join(argv)} failed (exit {proc.returncode}): {tail}")
 
 
-def run_benchmark(preset: str = "paper", batch: int = DEFAULT_BATCH, steps: int = DEFAULT_STEPS,
+def run_benchmark(preset: str = "paper", batch: int | list[int] = DEFAULT_BATCH, steps: int = DEFAULT_STEPS,
                   device: str = "cpu", engines: list[str] | None = None, overrides: list[str] | None = None,
-                  timeout: float = 3600.0) -> list[dict]:
-    """Measure every engine on the same batch with the same initial weights; see the module docstring."""
+                  timeout: float = 3600.0, switches: list[str] | None = None) -> list[dict]:
+    """Measure every engine (and, on ours, every named setting of :data:`SWITCHES`) at every batch size on
+    the same batch with the same initial weights; see the module docstring.
+
+    Args:
+        batch: sequences per step, or several batch sizes (each measured; the fit of memory against
+            batch size gives the largest batch that fits).
+        switches: keys of :data:`SWITCHES` for our engine (default ``["none"]``); MinkowskiEngine runs
+            unswitched.
+    """
     from fourdcontrast.models.fourdcontrast import FourDContrast
     from fourdcontrast.sparse.backend import minkowski_engine
     from fourdcontrast.train.config import load_config
 
     overrides = list(overrides or [])
+    batches = [batch] if isinstance(batch, int) else list(batch)
+    switches = list(switches or ["none"])
+    unknown = [s for s in switches if s not in SWITCHES]
+    if unknown:
+        raise ValueError(f"unknown switches {unknown}; choose from {sorted(SWITCHES)}")
     if engines is None:
         engines = ["torch"] + (["minkowski"] if minkowski_engine() is not None else [])
     config = load_config(preset, overrides)
@@ -135,63 +229,180 @@ def run_benchmark(preset: str = "paper", batch: int = DEFAULT_BATCH, steps: int 
         torch.save(FourDContrast(config.method_config()).state_dict(), weights)
         rows = []
         for engine in engines:
-            logger.info("measuring %s on %s (%s, batch %d)...", engine, device, preset, batch)
-            rows.append(_run_worker(preset, engine, batch, steps, device, weights, overrides, timeout))
+            for name in switches if engine == "torch" else ["none"]:
+                for b in batches:
+                    logger.info("measuring %s (%s) on %s (%s, batch %d)...", engine, name, device, preset, b)
+                    argv = ["--preset", preset, "--engine", engine, "--batch", str(b), "--steps", str(steps),
+                            "--device", device, "--weights", weights, "--switch", name]
+                    for item in overrides:
+                        argv += ["--set", item]
+                    row = _run_worker(argv, timeout)
+                    logger.info("  %.2f s/step, peak %.0f MiB (%.0f per sequence)", row["step_s"],
+                                row["peak_mib"], row["peak_mib_per_sequence"])
+                    rows.append(row)
     return rows
 
 
+def run_breakdown(preset: str, batch: int, overrides: list[str] | None = None, timeout: float = 3600.0
+                  ) -> dict:
+    """The saved-tensor breakdown of the unswitched forward, in a fresh worker process."""
+    argv = ["--worker-kind", "breakdown", "--preset", preset, "--batch", str(batch)]
+    for item in overrides or []:
+        argv += ["--set", item]
+    return _run_worker(argv, timeout)
+
+
+def run_backbone(config: str, switches: list[str] | None = None, repeats: int = 1, timeout: float = 3600.0
+                 ) -> list[dict]:
+    """The U-Net alone (``--backbone``) with each of ``switches`` (keys of :data:`BACKBONE_SWITCHES`),
+    each in a fresh worker process."""
+    rows = []
+    for name in switches or list(BACKBONE_SWITCHES):
+        logger.info("measuring the backbone %s (%s)...", config, name)
+        row = _run_worker(["--worker-kind", "backbone", "--backbone", config, "--switch", name,
+                           "--steps", str(repeats)], timeout)
+        logger.info("  %.2f s, peak %.0f MiB", row["step_s"], row["peak_mib"])
+        rows.append(row)
+    return rows
+
+
+def _fits(rows: list[dict]) -> tuple[int, str]:
+    """Largest batch whose total resident memory (process before the step + the step's peak) stays within
+    :data:`MEMORY_LIMIT_GIB`, from rows of one (preset, engine, switches): a straight-line fit of memory
+    against batch size when two or more sizes were measured, else proportional to the one measured."""
+    limit = MEMORY_LIMIT_GIB * 1024
+    points = sorted({r["batch"]: r["base_mib"] + r["peak_mib"] for r in rows}.items())
+    if len(points) >= 2:
+        (b0, m0), (b1, m1) = points[0], points[-1]
+        slope = (m1 - m0) / (b1 - b0)
+        if slope <= 0:
+            return 0, "no growth with batch size measured"
+        return int((limit - (m0 - slope * b0)) // slope), (
+            f"fit over batches {b0}-{b1}: {m0 - slope * b0:.0f} MiB + {slope:.0f} MiB per sequence")
+    b, m = points[0]
+    return int(limit // (m / b)), f"proportional to batch {b} ({m:.0f} MiB in all)"
+
+
 def format_report(rows: list[dict]) -> str:
-    """A markdown table, the ME/ours ratio and the memory extrapolation to the paper's batch."""
-    lines = ["| preset | engine | device | batch | voxels 3D / 4D | pairs 3D / 3D4D / 4D | s/step | seq/s | "
-             "data s/batch (share) | peak MiB (per seq) |", "|" + "---|" * 10]
+    """A markdown table with the switches' memory and time ratios, the ME/ours ratio and the largest batch
+    that fits in :data:`MEMORY_LIMIT_GIB`."""
+    lines = ["| preset | engine | switches | device | batch | voxels 3D / 4D | pairs 3D / 3D4D / 4D | s/step "
+             "| seq/s | data s/batch (share) | peak MiB (per seq) | memory / time vs none |",
+             "|" + "---|" * 12]
+    base = {(r["preset"], r["engine"], r["batch"]): r for r in rows if r.get("switches", "none") == "none"}
     for r in rows:
+        ref = base.get((r["preset"], r["engine"], r["batch"]))
+        ratio = ""
+        if ref is not None and ref is not r:
+            ratio = f"{r['peak_mib'] / ref['peak_mib']:.2f} / {r['step_s'] / ref['step_s']:.2f}"
         lines.append(
-            f"| {r['preset']} | {r['engine']} | {r['device']} | {r['batch']} | {r['voxels_3d']:,} / "
-            f"{r['voxels_4d']:,} | {r['pairs_3d']:,} / {r['pairs_3d4d']:,} / {r['pairs_4d']:,} | "
-            f"{r['step_s']:.2f} | {r['sequences_per_s']:.3f} | {r['data_s']:.2f} ({r['data_share']:.0%}) | "
-            f"{r['peak_mib']:.0f} ({r['peak_mib_per_sequence']:.0f}) |")
-    by = {r["engine"]: r for r in rows}
-    if "torch" in by and "minkowski" in by:
-        ratio = by["minkowski"]["step_s"] / by["torch"]["step_s"]
-        lines.append(f"\nours vs MinkowskiEngine: {ratio:.2f}x faster per step (target >= 2x); "
-                     f"peak memory ours/ME {by['torch']['peak_mib'] / by['minkowski']['peak_mib']:.2f}")
+            f"| {r['preset']} | {r['engine']} | {r.get('switches', 'none')} | {r['device']} | {r['batch']} | "
+            f"{r['voxels_3d']:,} / {r['voxels_4d']:,} | {r['pairs_3d']:,} / {r['pairs_3d4d']:,} / "
+            f"{r['pairs_4d']:,} | {r['step_s']:.2f} | {r['sequences_per_s']:.3f} | {r['data_s']:.2f} "
+            f"({r['data_share']:.0%}) | {r['peak_mib']:.0f} ({r['peak_mib_per_sequence']:.0f}) | {ratio} |")
+    by = {(r["engine"], r["batch"]): r for r in rows if r.get("switches", "none") == "none"}
+    for (engine, b), r in by.items():
+        if engine == "torch" and ("minkowski", b) in by:
+            me = by[("minkowski", b)]
+            lines.append(f"\nbatch {b}: ours vs MinkowskiEngine: {me['step_s'] / r['step_s']:.2f}x faster "
+                         f"per step; peak memory ours/ME {r['peak_mib'] / me['peak_mib']:.2f}")
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        per = r["peak_mib_per_sequence"] / 1024
-        if r["device"] == "cpu" and per > 0:
-            fits = int(MEMORY_LIMIT_GIB // per)
-            lines.append(f"{r['engine']}: ~{per:.2f} GiB per sequence -> about {fits} "
-                         f"sequences fit in {MEMORY_LIMIT_GIB:.0f} GiB; the paper's batch of 12 needs "
-                         f"~{12 * per:.1f} GiB (linear extrapolation from batch {r['batch']})")
+        groups.setdefault((r["preset"], r["engine"], r.get("switches", "none"), r["device"]), []).append(r)
+    lines.append("")
+    for (preset, engine, name, device), group in groups.items():
+        if device != "cpu" or "base_mib" not in group[0]:
+            continue
+        fits, how = _fits(group)
+        per = min(r["peak_mib_per_sequence"] for r in group) / 1024
+        lines.append(f"{preset} {engine} {name}: {per:.2f} GiB per sequence (peak / batch, lowest measured); "
+                     f"largest batch in {MEMORY_LIMIT_GIB:.0f} GiB: {fits} ({how})")
+    return "\n".join(lines)
+
+
+def format_breakdown(result: dict) -> str:
+    """The breakdown of :func:`run_breakdown` as markdown (MiB per sequence)."""
+    from fourdcontrast.train.memory import MemoryBreakdown
+
+    saved = {tuple(k.split("|")): v for k, v in result["saved"].items()}
+    breakdown = MemoryBreakdown(saved=saved, kernel_maps=result["kernel_maps"], workspace=result["workspace"])
+    per = result["batch"]
+    kinds = ", ".join(f"{k} {v / 2**20 / per:.0f}" for k, v in
+                      sorted(breakdown.by_kind().items(), key=lambda kv: -kv[1]))
+    return (f"Saved for the backward by the unswitched forward ({result['preset']}, batch {per}), MiB per "
+            f"sequence:\n\n{breakdown.table(per=per)}\n\nby kind: {kinds}; total "
+            f"{breakdown.total / 2**20 / per:.0f} MiB per sequence")
+
+
+def format_backbone(rows: list[dict]) -> str:
+    """The ``--backbone`` rows as markdown, against MinkowskiEngine's recorded peak."""
+    lines = ["| backbone | switches | voxels | peak MiB | s (fwd+bwd) | memory / time vs none | "
+             "vs ME's recorded peak |", "|" + "---|" * 7]
+    base = {r["config"]: r for r in rows if r["switches"] == "none"}
+    for r in rows:
+        ref = base.get(r["config"])
+        ratio = (f"{r['peak_mib'] / ref['peak_mib']:.2f} / {r['step_s'] / ref['step_s']:.2f}"
+                 if ref is not None and ref is not r else "")
+        me = MINKOWSKI_BACKBONE_MIB.get(r["config"])
+        vs = f"{r['peak_mib'] / me[1]:.2f}-{r['peak_mib'] / me[0]:.2f}x" if me else "n/a"
+        lines.append(f"| {r['config']} | {r['switches']} | {r['voxels']:,} | {r['peak_mib']:.0f} | "
+                     f"{r['step_s']:.2f} | {ratio} | {vs} |")
     return "\n".join(lines)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="paper", help="a pre-training config (default: paper)")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="sequences per step (default 4)")
+    parser.add_argument("--batch", default=str(DEFAULT_BATCH),
+                        help="sequences per step; several comma-separated (default 4)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="timed steps after one warm-up")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--engines", default=None,
                         help="comma-separated: torch,minkowski (default: both where ME imports)")
+    parser.add_argument("--switches", default="none",
+                        help="comma-separated settings of the memory switches for our engine: "
+                             f"{sorted(SWITCHES)}")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also account what the unswitched forward saves, by stage and kind")
+    parser.add_argument("--backbone", default=None,
+                        help="measure only this engine-benchmark U-Net (e.g. MinkUNet14-4D-2cm) with each "
+                             f"of --backbone-switches ({sorted(BACKBONE_SWITCHES)}; default all)")
+    parser.add_argument("--backbone-switches", default=None, help="comma-separated, for --backbone")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-kind", default="step", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--switch", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--weights", default=None, help=argparse.SUPPRESS)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     if args.worker:
+        args.batch = int(args.batch)
         return _worker(args)
     from fourdcontrast.sparse.benchmark import check_device
 
     check_device(args.device)
-    engines = args.engines.split(",") if args.engines else None
-    rows = run_benchmark(args.preset, args.batch, args.steps, args.device, engines, args.set)
-    print(format_report(rows))
+    if args.backbone:
+        names = args.backbone_switches.split(",") if args.backbone_switches else None
+        rows = run_backbone(args.backbone, names, repeats=args.steps)
+        print(format_backbone(rows))
+        result: object = rows
+    else:
+        engines = args.engines.split(",") if args.engines else None
+        batches = [int(b) for b in str(args.batch).split(",")]
+        rows = run_benchmark(args.preset, batches, args.steps, args.device, engines, args.set,
+                             switches=args.switches.split(","))
+        print(format_report(rows))
+        result = rows
+        if args.breakdown:
+            breakdown = run_breakdown(args.preset, min(batches), args.set)
+            print("\n" + format_breakdown(breakdown))
+            result = {"rows": rows, "breakdown": breakdown}
     if args.json:
         from fourdcontrast.io.atomic import atomic_write_bytes
 
-        atomic_write_bytes(Path(args.json), json.dumps(rows, indent=1).encode())
+        atomic_write_bytes(Path(args.json), json.dumps(result, indent=1).encode())
     return 0
 
 

@@ -1,15 +1,30 @@
-"""The pre-training step benchmark runs end to end (tiny sizes) and reports what the issue asks for."""
+"""The pre-training step benchmark runs end to end (tiny sizes) and reports what the issues ask for."""
 
-from fourdcontrast.train.benchmark import format_report, run_benchmark
+from fourdcontrast.train.benchmark import SWITCHES, format_report, run_benchmark
+
+TINY = ["data.voxel_size_3d=0.2", "data.voxel_size_4d=0.4", "data.workers=0"]
 
 
 def test_pretrain_step_benchmark_reports_time_memory_and_pairs():
-    rows = run_benchmark("cpu-small", batch=1, steps=1, engines=["torch"],
-                         overrides=["data.voxel_size_3d=0.2", "data.voxel_size_4d=0.4", "data.workers=0"])
+    rows = run_benchmark("cpu-small", batch=1, steps=1, engines=["torch"], overrides=TINY)
     (row,) = rows
     assert row["engine"] == "torch" and row["batch"] == 1 and len(row["times_s"]) == 1
     assert row["step_s"] > 0 and row["sequences_per_s"] > 0 and 0 < row["data_share"] < 1
     assert row["voxels_3d"] > 1000 and row["pairs_3d"] > 0 and row["pairs_3d4d"] > 0 and row["pairs_4d"] > 0
-    assert row["peak_mib"] > 0
+    assert row["peak_mib"] > 0 and row["base_mib"] > 0 and row["switches"] == "none"
     report = format_report(rows)
-    assert "| cpu-small | torch | cpu | 1 |" in report and "sequences fit in 24 GiB" in report
+    assert "| cpu-small | torch | none | cpu | 1 |" in report and "largest batch in 24 GiB" in report
+
+
+def test_pretrain_step_benchmark_runs_the_memory_switches_at_several_batches():
+    rows = run_benchmark("cpu-small", batch=[1, 2], steps=0, engines=["torch"], overrides=TINY,
+                         switches=["none", "recompute+compact+ckpt-all-but-dec4"])
+    assert [(r["switches"], r["batch"]) for r in rows] == [
+        ("none", 1), ("none", 2), ("recompute+compact+ckpt-all-but-dec4", 1),
+        ("recompute+compact+ckpt-all-but-dec4", 2)]
+    # the switches change memory and time, not the computation: same loss on the same batch
+    assert abs(rows[0]["loss"] - rows[2]["loss"]) < 1e-5 and abs(rows[1]["loss"] - rows[3]["loss"]) < 1e-5
+    report = format_report(rows)
+    assert "| recompute+compact+ckpt-all-but-dec4 | cpu | 2 |" in report
+    assert "fit over batches 1-2" in report
+    assert set(SWITCHES) >= {"none", "recompute", "compact", "ckpt-all"}
