@@ -1,311 +1,644 @@
 """The downstream benchmark (``fourdcontrast benchmark downstream``): does pre-training help semantic
 segmentation on the embedded rooms, and in the paper's order (scratch < 3D pre-training < 4DContrast, the
-largest gains with the least data; Table 2 and Fig. 4)?
+largest gains with the least data; Table 2, Fig. 4, Table 6)?
 
-For every method a 3D backbone is pre-trained once with the same budget (``cpu-small`` with
-``optim.steps`` = the preset's ``pretrain_steps``) and cached under ``CACHE/pretrain/<method>-<N>steps``;
-"scratch" uses none. Then, per seed, for every limited-scene fraction and limited-annotation level:
+Design (issue 19):
 
-- **linear probe** (frozen backbone, linear classifier on its cached features), all levels;
-- **fine-tuning** (whole U-Net), at the preset's fine-tuning levels (a subset on CPUs, see the preset).
+- **Replicated pre-training.** Every method is pre-trained once per seed of the preset (``run.seed`` =
+  the seed); "scratch" is a different random network per seed. Backbones are cached under
+  ``CACHE/pretrain/<method>-seed<s>-<digest>/`` where ``digest`` hashes the resolved pre-training config
+  (for scratch: the architecture and the seed), so a changed preset can never reuse a stale checkpoint.
+  Features for the linear probe are cached in memory by the backbone file's SHA-256.
+- **Equal, stated budgets.** Every pre-training gets the same time budget (``run.time_budget_s`` on
+  ``run.budget_clock``, CPU seconds of the process by default) and stops there or at the step cap; the
+  cost table records the steps, sequences and frames each method saw in it. Every fine-tuning gets the
+  same steps and batch (picked on validation rooms by ``benchmarks/downstream_convergence.py``).
+- **Seeds pair everything.** Seed ``s`` pre-trains every method with seed ``s``, draws the data-efficient
+  subsets with split seed ``s`` and fine-tunes with seed ``s``; differences between methods are paired by
+  seed (:mod:`.stats`).
+- **Validation for tuning, test once.** The evaluation split is an argument of the grid (``split="val"``
+  for tuning, ``"test"`` for the final grid) and part of every CSV row's key, so a resumed grid never
+  evaluates a configuration on the test rooms twice; the report reads test rows only.
+- **Loading guarded.** Fine-tuning may skip the classification head only, the probe nothing
+  (:func:`~fourdcontrast.downstream.loading.load_guarded`); every row records what loaded.
 
-The data-efficient subsets are drawn with ``split_seed = seed``, so the seeds' spread includes the choice
-of scenes / points; the difference to scratch is paired by seed (same subset). Every finished run is
-appended to the CSV at once, so an interrupted benchmark resumes where it stopped (``--resume`` is the
-default; ``--fresh`` starts over). The markdown table and plots are rebuilt from the CSV.
+Every finished task is appended to the CSV at once (atomically), so an interrupted grid resumes where it
+stopped; ``--jobs N`` runs N single-threaded tasks in parallel processes. The report (markdown, plots,
+cost table) is rebuilt from the CSV by :mod:`.report`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
-import math
+import os
+import platform
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
+from fourdcontrast.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "BenchmarkPreset", "run_benchmark", "write_report"]
+__all__ = [
+    "CSV_BASE_FIELDS",
+    "EVALUATION_SPLITS",
+    "METHODS",
+    "PRESETS",
+    "PRETRAINING",
+    "Backbone",
+    "BenchmarkPreset",
+    "RunCosts",
+    "csv_fields",
+    "estimate_grid",
+    "file_digest",
+    "finetune_cell",
+    "load_rooms",
+    "pretrained_backbone",
+    "pretraining_config",
+    "probe_cells",
+    "random_backbone_state",
+    "read_rows",
+    "run_benchmark",
+    "scratch_backbone",
+]
 
-METHODS: tuple[str, ...] = ("scratch", "pointcontrast", "4dcontrast", "csc", "3d-data-3d3d")
-"""Initialisations compared (the paper's Table 2 rows but "4D data, 3D-3D only")."""
+METHODS: tuple[str, ...] = ("scratch", "pointcontrast", "csc", "3d-data-3d3d", "4d-data-3d3d", "4dcontrast",
+                            "4dcontrast-paper-literal")
+"""Initialisations compared: the paper's Table 2 rows (scratch, PointContrast, CSC, "3D data, 3D-3D only",
+"4D data, 3D-3D only", 4DContrast) and 4DContrast as the paper prints it."""
 
-CSV_FIELDS = ("mode", "protocol", "level", "seed", "method", "miou", "macc", "oa", "train_scenes", "seconds")
+PRETRAINING: dict[str, tuple[str, str | None]] = {
+    "pointcontrast": ("cpu-small", "pointcontrast"),
+    "csc": ("cpu-small", "csc"),
+    "3d-data-3d3d": ("cpu-small", "3d-data-3d3d"),
+    "4d-data-3d3d": ("cpu-small", "4d-data-3d3d"),
+    "4dcontrast": ("cpu-small", None),
+    "4dcontrast-paper-literal": ("cpu-small-paper-literal", None),
+}
+"""Benchmark method → (pre-training config in ``configs/pretrain/``, ``method`` override or None for the
+config's own method). The baselines share ``cpu-small``'s backbone, data, voxels and optimiser, so they
+differ from 4DContrast only in the method's switches."""
+
+EVALUATION_SPLITS: tuple[str, ...] = ("val", "test")
+"""Splits a grid can evaluate on: ``val`` for every tuning decision, ``test`` for the final grid only."""
+
+CSV_BASE_FIELDS: tuple[str, ...] = (
+    "split", "mode", "protocol", "level", "seed", "method", "miou", "miou_objects", "macc", "oa",
+    "train_scenes", "finetune_steps", "loaded", "skipped", "backbone", "seconds", "cpu_seconds")
+"""CSV columns before the per-class IoU columns ``iou_<class>`` (see :func:`csv_fields`)."""
 
 
 @dataclass(frozen=True)
 class BenchmarkPreset:
-    """Sizes of one benchmark run (every field is our choice, sized for the machine; see ``PRESETS``)."""
+    """Sizes of one grid (every field is our choice, sized for the machine; see :data:`PRESETS`).
+
+    Attributes:
+        methods: a subset of :data:`METHODS` (must include ``scratch``, the reference of every comparison).
+        seeds: pre-training and downstream seeds (each seed pairs all methods).
+        pretrain_budget_s: time budget of every pre-training, seconds of ``pretrain_budget_clock``
+            (None: no budget, ``pretrain_steps`` steps each).
+        pretrain_budget_clock: ``"process"`` (CPU seconds of the pre-training process) or ``"wall"``.
+        pretrain_steps: step cap of every pre-training (the budget usually ends it first).
+        pretrain_overrides: ``--set`` overrides applied to every pre-training config.
+        rooms: rooms per split of the embedded dataset.
+        probe_levels: ``(protocol, level)`` cells of the linear probe; protocol ``"scenes"`` (fraction of
+            training rooms) or ``"points"`` (labelled points per room).
+        finetune_levels: the fine-tuning cells.
+        finetune_config: fine-tuning config in ``configs/finetune/``.
+        finetune_steps: fine-tuning steps (``optim.steps``) of every run at a level not in
+            ``finetune_steps_at``.
+        finetune_steps_at: ``(protocol, level, steps)``: a level's own step count, the same for every
+            method (picked per level on the validation rooms: less data converges in fewer steps).
+        finetune_overrides: further ``--set`` overrides of the fine-tuning config.
+        threads: torch threads per task.
+    """
 
     methods: tuple[str, ...] = METHODS
-    pretrain_config: str = "cpu-small"
-    pretrain_steps: int = 40
-    pretrain_overrides: tuple[str, ...] = ()
-    rooms: dict = field(default_factory=lambda: {"train": 100, "val": 20, "test": 20})
-    scene_fractions: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20)
-    point_levels: tuple[int, ...] = (20, 50, 100, 200)
-    finetune_scene_fractions: tuple[float, ...] = (0.01, 0.05, 0.20)
-    finetune_point_levels: tuple[int, ...] = (20, 200)
     seeds: tuple[int, ...] = (0, 1, 2)
-    finetune_overrides: tuple[str, ...] = ("optim.steps=40", "optim.bn_recalibration=8")
+    pretrain_budget_s: float | None = 600.0
+    pretrain_budget_clock: str = "process"
+    pretrain_steps: int = 100_000
+    pretrain_overrides: tuple[str, ...] = ("data.workers=0", "run.threads=1", "run.recall_every=0",
+                                           "run.checkpoint_every=100")
+    rooms: dict = field(default_factory=lambda: {"train": 100, "val": 20, "test": 20})
+    probe_levels: tuple[tuple[str, float], ...] = (
+        ("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("scenes", 1.0),
+        ("points", 20), ("points", 50), ("points", 100), ("points", 200))
+    finetune_levels: tuple[tuple[str, float], ...] = (
+        ("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.20), ("scenes", 1.0),
+        ("points", 20), ("points", 200))
     finetune_config: str = "cpu"
+    finetune_steps: int = 1000
+    finetune_steps_at: tuple[tuple[str, float, int], ...] = ()
+    finetune_overrides: tuple[str, ...] = ("optim.bn_recalibration=8", "optim.probe_max_voxels=100000")
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or "scratch" not in self.methods:
+            raise ValueError(f"preset methods must be among {METHODS} and include 'scratch'; got "
+                             f"{self.methods}")
+        for protocol, level in (*self.probe_levels, *self.finetune_levels):
+            if protocol not in ("scenes", "points"):
+                raise ValueError(f"protocol must be 'scenes' or 'points', got {protocol!r}")
+            if (protocol == "scenes" and not 0 < level <= 1) or (protocol == "points" and level < 1):
+                raise ValueError(f"level {level} invalid for protocol {protocol!r}")
+        for protocol, level, steps in self.finetune_steps_at:
+            if (protocol, level) not in self.finetune_levels or steps < 0:
+                raise ValueError(f"finetune_steps_at ({protocol!r}, {level}, {steps}): not a fine-tuning "
+                                 "level or negative steps")
+        if self.pretrain_budget_clock not in ("process", "wall"):
+            raise ValueError(f"pretrain_budget_clock must be 'process' or 'wall', got "
+                             f"{self.pretrain_budget_clock!r}")
+
+    def steps_for(self, protocol: str, level: float) -> int:
+        """Fine-tuning steps at one level (``finetune_steps_at``, else ``finetune_steps``)."""
+        for p, lv, steps in self.finetune_steps_at:
+            if p == protocol and float(lv) == float(level):
+                return int(steps)
+        return self.finetune_steps
 
 
 PRESETS: dict[str, BenchmarkPreset] = {
     "cpu": BenchmarkPreset(),
     "tiny": BenchmarkPreset(
-        methods=("scratch", "pointcontrast", "4dcontrast"), pretrain_steps=1,
+        methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=None,
+        pretrain_steps=1,
         pretrain_overrides=("data.scenes=2", "data.trajectories_per_scene=2", "data.holdout_sequences=1",
                             "run.recall_every=0", "data.workers=0"),
-        rooms={"train": 4, "val": 1, "test": 1}, scene_fractions=(0.25, 0.5), point_levels=(20, 200),
-        finetune_scene_fractions=(0.25,), finetune_point_levels=(20,), seeds=(0, 1),
-        finetune_overrides=("optim.steps=2", "optim.bn_recalibration=1", "optim.probe_steps=20")),
+        rooms={"train": 4, "val": 1, "test": 1},
+        probe_levels=(("scenes", 0.25), ("scenes", 1.0), ("points", 20)),
+        finetune_levels=(("scenes", 0.25), ("points", 20)), finetune_steps=2,
+        finetune_overrides=("optim.bn_recalibration=1", "optim.probe_steps=20")),
 }
-"""``cpu``: 100 / 20 training / test rooms, pre-training 40 steps per method, probes at every level, fine-
-tuning 40 steps (2 crops of 3 m per step) at 1 / 5 / 20 % of scenes and 20 / 200 points, 3 seeds.
-``tiny``: the same pipeline in about two minutes (the slow test)."""
+"""``cpu``: the grid of issue 19 on the 2-core machine (resumable; ``--jobs 2``): 7 methods × 3 seeds,
+pre-training 600 CPU-seconds each, probes at 9 levels, fine-tuning 1000 steps at 6 levels, 100 / 20 / 20
+training / validation / test rooms (see ``benchmarks/results/downstream.md`` for the measured cost).
+``tiny``: the same pipeline in a few minutes (the slow test; 1 pre-training step, 2 fine-tuning steps)."""
 
 
-# --- pre-training cache ---------------------------------------------------------------------------
-def pretrained_backbone(method: str, preset: BenchmarkPreset, cache: Path,
-                        progress: bool) -> tuple[Path, dict]:
-    """Pre-train ``method`` with the preset's budget (resuming a cached run) and export its backbone.
-    Returns the exported ``.pth`` and the cost record ``{"seconds", "steps", "cached"}``."""
+# --- backbones ------------------------------------------------------------------------------------
+@dataclass
+class Backbone:
+    """An initialisation of the 3D U-Net: a cached backbone file and what it cost.
+
+    Attributes:
+        method: a key of :data:`METHODS`.
+        seed: its pre-training seed (scratch: the seed of the random initialisation).
+        path: the exported backbone (``backbone.pth``, a plain state dict).
+        digest: SHA-256 (hex, 16 characters) of that file: the key of its feature cache.
+        cost: the pre-training record (``cost.json``; empty for scratch).
+    """
+
+    method: str
+    seed: int
+    path: Path
+    digest: str
+    cost: dict = field(default_factory=dict)
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """The first ``length`` hex digits of the SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def _dict_digest(data: dict, length: int = 12) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def random_backbone_state(backbone: str, in_channels: int, out_channels: int, seed: int) -> dict:
+    """The state dict of a freshly initialised U-Net ``backbone`` under ``torch.manual_seed(seed)`` (the
+    global generator is left as it was): the "scratch" initialisation of seed ``seed``."""
+    import torch
+
+    from fourdcontrast.models.resunet import build_backbone
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_backbone(backbone, in_channels, out_channels)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _save_state(path: Path, state: dict) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _finetune_base(preset: BenchmarkPreset, steps: int | None = None):
+    from fourdcontrast.downstream.config import load_finetune_config
+
+    steps = preset.finetune_steps if steps is None else steps
+    overrides = [f"optim.steps={steps}", *preset.finetune_overrides]
+    return load_finetune_config(preset.finetune_config, overrides).replace(data={"rooms": dict(preset.rooms)})
+
+
+def scratch_backbone(seed: int, preset: BenchmarkPreset, cache: Path) -> Backbone:
+    """The random network of seed ``seed`` (architecture of the fine-tuning config: backbone, input
+    channels, ``model.feature_dim`` outputs), written once to ``cache/pretrain/scratch-seed<s>-<digest>``."""
+    m = _finetune_base(preset).model
+    spec = {"backbone": m.backbone, "in_channels": m.in_channels, "out_channels": m.feature_dim, "seed": seed}
+    out = Path(cache) / "pretrain" / f"scratch-seed{seed}-{_dict_digest(spec)}"
+    path = out / "backbone.pth"
+    if not path.is_file():
+        _save_state(path, random_backbone_state(m.backbone, m.in_channels, m.feature_dim, seed))
+    cost = {"method": "scratch", "seed": seed, "steps": 0, "sequences": 0, "frames": 0, **spec}
+    return Backbone("scratch", seed, path, file_digest(path), cost)
+
+
+def pretraining_config(method: str, seed: int, preset: BenchmarkPreset):
+    """The resolved pre-training config of ``method`` with seed ``seed`` under the preset's budget.
+
+    Raises:
+        ValueError: for scratch or an unknown method, or a config that does not load (naming it).
+    """
     from fourdcontrast.train.config import load_config
-    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain
 
-    out = cache / "pretrain" / f"{method}-{preset.pretrain_steps}steps"
-    cost_file = out / "cost.json"
-    backbone = out / "backbone.pth"
-    if backbone.is_file() and cost_file.is_file():
-        return backbone, {**json.loads(cost_file.read_text()), "cached": True}
-    overrides = [f"method={method}", f"optim.steps={preset.pretrain_steps}", *preset.pretrain_overrides]
-    config = load_config(preset.pretrain_config, overrides)
-    start = time.perf_counter()
-    logger.info("pre-training %s for %d steps into %s", method, preset.pretrain_steps, out)
-    resume = (out / CHECKPOINT).is_file()
-    pretrain(config, out, resume=resume, progress=progress, overwrite=not resume)  # no checkpoint: anew
-    seconds = time.perf_counter() - start
-    export_backbone(out / CHECKPOINT, backbone)
-    previous = json.loads(cost_file.read_text())["seconds"] if cost_file.is_file() else 0.0
-    cost = {"seconds": previous + seconds, "steps": preset.pretrain_steps}
-    atomic_write_bytes(cost_file, json.dumps(cost).encode())
-    return backbone, {**cost, "cached": False}
+    if method not in PRETRAINING:
+        raise ValueError(f"{method!r} has no pre-training; methods with one: {sorted(PRETRAINING)}")
+    name, own_method = PRETRAINING[method]
+    overrides = ([f"method={own_method}"] if own_method else []) + [
+        f"run.seed={seed}", f"optim.steps={preset.pretrain_steps}", *preset.pretrain_overrides]
+    if preset.pretrain_budget_s is not None:
+        overrides += [f"run.time_budget_s={preset.pretrain_budget_s}",
+                      f"run.budget_clock={preset.pretrain_budget_clock}"]
+    return load_config(name, overrides)
 
 
-# --- the grid -------------------------------------------------------------------------------------
-def _read_rows(path: Path) -> list[dict]:
+def _frames_per_sample(config) -> int:
+    """Frames in one training sample: 2 views of a static pair, ``data.length`` frames of a sequence."""
+    return 2 if config.method_config().data == "static" else int(config.data.length)
+
+
+def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+                        progress: bool = False) -> Backbone:
+    """Pre-train ``method`` with seed ``seed`` under the preset's budget (resuming an interrupted run of the
+    same config) and export its 3D backbone; cached by (method, seed, config digest)."""
+    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
+
+    config = pretraining_config(method, seed, preset)
+    digest = _dict_digest(config.to_dict())
+    out = Path(cache) / "pretrain" / f"{method}-seed{seed}-{digest}"
+    cost_file, path = out / "cost.json", out / "backbone.pth"
+    if not (path.is_file() and cost_file.is_file()):
+        resume = (out / CHECKPOINT).is_file()
+        logger.info("pre-training %s seed %d into %s%s", method, seed, out, " (resuming)" if resume else "")
+        wall, cpu = time.perf_counter(), time.process_time()
+        pretrain(config, out, resume=resume, progress=progress, overwrite=not resume)  # no checkpoint: anew
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        export_backbone(out / CHECKPOINT, path)
+        log = read_log(out / "log.csv")
+        steps = int(max((r["step"] for r in log if r.get("step") is not None), default=0))
+        budget_used = max((r["budget_s"] for r in log if r.get("budget_s") is not None), default=None)
+        samples = steps * config.data.batch_size * config.optim.accumulate
+        cost = {"method": method, "seed": seed, "config": PRETRAINING[method][0],
+                "pretrain_method": config.method, "config_digest": digest, "steps": steps,
+                "batch_size": config.data.batch_size * config.optim.accumulate,
+                "frames_per_sample": _frames_per_sample(config), "sequences": samples,
+                "frames": samples * _frames_per_sample(config),
+                "budget_s": preset.pretrain_budget_s, "budget_clock": preset.pretrain_budget_clock,
+                "budget_used_s": budget_used, "step_cap": preset.pretrain_steps,
+                "wall_s": wall, "cpu_s": cpu, "resumed": resume}
+        atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
+    return Backbone(method, seed, path, file_digest(path), json.loads(cost_file.read_text()))
+
+
+def _backbone(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+              progress: bool = False) -> Backbone:
+    if method == "scratch":
+        return scratch_backbone(seed, preset, cache)
+    return pretrained_backbone(method, seed, preset, cache, progress)
+
+
+# --- cost estimate --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunCosts:
+    """Measured CPU seconds of one thread, from which :func:`estimate_grid` predicts a grid's time.
+
+    Attributes:
+        finetune_per_step: per fine-tuning step (the preset's batch).
+        finetune_fixed: per fine-tuning run besides its steps (loading, precise BN, evaluation).
+        probe_per_backbone: per backbone, all probe levels (feature extraction included).
+        pretrain_overhead: per pre-training besides its budget (start-up, checkpoints, export).
+    """
+
+    finetune_per_step: float
+    finetune_fixed: float
+    probe_per_backbone: float
+    pretrain_overhead: float
+
+
+def estimate_grid(preset: BenchmarkPreset, costs: RunCosts, jobs: int = 2, efficiency: float = 0.9) -> dict:
+    """CPU seconds of each part of the grid and the wall-clock time with ``jobs`` single-threaded tasks in
+    parallel, each running at ``efficiency`` of an idle core (an assumption: 2 jobs share caches and memory
+    bandwidth). The pre-training budget is taken as CPU seconds (exact for the process clock)."""
+    if preset.pretrain_budget_s is None:
+        raise ValueError("estimate_grid needs a preset with a pre-training time budget")
+    seeds, pretrained = len(preset.seeds), [m for m in preset.methods if m != "scratch"]
+    pretrain = len(pretrained) * seeds * (preset.pretrain_budget_s + costs.pretrain_overhead)
+    n_ft = len(preset.methods) * seeds * len(preset.finetune_levels)
+    steps = sum(preset.steps_for(p, lv) for p, lv in preset.finetune_levels)
+    finetune = len(preset.methods) * seeds * (len(preset.finetune_levels) * costs.finetune_fixed
+                                              + costs.finetune_per_step * steps)
+    probe = len(preset.methods) * seeds * costs.probe_per_backbone
+    cpu = pretrain + finetune + probe
+    return {"pretrain_runs": len(pretrained) * seeds, "pretrain_cpu_s": pretrain, "finetune_runs": n_ft,
+            "finetune_cpu_s": finetune, "probe_runs": len(preset.methods) * seeds * len(preset.probe_levels),
+            "probe_cpu_s": probe, "cpu_s": cpu, "wall_s": cpu / (max(jobs, 1) * efficiency)}
+
+
+# --- the cells ------------------------------------------------------------------------------------
+def load_rooms(preset: BenchmarkPreset, split: str, room_cache: str | os.PathLike | None = None):
+    """The training rooms and the evaluation rooms of ``split`` (one of :data:`EVALUATION_SPLITS`): the
+    only place the benchmark reads evaluation rooms, so every row knows which split scored it."""
+    from fourdcontrast.downstream.data import ROOM_CACHE_DIR, load_dataset
+
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
+    rc = ROOM_CACHE_DIR if room_cache is None else (Path(room_cache) if room_cache else None)
+    return (load_dataset("embedded", "train", rooms=preset.rooms, cache_dir=rc),
+            load_dataset("embedded", split, rooms=preset.rooms, cache_dir=rc))
+
+
+def csv_fields(class_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The CSV columns: :data:`CSV_BASE_FIELDS` and one ``iou_<class>`` per class."""
+    return CSV_BASE_FIELDS + tuple(f"iou_{n}" for n in class_names)
+
+
+def _cell_config(base, mode: str, protocol: str, level: float, seed: int):
+    data = {"limited_scenes": None, "limited_points": None, "split_seed": seed}
+    if not (protocol == "scenes" and level == 1):
+        data["limited_scenes" if protocol == "scenes" else "limited_points"] = (
+            float(level) if protocol == "scenes" else int(level))
+    return base.replace(data=data, model={"mode": mode}, run={"seed": seed})
+
+
+def _row(result, *, split: str, mode: str, protocol: str, level: float, seed: int, method: str,
+         backbone: Backbone, steps: int, class_names: tuple[str, ...]) -> dict:
+    m, report = result.metrics, result.load_report
+    row = {"split": split, "mode": mode, "protocol": protocol, "level": f"{level:g}", "seed": seed,
+           "method": method, "miou": f"{m.miou:.4f}", "miou_objects": f"{m.miou_without():.4f}",
+           "macc": f"{m.macc:.4f}", "oa": f"{m.overall_accuracy:.4f}", "train_scenes": result.train_scenes,
+           "finetune_steps": steps if mode == "finetune" else 0,
+           "loaded": len(report.loaded) if report else 0, "skipped": len(report.skipped) if report else 0,
+           "backbone": backbone.digest, "seconds": f"{result.seconds:.1f}",
+           "cpu_seconds": f"{result.cpu_seconds:.1f}"}
+    row.update({f"iou_{n}": f"{v:.4f}" for n, v in zip(class_names, m.iou, strict=True)})
+    return row
+
+
+def probe_cells(backbone: Backbone, levels: list[tuple[str, float]], seed: int, preset: BenchmarkPreset,
+                split: str, datasets=None, room_cache=None, feature_cache: dict | None = None) -> list[dict]:
+    """Linear probes of ``backbone`` at ``levels``, one row each.
+
+    ``feature_cache`` maps a backbone's :attr:`Backbone.digest` to its features by room name; only this
+    backbone's entry is kept (the others are dropped to bound memory), so no two backbones ever share
+    features."""
+    from fourdcontrast.downstream.loading import read_state_dict
+    from fourdcontrast.downstream.segmentation import linear_probe
+
+    train, evaluation = datasets or load_rooms(preset, split, room_cache)
+    base = _finetune_base(preset)
+    state = {k: v.float() for k, v in read_state_dict(backbone.path).items()}
+    feature_cache = {} if feature_cache is None else feature_cache
+    for digest in [d for d in feature_cache if d != backbone.digest]:
+        del feature_cache[digest]
+    features = feature_cache.setdefault(backbone.digest, {})
+    rows = []
+    for protocol, level in levels:
+        cfg = _cell_config(base, "linear", protocol, level, seed)
+        result = linear_probe(cfg, train, evaluation, state, progress=False, feature_cache=features)
+        rows.append(_row(result, split=split, mode="linear", protocol=protocol, level=level, seed=seed,
+                         method=backbone.method, backbone=backbone, steps=0,
+                         class_names=evaluation.class_names))
+    return rows
+
+
+def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, preset: BenchmarkPreset,
+                  split: str, datasets=None, room_cache=None) -> dict:
+    """One fine-tuning of ``backbone`` (every tensor but the head loaded) at one level, one row."""
+    from fourdcontrast.downstream.loading import read_state_dict
+    from fourdcontrast.downstream.segmentation import finetune
+
+    train, evaluation = datasets or load_rooms(preset, split, room_cache)
+    cfg = _cell_config(_finetune_base(preset, preset.steps_for(protocol, level)), "finetune", protocol, level,
+                       seed)
+    state = {k: v.float() for k, v in read_state_dict(backbone.path).items()}
+    result = finetune(cfg, train, evaluation, state, progress=False)
+    return _row(result, split=split, mode="finetune", protocol=protocol, level=level, seed=seed,
+                method=backbone.method, backbone=backbone, steps=cfg.optim.steps,
+                class_names=evaluation.class_names)
+
+
+# --- tasks (run in this process or in worker processes) -------------------------------------------
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def _pretrain_task(method: str, seed: int, preset: BenchmarkPreset, cache: str) -> Backbone:
+    _set_threads(preset.threads)
+    return _backbone(method, seed, preset, Path(cache))
+
+
+def _probe_task(backbone: Backbone, levels, seed, preset, split, room_cache, datasets=None,
+                feature_cache=None) -> list[dict]:
+    _set_threads(preset.threads)
+    return probe_cells(backbone, levels, seed, preset, split, datasets, room_cache, feature_cache)
+
+
+def _finetune_task(backbone: Backbone, protocol, level, seed, preset, split, room_cache,
+                   datasets=None) -> list[dict]:
+    _set_threads(preset.threads)
+    return [finetune_cell(backbone, protocol, level, seed, preset, split, datasets, room_cache)]
+
+
+def _run_tasks(tasks: list[tuple[Callable, tuple]], jobs: int, on_done: Callable, progress: bool,
+               desc: str) -> None:
+    """Run ``fn(*args)`` for every task, ``jobs`` at a time in worker processes (in this process when
+    ``jobs`` is 1), calling ``on_done(task_index, result)`` here as each finishes."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc=desc, disable=not progress)
+    if jobs <= 1:
+        for i, (fn, args) in enumerate(tasks):
+            on_done(i, fn(*args))
+            bar.update(1)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
+            for future in as_completed(futures):
+                on_done(futures[future], future.result())
+                bar.update(1)
+    bar.close()
+
+
+# --- CSV --------------------------------------------------------------------------------------------
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a benchmark CSV ([] when the file does not exist)."""
+    path = Path(path)
     if not path.is_file():
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _key(mode, protocol, level, seed, method) -> tuple:
-    return (mode, protocol, f"{float(level):g}", int(seed), method)
+def _key(row: dict) -> tuple:
+    return (row["split"], row["mode"], row["protocol"], f"{float(row['level']):g}", int(row["seed"]),
+            row["method"])
 
 
-def _append_row(path: Path, row: dict) -> None:
-    """Append one row; the file is rewritten atomically (never half a row on disk)."""
-    rows = _read_rows(path) + [row]
+def _write_rows(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
+    """Rewrite the CSV atomically (never half a row on disk)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows({k: r.get(k, "") for k in CSV_FIELDS} for r in rows)
+    writer.writerows({k: r.get(k, "") for k in fields} for r in rows)
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def run_benchmark(preset: BenchmarkPreset, out: str | Path, cache: str | Path, room_cache: str | None = None,
-                  fresh: bool = False, progress: bool = True, threads: int | None = None) -> list[dict]:
-    """Run (or resume) the grid; writes ``downstream.csv``, ``downstream.md``, plots and
-    ``downstream_pretrain_cost.json`` into ``out``. Returns the CSV rows."""
+def machine_description() -> str:
+    """CPU model, cores, OS and torch version (for the report)."""
     import torch
 
-    from fourdcontrast.downstream.config import load_finetune_config
-    from fourdcontrast.downstream.data import ROOM_CACHE_DIR, load_dataset
-    from fourdcontrast.downstream.loading import read_state_dict
-    from fourdcontrast.downstream.segmentation import finetune, linear_probe
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
 
-    if threads:
-        torch.set_num_threads(threads)
+
+def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
+    """What a grid's rows depend on: the preset, the split and every pre-training config's digest (seed
+    0's), as plain JSON values."""
+    digests = {m: _dict_digest(pretraining_config(m, 0, preset).to_dict()) for m in preset.methods
+               if m != "scratch"}
+    spec = {"preset": asdict(preset), "split": split, "pretrain_config_digests": digests}
+    return json.loads(json.dumps(spec))
+
+
+_SPEC_FREE = ("seeds", "threads")
+"""Preset fields a resumed grid may change: more (or fewer) seeds add (or skip) rows, threads change no
+result."""
+
+
+def _same_grid(old: dict, new: dict) -> bool:
+    def strip(spec: dict) -> dict:
+        out = {k: v for k, v in spec.items() if k not in ("machine", "preset_name")}
+        out["preset"] = {k: v for k, v in spec.get("preset", {}).items() if k not in _SPEC_FREE}
+        return out
+
+    return strip(old) == strip(new)
+
+
+def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | os.PathLike,
+                  room_cache: str | None = None, fresh: bool = False, progress: bool = True,
+                  jobs: int = 1, split: str = "test", preset_name: str = "custom") -> list[dict]:
+    """Run (or resume) the grid and write its report.
+
+    Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
+    (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
+    test split, the report (:func:`fourdcontrast.downstream.report.write_report`). Returns the CSV rows.
+
+    Raises:
+        ValueError: the CSV in ``out`` comes from another grid (other preset, configs or format); use
+            ``fresh`` or another ``out``.
+    """
+    from fourdcontrast.sources.classes import CLASS_NAMES
+
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     out, cache = Path(out), Path(cache)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "downstream.csv"
-    if fresh and csv_path.exists():
-        csv_path.unlink()
-    done = {_key(r["mode"], r["protocol"], r["level"], r["seed"], r["method"]) for r in _read_rows(csv_path)}
+    stem = "downstream" if split == "test" else f"downstream_{split}"
+    csv_path, spec_path = out / f"{stem}.csv", out / f"{stem}_grid.json"
+    spec = {**grid_spec(preset, split), "preset_name": preset_name}  # fails early on a missing config
+    fields = csv_fields(CLASS_NAMES)
+    rows = [] if fresh else read_rows(csv_path)
+    if rows:
+        if "split" not in rows[0]:
+            raise ValueError(f"{csv_path} is from an earlier format of the benchmark (no 'split' column); "
+                             "pass --fresh to replace it or choose another --out")
+        old = json.loads(spec_path.read_text()) if spec_path.is_file() else None
+        if old is None or not _same_grid(old, spec):
+            raise ValueError(f"{csv_path} was made by another grid (its spec {spec_path} differs from "
+                             f"this preset's or is missing); pass --fresh or choose another --out")
+    spec["machine"] = machine_description()
+    atomic_write_bytes(spec_path, json.dumps(spec, indent=2).encode())
+    _write_rows(csv_path, rows, fields)
+    done = {_key(r) for r in rows}
 
-    rc = ROOM_CACHE_DIR if room_cache is None else (Path(room_cache) if room_cache else None)
-    train = load_dataset("embedded", "train", rooms=preset.rooms, cache_dir=rc)
-    test = load_dataset("embedded", "test", rooms=preset.rooms, cache_dir=rc)
+    # 1. backbones (scratch: random networks here; pre-training: tasks)
+    backbones: dict[tuple[str, int], Backbone] = {}
+    cost_path = out / f"{stem}_pretrain_cost.json"
 
-    costs, states = {}, {"scratch": None}
+    def keep_backbone(i: int, b: Backbone) -> None:
+        backbones[(b.method, b.seed)] = b
+        costs = {f"{k[0]}/seed{k[1]}": v.cost for k, v in sorted(backbones.items())}
+        atomic_write_bytes(cost_path, json.dumps(costs, indent=2).encode())
 
-    def state_of(method: str):
-        # pre-trained lazily, in the order the jobs need them (scratch's runs start at once)
-        if method not in states:
-            path, costs[method] = pretrained_backbone(method, preset, cache, progress)
-            states[method] = read_state_dict(path)
-            atomic_write_bytes(out / "downstream_pretrain_cost.json", json.dumps(costs, indent=2).encode())
-        return states[method]
+    tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in preset.methods for s in preset.seeds]
+    _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
 
-    base = load_finetune_config(preset.finetune_config, [*preset.finetune_overrides])
-    base = base.replace(data={"rooms": dict(preset.rooms)})
+    # 2. downstream cells, the pre-declared primary cells first, then the rest seed by seed
+    def todo(mode, protocol, level, seed, method):
+        return (split, mode, protocol, f"{float(level):g}", seed, method) not in done
 
-    def config_for(mode, protocol, level, seed):
-        data = {"limited_scenes": None, "limited_points": None, "split_seed": seed}
-        data["limited_scenes" if protocol == "scenes" else "limited_points"] = level
-        return base.replace(data=data, model={"mode": "finetune" if mode == "finetune" else "linear"},
-                            run={"seed": seed})
+    datasets = load_rooms(preset, split, room_cache) if jobs <= 1 else None
+    features: dict | None = {} if jobs <= 1 else None  # in this process: one backbone's at a time
+    tasks = []
+    for s in preset.seeds:
+        for m in preset.methods:
+            levels = [lv for lv in preset.probe_levels if todo("linear", *lv, s, m)]
+            if levels:
+                tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache, datasets,
+                                               features)))
+    primary = {("scenes", 0.01), ("points", 20)}
+    ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
+    for protocol, level in ordered:
+        for s in preset.seeds:
+            for m in preset.methods:
+                if todo("finetune", protocol, level, s, m):
+                    tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
+                                                   room_cache, datasets)))
+    logger.info("downstream grid (%s split): %d tasks to do, %d runs done", split, len(tasks), len(done))
 
-    levels = [("scenes", f) for f in preset.scene_fractions] + [("points", p) for p in preset.point_levels]
-    ft_levels = ([("scenes", f) for f in preset.finetune_scene_fractions]
-                 + [("points", p) for p in preset.finetune_point_levels])
-    # linear probes first (cheap, features cached per backbone), then fine-tuning seed by seed, so that a
-    # partial run is balanced across methods and levels
-    jobs = [("linear", m, p, lv, s) for m in preset.methods for s in preset.seeds for p, lv in levels]
-    jobs += [("finetune", m, p, lv, s) for s in preset.seeds for p, lv in ft_levels for m in preset.methods]
-    jobs = [j for j in jobs if _key(j[0], j[2], j[3], j[4], j[1]) not in done]
-    logger.info("downstream benchmark: %d runs to do (%d done)", len(jobs), len(done))
-    from tqdm.auto import tqdm
+    def keep_rows(i: int, new: list[dict]) -> None:
+        rows.extend(new)
+        _write_rows(csv_path, rows, fields)
+        for r in new:
+            logger.info("%s %s %s=%s seed %s: mIoU %.1f, non-structural %.1f", r["mode"], r["method"],
+                        r["protocol"], r["level"], r["seed"], 100 * float(r["miou"]),
+                        100 * float(r["miou_objects"]))
 
-    feature_caches: dict[str, dict] = {}
-    for mode, method, protocol, level, seed in tqdm(jobs, desc="downstream", disable=not progress):
-        cfg = config_for(mode, protocol, level, seed)
-        if mode == "linear":
-            cache_m = feature_caches.setdefault(method, {})
-            if len(feature_caches) > 1:  # keep one backbone's features in memory at a time
-                for k in [k for k in feature_caches if k != method]:
-                    del feature_caches[k]
-            result = linear_probe(cfg, train, test, state_of(method), progress=False, feature_cache=cache_m)
-        else:
-            feature_caches.clear()
-            result = finetune(cfg, train, test, state_of(method), progress=False)
-        m = result.metrics
-        row = {"mode": mode, "protocol": protocol, "level": f"{level:g}", "seed": seed, "method": method,
-               "miou": f"{m.miou:.4f}", "macc": f"{m.macc:.4f}", "oa": f"{m.overall_accuracy:.4f}",
-               "train_scenes": result.train_scenes, "seconds": f"{result.seconds:.1f}"}
-        _append_row(csv_path, row)
-        logger.info("%s %s %s=%g seed %d: mIoU %.1f", mode, method, protocol, level, seed, 100 * m.miou)
-    for method in preset.methods:
-        state_of(method)  # cost records of every method, also when all runs were done before
-    rows = _read_rows(csv_path)
-    write_report(rows, out, costs, preset)
+    _run_tasks(tasks, jobs, keep_rows, progress, "downstream")
+    if split == "test":
+        from fourdcontrast.downstream.report import write_report
+
+        write_report(out, preset, preset_name)
     return rows
-
-
-# --- report ---------------------------------------------------------------------------------------
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return math.nan, math.nan, 0
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size)
-
-
-def summarise(rows: list[dict]) -> dict:
-    """``{(mode, protocol, level, method): {"mean", "std", "n", "delta", "delta_std"}}`` in mIoU points
-    (percent); delta = method − scratch paired by seed."""
-    by = {}
-    for r in rows:
-        by.setdefault((r["mode"], r["protocol"], float(r["level"]), r["method"]), {})[int(r["seed"])] = \
-            100 * float(r["miou"])
-    out = {}
-    for (mode, protocol, level, method), seeds in by.items():
-        mean, std, n = _stats(list(seeds.values()))
-        scratch = by.get((mode, protocol, level, "scratch"), {})
-        paired = [v - scratch[s] for s, v in seeds.items() if s in scratch]
-        dmean, dstd, dn = _stats(paired) if method != "scratch" else (math.nan, math.nan, 0)
-        out[(mode, protocol, level, method)] = {"mean": mean, "std": std, "n": n, "delta": dmean,
-                                                "delta_std": dstd, "delta_n": dn}
-    return out
-
-
-def _level_name(protocol: str, level: float) -> str:
-    return f"{100 * level:g} % scenes" if protocol == "scenes" else f"{level:g} pts/scene"
-
-
-def markdown_table(rows: list[dict], costs: dict | None = None, preset: BenchmarkPreset | None = None) -> str:
-    s = summarise(rows)
-    lines = ["# Downstream benchmark: semantic segmentation on the embedded rooms", "",
-             "mIoU in percent on the test rooms, mean ± std over seeds (n = seeds); below it the "
-             "difference to scratch, paired by seed (same data subset), mean ± std.", ""]
-    if costs:
-        lines.append("Pre-training (same budget for every method): " + ", ".join(
-            f"{m} {c['steps']} steps {c['seconds'] / 60:.1f} min" for m, c in costs.items()) + ".")
-        lines.append("")
-    for mode, title in (("linear", "Linear probe (frozen backbone)"), ("finetune", "Fine-tuning")):
-        keys = sorted({(p, lv) for (md, p, lv, _) in s if md == mode}, key=lambda k: (k[0] != "scenes", k[1]))
-        if not keys:
-            continue
-        methods = [m for m in (preset.methods if preset else METHODS)
-                   if any((mode, p, lv, m) in s for p, lv in keys)]
-        lines += [f"## {title}", "", "| method | " + " | ".join(_level_name(p, lv) for p, lv in keys) + " |",
-                  "|---|" + "---|" * len(keys)]
-        for m in methods:
-            cells = []
-            for p, lv in keys:
-                e = s.get((mode, p, lv, m))
-                if e is None:
-                    cells.append("–")
-                    continue
-                cell = f"{e['mean']:.1f} ± {e['std']:.1f} (n={e['n']})"
-                if m != "scratch" and not math.isnan(e["delta"]):
-                    cell += f"<br>Δ {e['delta']:+.1f} ± {e['delta_std']:.1f}"
-                cells.append(cell)
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def plot_figure4(rows: list[dict], path: Path, preset: BenchmarkPreset | None = None) -> None:
-    """Fig.-4-style plots: mIoU vs % of scenes and vs labelled points, one row per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = summarise(rows)
-    modes = [m for m in ("linear", "finetune") if any(k[0] == m for k in s)]
-    if not modes:
-        return
-    fig, axes = plt.subplots(len(modes), 2, figsize=(10, 3.8 * len(modes)), squeeze=False)
-    methods = preset.methods if preset else METHODS
-    for i, mode in enumerate(modes):
-        for j, protocol in enumerate(("scenes", "points")):
-            ax = axes[i, j]
-            for m in methods:
-                pts = sorted((lv, e) for (md, p, lv, mm), e in s.items()
-                             if md == mode and p == protocol and mm == m)
-                if not pts:
-                    continue
-                x = [100 * lv if protocol == "scenes" else lv for lv, _ in pts]
-                ax.errorbar(x, [e["mean"] for _, e in pts], yerr=[e["std"] for _, e in pts], marker="o",
-                            capsize=3, label=m)
-            ax.set_xscale("log")
-            ax.set_xlabel("% of training scenes" if protocol == "scenes" else "labelled points per scene")
-            ax.set_ylabel("mIoU (%)")
-            ax.set_title(f"{'linear probe' if mode == 'linear' else 'fine-tuning'}: limited "
-                         f"{'scenes' if protocol == 'scenes' else 'annotations'}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-
-
-def write_report(rows: list[dict], out: Path, costs: dict | None = None,
-                 preset: BenchmarkPreset | None = None) -> None:
-    atomic_write_bytes(out / "downstream.md", (markdown_table(rows, costs, preset) + "\n").encode())
-    plot_figure4(rows, out / "downstream_figure4.png", preset)
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -314,26 +647,37 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="benchmarks/results", help="where the CSV / markdown / plots go")
     parser.add_argument("--cache", default="outputs/downstream", help="pre-trained backbones are cached here")
     parser.add_argument("--room-cache", default=None, help="labelled-room cache folder ('' for none)")
+    parser.add_argument("--split", choices=EVALUATION_SPLITS, default="test",
+                        help="evaluation rooms: val (tuning; writes downstream_val.csv) or test (the final "
+                             "grid, default)")
+    parser.add_argument("--jobs", type=int, default=1, help="tasks in parallel processes (1 thread each)")
     parser.add_argument("--fresh", action="store_true", help="discard the CSV's finished runs")
     parser.add_argument("--report-only", action="store_true", help="rebuild report + plots from the CSV")
     parser.add_argument("--seeds", type=int, default=None, help="use only the first N seeds of the preset")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the "
+                                                                  "preset's)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from fourdcontrast.downstream.report import write_report
+
     preset = PRESETS[args.preset]
     if args.seeds:
         preset = replace(preset, seeds=preset.seeds[: args.seeds])
+    if args.threads:
+        preset = replace(preset, threads=args.threads)
     out = Path(args.out)
     if args.report_only:
-        costs_file = out / "downstream_pretrain_cost.json"
-        costs = json.loads(costs_file.read_text()) if costs_file.is_file() else None
-        rows = _read_rows(out / "downstream.csv")
-        write_report(rows, out, costs, preset)
+        write_report(out, preset, args.preset)
+        rows = read_rows(out / "downstream.csv")
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
-                             args.threads)
-    print((out / "downstream.md").read_text())
-    print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")
+                             args.jobs, args.split, args.preset)
+    if args.split == "test":
+        print((out / "downstream.md").read_text())
+        print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")
+    else:
+        print(f"{len(rows)} validation runs in {out / 'downstream_val.csv'}")
     return 0
+

@@ -1,0 +1,477 @@
+"""The downstream benchmark's report, rebuilt from its CSV: the pre-declared primary comparisons with
+paired 95 % intervals, Holm-corrected tests of every other cell, sanity checks, Table-2-style tables
+(mIoU and mIoU without wall and floor, per-class IoU), the cost table and Figure-4-style plots.
+
+The primary comparisons (:data:`PRIMARY_COMPARISONS`) are fixed here, in code, before the grid runs; the
+markdown states them before any number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fourdcontrast.downstream.stats import PairedInterval, holm, paired_t_interval
+from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
+
+__all__ = [
+    "METRICS",
+    "PRIMARY_COMPARISONS",
+    "Comparison",
+    "SanityCheck",
+    "compare",
+    "markdown_report",
+    "other_comparisons",
+    "plot_figure4",
+    "primary_sentence",
+    "read_results",
+    "sanity_checks",
+    "summarise",
+    "write_report",
+]
+
+METRICS: dict[str, str] = {"miou": "mIoU", "miou_objects": "mIoU without wall and floor"}
+"""CSV metric columns reported (``miou`` is the primary metric)."""
+
+MODE_NAMES = {"finetune": "fine-tuned", "linear": "linear probe"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a − b`` in one cell: mode (``finetune`` / ``linear``), protocol (``scenes`` / ``points``), level."""
+
+    a: str
+    b: str
+    mode: str
+    protocol: str
+    level: float
+
+    def name(self) -> str:
+        return f"{self.a} − {self.b}, {MODE_NAMES[self.mode]}, {level_name(self.protocol, self.level)}"
+
+
+PRIMARY_COMPARISONS: tuple[Comparison, ...] = tuple(
+    Comparison("4dcontrast", b, mode, protocol, level)
+    for b in ("scratch", "pointcontrast") for mode in ("finetune", "linear")
+    for protocol, level in (("scenes", 0.01), ("points", 20)))
+"""Pre-declared (issue 19): 4DContrast − scratch and 4DContrast − PointContrast, fine-tuned and probed, at
+1 % of the training scenes and at 20 labelled points per scene; metric mIoU on the test rooms; paired by
+seed; 95 % t intervals with n − 1 degrees of freedom, no multiplicity correction."""
+
+PAPER = {
+    ("scratch", "scenes"): "the paper reports 4DContrast ahead of scratch at 1 % of ScanNet's scenes "
+                           "(29.3 vs 27.9 mIoU, +1.4, Table 6)",
+    ("scratch", "points"): "the paper does not report limited annotations for 4DContrast; it claims gains "
+                           "under limited data in general (Sec. 5.1, Fig. 4)",
+    ("pointcontrast", "scenes"): "the paper compares with PointContrast only on all of ScanNet (72.0 vs "
+                                 "71.3 mIoU, +0.7, Table 2), not under limited data",
+    ("pointcontrast", "points"): "the paper compares with PointContrast only on all of ScanNet (72.0 vs "
+                                 "71.3 mIoU, +0.7, Table 2), not under limited data",
+}
+"""What the paper says about each primary comparison (fine-tuning; it reports no linear probes)."""
+
+
+def level_name(protocol: str, level: float) -> str:
+    """``"1 % of scenes"`` or ``"20 points per scene"``."""
+    if protocol == "scenes":
+        return f"{100 * float(level):g} % of scenes"
+    return f"{float(level):g} points per scene"
+
+
+def short_level(protocol: str, level: float) -> str:
+    return f"{100 * float(level):g} %" if protocol == "scenes" else f"{float(level):g} pts"
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """The test rows of a benchmark CSV. A CSV of the earlier format (no ``split`` column: one pre-training
+    per method, 40 fine-tuning steps) is read as test rows too, with ``format`` = 1 on every row (its
+    seeds do not replicate pre-training, so :func:`compare` is not meaningful on it)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "split" not in rows[0]:
+        return [{**r, "split": "test", "format": 1} for r in rows]
+    return [{**r, "format": 2} for r in rows if r["split"] == "test"]
+
+
+def cell_values(rows: list[dict], metric: str = "miou") -> dict:
+    """``{(mode, protocol, level, method): {seed: value in percent}}`` (rows lacking the metric skipped)."""
+    out: dict = {}
+    for r in rows:
+        if r.get(metric) in (None, ""):
+            continue
+        key = (r["mode"], r["protocol"], float(r["level"]), r["method"])
+        out.setdefault(key, {})[int(r["seed"])] = 100 * float(r[metric])
+    return out
+
+
+def _mean_std(values) -> tuple[float, float, int]:
+    a = np.asarray(list(values), dtype=np.float64)
+    if a.size == 0:
+        return math.nan, math.nan, 0
+    return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else math.nan), int(a.size)
+
+
+def compare(values: dict, c: Comparison) -> PairedInterval:
+    """The paired 95 % t interval of ``c.a − c.b`` over the seeds both have (``values`` from
+    :func:`cell_values`)."""
+    a = values.get((c.mode, c.protocol, float(c.level), c.a), {})
+    b = values.get((c.mode, c.protocol, float(c.level), c.b), {})
+    return paired_t_interval([a[s] - b[s] for s in sorted(set(a) & set(b))])
+
+
+def summarise(rows: list[dict], metric: str = "miou") -> dict:
+    """``{(mode, protocol, level, method): {"mean", "std", "n", "delta", "delta_std", "delta_n", "low",
+    "high"}}`` in points: mean ± std over seeds and the difference to scratch paired by seed with its 95 %
+    t interval (``low``, ``high``)."""
+    values = cell_values(rows, metric)
+    out = {}
+    for (mode, protocol, level, method), seeds in values.items():
+        mean, std, n = _mean_std(seeds.values())
+        entry = {"mean": mean, "std": std, "n": n, "delta": math.nan, "delta_std": math.nan, "delta_n": 0,
+                 "low": math.nan, "high": math.nan}
+        if method != "scratch":
+            d = compare(values, Comparison(method, "scratch", mode, protocol, level))
+            entry.update(delta=d.mean, delta_std=d.std, delta_n=d.n, low=d.low, high=d.high)
+        out[(mode, protocol, level, method)] = entry
+    return out
+
+
+# --- comparisons ----------------------------------------------------------------------------------
+def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU") -> str:
+    """One plain sentence: which way ``c`` went and whether that agrees with the paper."""
+    if d.n == 0:
+        return f"{c.name()}: not run in this grid."
+    head = f"{c.name()}: {d.mean:+.1f} {metric} points"
+    if d.n < 2:
+        return head + f" from {d.n} seed(s): too few seeds for an interval, so no conclusion."
+    head += f" [95 % CI {d.low:+.1f}, {d.high:+.1f}; n = {d.n} seeds]"
+    paper = PAPER[(c.b, c.protocol)]
+    if c.mode == "linear":
+        paper = "the paper reports fine-tuning only, but its claim of better features implies a gain here"
+    if d.low > 0:
+        verdict = f"4DContrast is ahead (the interval excludes 0), which agrees with the paper ({paper})"
+    elif d.high < 0:
+        verdict = f"4DContrast is behind (the interval excludes 0), which contradicts the paper ({paper})"
+    else:
+        verdict = (f"no difference could be detected (the interval includes 0), so this neither confirms "
+                   f"nor refutes the paper ({paper})")
+    return f"{head} — {verdict}."
+
+
+def other_comparisons(rows: list[dict], metric: str = "miou") -> list[dict]:
+    """Every non-primary cell: each method − scratch, and 4DContrast − PointContrast, per mode and level,
+    with the paired t test's p-value and Holm's adjustment over these cells together."""
+    values = cell_values(rows, metric)
+    cells = sorted({(mode, p, lv) for mode, p, lv, _ in values}, key=lambda k: (k[0], k[1] != "scenes", k[2]))
+    methods = sorted({m for *_, m in values})
+    comps = [Comparison(m, "scratch", mode, p, lv) for mode, p, lv in cells for m in methods
+             if m != "scratch"]
+    comps += [Comparison("4dcontrast", "pointcontrast", mode, p, lv) for mode, p, lv in cells]
+    comps = [c for c in comps if c not in PRIMARY_COMPARISONS]
+    results = [(c, compare(values, c)) for c in comps]
+    results = [(c, d) for c, d in results if d.n >= 2]
+    adjusted = holm([d.p for _, d in results])
+    return [{"comparison": c, "interval": d, "p_holm": float(p)} for (c, d), p in
+            zip(results, adjusted, strict=True)]
+
+
+# --- sanity checks --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SanityCheck:
+    name: str
+    passed: bool | None
+    detail: str
+
+
+def sanity_checks(rows: list[dict], metric: str = "miou") -> list[SanityCheck]:
+    """Fine-tuning ≥ linear probe (every method and level with both), more data ≥ less data for scratch
+    (fine-tuned, each protocol), and the full-data ceiling (scratch fine-tuned on 100 % of the scenes).
+    Compared on means over seeds; ``passed`` is None where the cells are missing."""
+    s = summarise(rows, metric)
+    checks = []
+    pairs = [(k, s[("linear", *k[1:])]) for k in s if k[0] == "finetune" and ("linear", *k[1:]) in s]
+    fails = [f"{k[3]} at {short_level(k[1], k[2])}: {s[k]['mean']:.1f} < {lin['mean']:.1f}"
+             for k, lin in pairs if s[k]["mean"] < lin["mean"]]
+    checks.append(SanityCheck(
+        "fine-tuning ≥ linear probe", None if not pairs else not fails,
+        f"{len(pairs) - len(fails)} of {len(pairs)} method × level cells" + (
+            "; below the probe: " + "; ".join(fails) if fails else "")))
+    for protocol in ("scenes", "points"):
+        pts = sorted((k[2], e["mean"]) for k, e in s.items()
+                     if k[0] == "finetune" and k[1] == protocol and k[3] == "scratch")
+        drops = [f"{short_level(protocol, a)} {ma:.1f} → {short_level(protocol, b)} {mb:.1f}"
+                 for (a, ma), (b, mb) in zip(pts, pts[1:], strict=False) if mb < ma]
+        checks.append(SanityCheck(
+            f"scratch fine-tuned: more {'scenes' if protocol == 'scenes' else 'labelled points'} ≥ fewer",
+            None if len(pts) < 2 else not drops,
+            " → ".join(f"{short_level(protocol, lv)} {m:.1f}" for lv, m in pts) + (
+                "; drops: " + "; ".join(drops) if drops else "")))
+    ceiling = s.get(("finetune", "scenes", 1.0, "scratch"))
+    checks.append(SanityCheck(
+        "full-data ceiling reported", True if ceiling is not None else None,
+        "scratch fine-tuned on 100 % of the scenes: " + (
+            f"{ceiling['mean']:.1f} ± {ceiling['std']:.1f} (n={ceiling['n']})" if ceiling else "not run")))
+    return checks
+
+
+# --- markdown -------------------------------------------------------------------------------------
+def _cell(e: dict | None, method: str) -> str:
+    if e is None:
+        return "–"
+    text = f"{e['mean']:.1f}" + (f" ± {e['std']:.1f}" if not math.isnan(e["std"]) else "") + f" (n={e['n']})"
+    if method != "scratch" and e["delta_n"] >= 2:
+        text += f"<br>Δ {e['delta']:+.1f} [{e['low']:+.1f}, {e['high']:+.1f}]"
+    elif method != "scratch" and e["delta_n"] == 1:
+        text += f"<br>Δ {e['delta']:+.1f}"
+    return text
+
+
+def _table(rows: list[dict], mode: str, metric: str, methods: list[str]) -> list[str]:
+    s = summarise(rows, metric)
+    keys = sorted({(p, lv) for (md, p, lv, _) in s if md == mode}, key=lambda k: (k[0] != "scenes", k[1]))
+    if not keys:
+        return []
+    present = [m for m in methods if any((mode, p, lv, m) in s for p, lv in keys)]
+    lines = ["| method | " + " | ".join(short_level(p, lv) for p, lv in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for m in present:
+        lines.append(f"| {m} | " + " | ".join(_cell(s.get((mode, p, lv, m)), m) for p, lv in keys) + " |")
+    return lines
+
+
+def _method_order(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
+    present = {r["method"] for r in rows}
+    return [m for m in preferred if m in present] + sorted(present - set(preferred))
+
+
+def _cost_lines(costs: dict, rows: list[dict], preset) -> list[str]:
+    lines = []
+    if costs:
+        by: dict = {}
+        for c in costs.values():
+            by.setdefault(c["method"], []).append(c)
+        lines += ["| method | pre-training config | seeds | steps | sequences (static: pairs) | frames | "
+                  "budget used (s) | wall (min) |", "|---|---|---|---|---|---|---|---|"]
+
+        def span(values, fmt="{:.0f}"):
+            values = [v for v in values if v is not None]
+            if not values:
+                return "–"
+            lo, hi = min(values), max(values)
+            return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+        for m, cs in by.items():
+            if m == "scratch":
+                lines.append(f"| scratch | – (random network per seed) | {len(cs)} | 0 | 0 | 0 | – | – |")
+                continue
+            lines.append(
+                f"| {m} | {cs[0].get('config', '')} ({cs[0].get('pretrain_method', '')}) | {len(cs)} | "
+                f"{span([c['steps'] for c in cs])} | {span([c['sequences'] for c in cs])} | "
+                f"{span([c['frames'] for c in cs])} | {span([c.get('budget_used_s') for c in cs])} | "
+                f"{span([c.get('wall_s', 0) / 60 for c in cs], '{:.1f}')} |")
+        lines.append("")
+    cpu = {}
+    for r in rows:
+        if r.get("cpu_seconds"):
+            cpu.setdefault(r["mode"], []).append(float(r["cpu_seconds"]))
+    if cpu:
+        lines.append("Downstream runs: " + "; ".join(
+            f"{MODE_NAMES[m]} {np.mean(v):.0f} CPU s per run ({len(v)} runs, {np.sum(v) / 3600:.1f} CPU h)"
+            for m, v in sorted(cpu.items())) + ".")
+        lines.append("")
+    return lines
+
+
+def _steps_text(p: dict) -> str:
+    """``"500 steps at 1 % of scenes, …, 1000 steps elsewhere"`` from a preset dict."""
+    at = [f"{steps} steps at {short_level(protocol, level)}"
+          for protocol, level, steps in p.get("finetune_steps_at", ())]
+    if not at:
+        return f"{p['finetune_steps']} steps"
+    return ", ".join(at) + f", {p['finetune_steps']} steps elsewhere"
+
+
+def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | None = None,
+                    preset=None, preset_name: str = "") -> str:
+    """The results markdown (see the module docstring); ``rows`` are :func:`read_results` rows."""
+    from fourdcontrast.downstream.benchmark import METHODS
+
+    methods = _method_order(rows, METHODS)
+    lines = ["# Downstream benchmark: semantic segmentation on the embedded rooms", ""]
+    if spec:
+        p = spec["preset"]
+        lines += [f"Grid `{spec.get('preset_name', preset_name)}` of `fourdcontrast benchmark downstream`, "
+                  "on "
+                  f"{spec.get('machine', 'an unrecorded machine')}. Evaluated once per configuration on the "
+                  f"{p['rooms']['test']} **test** rooms (every tuning decision used the {p['rooms']['val']} "
+                  f"validation rooms); {p['rooms']['train']} training rooms; seeds {p['seeds']} (seed s "
+                  "pre-trains every method with seed s, draws the data subsets and fine-tunes with it).", ""]
+    lines += ["## Pre-declared primary comparisons", "",
+              "Fixed in `fourdcontrast/downstream/report.py` (`PRIMARY_COMPARISONS`) before the grid ran:",
+              ""]
+    lines += [f"{i}. {c.name()}" for i, c in enumerate(PRIMARY_COMPARISONS, 1)]
+    lines += ["", "Metric: mIoU (%) over the 12 classes on the test rooms. Estimate: the mean of the paired "
+              "differences over seeds with its 95 % t interval (n − 1 degrees of freedom); a comparison "
+              "goes one way when its interval excludes 0. Every other cell (each method − scratch, and "
+              "4DContrast − PointContrast at the other levels, both modes) is tested with the paired t test, "
+              "Holm-corrected over all those cells together (α = 0.05).", ""]
+    if spec:
+        p = spec["preset"]
+        if p["pretrain_budget_s"] is None:
+            budget = f"{p['pretrain_steps']} steps"
+        else:
+            budget = f"{p['pretrain_budget_s']:g} s of {p['pretrain_budget_clock']} time"
+            if p["pretrain_budget_clock"] == "process":
+                budget += " (CPU seconds of the pre-training process)"
+        cap = f", capped at {p['pretrain_steps']} steps" if p["pretrain_budget_s"] is not None else ""
+        lines += ["## Budgets", "",
+                  f"- Pre-training: every method gets the same budget, {budget}{cap}, with "
+                  f"`{' '.join(p['pretrain_overrides'])}`; the table gives the steps, sequences and frames "
+                  "each method saw in it.",
+                  f"- Fine-tuning: every method {_steps_text(p)} of `configs/finetune/"
+                  f"{p['finetune_config']}.yaml` ({', '.join(p['finetune_overrides']) or 'no overrides'}); "
+                  "the step count was picked on the validation rooms (`downstream_convergence.md`).",
+                  "- Linear probe: the same full-batch probe for every method (`optim.probe_*` of the "
+                  "fine-tuning config).", ""]
+    lines += _cost_lines(costs or {}, rows, preset)
+    if any(r.get("format") == 1 for r in rows):
+        lines += ["**This CSV is of the earlier format** (one pre-training per method, 40 fine-tuning "
+                  "steps); the comparisons below need the replicated grid.", ""]
+    values = cell_values(rows, "miou")
+    lines += ["## Primary comparisons: results", ""]
+    for c in PRIMARY_COMPARISONS:
+        lines.append(f"- {primary_sentence(c, compare(values, c))}")
+    lines.append("")
+    lines += ["## Sanity checks", ""]
+    for chk in sanity_checks(rows):
+        mark = {True: "holds", False: "**fails**", None: "not measured"}[chk.passed]
+        lines.append(f"- {chk.name}: {mark} — {chk.detail}")
+    lines.append("")
+    for metric, title in METRICS.items():
+        for mode, mode_title in (("finetune", "Fine-tuning"), ("linear", "Linear probe (frozen backbone)")):
+            table = _table(rows, mode, metric, methods)
+            if table:
+                lines += [f"## {mode_title}: {title} (%)", "",
+                          "Mean ± std over seeds (n); Δ: difference to scratch paired by seed "
+                          "[95 % t interval].",
+                          "", *table, ""]
+    others = other_comparisons(rows)
+    if others:
+        sig = [o for o in others if o["p_holm"] <= 0.05]
+        lines += ["## Other cells, Holm-corrected", "",
+                  f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
+                  "| comparison | Δ mIoU [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
+        for o in others:
+            d = o["interval"]
+            lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
+                         f"{d.p:.3f} | {o['p_holm']:.3f} |")
+        lines.append("")
+    iou_cols = [k for k in (rows[0] if rows else {}) if k.startswith("iou_")]
+    if iou_cols:
+        lines += ["## Per-class IoU (%), fine-tuned, mean over seeds", "",
+                  "| method | level | " + " | ".join(c[4:] for c in iou_cols) + " |",
+                  "|---|---|" + "---|" * len(iou_cols)]
+        for m in methods:
+            for p, lv in (("scenes", 0.01), ("points", 20), ("scenes", 1.0)):
+                sel = [r for r in rows if r["mode"] == "finetune" and r["method"] == m and r["protocol"] == p
+                       and float(r["level"]) == lv]
+                if sel:
+                    means = [np.nanmean([100 * float(r[c]) if r[c] not in ("", "nan") else np.nan
+                                         for r in sel]) for c in iou_cols]
+                    lines.append(f"| {m} | {short_level(p, lv)} | "
+                                 + " | ".join(f"{v:.1f}" for v in means) + " |")
+        lines.append("")
+    if rows and "loaded" in rows[0]:
+        loads = sorted({(r["mode"], r["method"] == "scratch", r["loaded"], r["skipped"]) for r in rows})
+        lines += ["## Loading", "", "Tensors loaded / skipped per run (guarded: fine-tuning may skip only "
+                  "the classification head, the probe nothing): " + "; ".join(
+                      f"{MODE_NAMES[m]} {'scratch' if sc else 'pre-trained'} {lo} / {sk}"
+                      for m, sc, lo, sk in loads) + ".", ""]
+    return "\n".join(lines)
+
+
+# --- plots ----------------------------------------------------------------------------------------
+def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou",
+                 methods: tuple[str, ...] | None = None, min_span: float = 20.0) -> None:
+    """Figure-4-style plots: the metric against the share of scenes and the labelled points, fine-tuned
+    (top) and probed (bottom); mean ± std over seeds. The levels are equally spaced with plain labels, and
+    every y axis spans at least ``min_span`` points, so a 1-point gap looks like one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fourdcontrast.downstream.benchmark import METHODS
+
+    s = summarise(rows, metric)
+    modes = [m for m in ("finetune", "linear") if any(k[0] == m for k in s)]
+    if not modes:
+        return
+    order = _method_order(rows, methods or METHODS)
+    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 3.8 * len(modes)), squeeze=False)
+    for i, mode in enumerate(modes):
+        lo, hi = math.inf, -math.inf
+        for j, protocol in enumerate(("scenes", "points")):
+            ax = axes[i, j]
+            levels = sorted({k[2] for k in s if k[0] == mode and k[1] == protocol})
+            for m in order:
+                pts = [(levels.index(lv), s[(mode, protocol, lv, m)]) for lv in levels
+                       if (mode, protocol, lv, m) in s]
+                if not pts:
+                    continue
+                style = {"lw": 1.3}
+                if m == "4dcontrast":
+                    style = {"lw": 2.4, "color": "#d62728"}
+                elif m == "scratch":
+                    style = {"lw": 1.8, "color": "k", "ls": "--"}
+                y = [e["mean"] for _, e in pts]
+                err = [0 if math.isnan(e["std"]) else e["std"] for _, e in pts]
+                ax.errorbar([x for x, _ in pts], y, yerr=err, marker="o", capsize=3, label=m, **style)
+                lo, hi = min(lo, *(a - b for a, b in zip(y, err, strict=True))), \
+                    max(hi, *(a + b for a, b in zip(y, err, strict=True)))
+            ax.set_xticks(range(len(levels)), [short_level(protocol, lv) for lv in levels])
+            ax.set_xlabel("share of training scenes" if protocol == "scenes" else "labelled points per scene")
+            ax.set_ylabel(f"{METRICS[metric]} (%), test rooms")
+            limited = "scene reconstructions" if protocol == "scenes" else "annotations"
+            ax.set_title(f"{MODE_NAMES[mode]}: limited {limited}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        if math.isfinite(lo):
+            low = max(0.0, math.floor(lo) - 2)
+            top = max(low + min_span, math.ceil(hi) + 2)
+            for ax in axes[i]:
+                ax.set_ylim(low, top)
+                ax.yaxis.get_major_formatter().set_useOffset(False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> None:
+    """Rebuild ``downstream.md``, ``downstream_figure4.png`` (mIoU) and ``downstream_figure4_objects.png``
+    (without wall and floor) in ``out`` from its ``downstream.csv``, ``downstream_pretrain_cost.json`` and
+    ``downstream_grid.json``."""
+    out = Path(out)
+    rows = read_results(out / "downstream.csv")
+    cost_file, spec_file = out / "downstream_pretrain_cost.json", out / "downstream_grid.json"
+    costs = json.loads(cost_file.read_text()) if cost_file.is_file() else None
+    if costs and not all(isinstance(v, dict) and "method" in v for v in costs.values()):
+        costs = None  # the earlier format's cost file
+    spec = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+    text = markdown_report(rows, costs, spec, preset, preset_name)
+    atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
+    plot_figure4(rows, out / "downstream_figure4.png", "miou")
+    if rows and "miou_objects" in rows[0]:
+        plot_figure4(rows, out / "downstream_figure4_objects.png", "miou_objects")
