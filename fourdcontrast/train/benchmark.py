@@ -44,20 +44,6 @@ DEFAULT_BATCH = 4
 """Sequences per step for the benchmark (the paper trains with 12 on GPUs)."""
 MEMORY_LIMIT_GIB = 24.0
 """Memory of the machine the "largest batch that fits" estimate is made for (this VM: 24 GiB)."""
-SWITCHES: dict[str, list[str]] = {
-    "none": [],
-    "compact": ["model.compact_maps=true"],
-    "recompute": ["model.recompute_activations=true"],
-    "recompute+compact": ["model.recompute_activations=true", "model.compact_maps=true"],
-    "ckpt-all": ["model.checkpoint_3d=all", "model.checkpoint_4d=all"],
-    "recompute+compact+ckpt-all-but-dec4": ["model.recompute_activations=true", "model.compact_maps=true",
-                                            "model.checkpoint_3d=all-but-dec4",
-                                            "model.checkpoint_4d=all-but-dec4"],
-    "recompute+compact+ckpt-all": ["model.recompute_activations=true", "model.compact_maps=true",
-                                   "model.checkpoint_3d=all", "model.checkpoint_4d=all"],
-}
-"""Named settings of the activation-memory switches (config overrides; see
-:class:`~fourdcontrast.models.resunet.MemoryOptions`)."""
 BACKBONE_SWITCHES: dict[str, dict] = {
     "none": {},
     "compact": {"compact_maps": True},
@@ -68,7 +54,22 @@ BACKBONE_SWITCHES: dict[str, dict] = {
                                             "checkpoint": "all-but-dec4"},
     "recompute+compact+ckpt-all": {"recompute_activations": True, "compact_maps": True, "checkpoint": "all"},
 }
-"""The switches for ``--backbone`` (:class:`~fourdcontrast.models.resunet.MemoryOptions` fields)."""
+"""Named settings of the activation-memory switches (:class:`~fourdcontrast.models.resunet.MemoryOptions`
+fields; ``--backbone`` uses them as they are)."""
+
+
+def switch_overrides(name: str) -> list[str]:
+    """The config overrides of the switch setting ``name`` (a key of :data:`BACKBONE_SWITCHES`) for both
+    U-Nets; every switch is set, so ``"none"`` also turns off switches a preset turns on."""
+    options = BACKBONE_SWITCHES[name]
+    checkpoint = options.get("checkpoint", "none")
+    return [f"model.recompute_activations={str(options.get('recompute_activations', False)).lower()}",
+            f"model.compact_maps={str(options.get('compact_maps', False)).lower()}",
+            f"model.checkpoint_3d={checkpoint}", f"model.checkpoint_4d={checkpoint}"]
+
+
+SWITCHES: dict[str, list[str]] = {name: switch_overrides(name) for name in BACKBONE_SWITCHES}
+"""The settings of :data:`BACKBONE_SWITCHES` as pre-training config overrides (both U-Nets)."""
 MINKOWSKI_BACKBONE_MIB = {"MinkUNet34-3D-2cm": (1258.0, 1351.0), "MinkUNet14-4D-5cm": (813.0, 827.0),
                           "MinkUNet14-4D-2cm": (3055.0, 3210.0)}
 """MinkowskiEngine 0.5.4 (CPU build): peak memory (MiB, lowest and highest recorded) of one
@@ -145,7 +146,7 @@ def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrid
     from fourdcontrast.train.memory import saved_memory
     from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
 
-    config = load_config(preset, [*overrides, f"data.batch_size={batch_size}"])
+    config = load_config(preset, [*overrides, *SWITCHES["none"], f"data.batch_size={batch_size}"])
     data = ReplacingDataset(make_dataset(config))
     batch = collate_sequences([data[i][0] for i in range(batch_size)])
     torch.manual_seed(config.run.seed)
