@@ -281,6 +281,16 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     """CSV, markdown (mean ± sd over seeds, paired differences to ``random`` and ``paper-literal``) and
     one figure (probe mIoU and effective rank per arm, every seed shown)."""
     results.mkdir(parents=True, exist_ok=True)
+    seen_random: set = set()
+    unique = []
+    for r in rows:  # an untrained network does not depend on the budget: one row per seed, budget 0
+        if r["arm"] == "random":
+            if r["seed"] in seen_random:
+                continue
+            seen_random.add(r["seed"])
+            r = {**r, "budget_s": 0.0}
+        unique.append(r)
+    rows = unique
     if budget is not None:
         rows = [r for r in rows if r["budget_s"] == budget or r["arm"] == "random"]
     buf = io.StringIO()

@@ -483,7 +483,7 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
     model.train()
     acc: dict[str, float] = {}
     clock = BudgetClock(r.budget_clock, budget_spent)
-    collapsed = False
+    collapsed = warned = False
     while step < o.steps:
         lr = set_learning_rate(optimizer, config, step, clock.offset)
         clock.start()
@@ -544,9 +544,10 @@ def _pretrain(config: PretrainConfig, out: Path, resume: bool, progress: bool, d
                             data=f"{mean['data_s'] / max(mean['elapsed'], 1e-9):.0%}")
             acc = {}
             message = collapse_message(row, config)
-            if message and ctx.is_main:
-                logger.warning("%s%s", message,
-                               "; stopping (run.stop_on_collapse)" if r.stop_on_collapse else "")
+            if message and ctx.is_main and (not warned or r.stop_on_collapse):  # once per onset
+                logger.warning("%s%s", message, "; stopping (run.stop_on_collapse)" if r.stop_on_collapse
+                               else "; warning again only after a recovery (ranks in log.csv)")
+            warned = message is not None
             if message and r.stop_on_collapse:
                 collapsed = last = True
         if out_of_budget and ctx.is_main and not collapsed:

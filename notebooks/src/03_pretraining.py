@@ -25,7 +25,10 @@
 # 3. runs a **short pre-training** with live curves of every loss term, SimSiam's collapse monitor and
 #    the feature-match recall;
 # 4. runs **the same pre-training without stop-gradient** and watches it collapse;
-# 5. lists the **ablation switches** and shows how to run the paper's preset on GPUs with `torchrun`.
+# 5. shows the collapse that SimSiam's std monitor **cannot** see — dimensional collapse — with the
+#    **effective rank**, and what the direction of the stop-gradient in Eq. 5 does to it (measured curves
+#    of the pre-training study);
+# 6. lists the **ablation switches** and shows how to run the paper's preset on GPUs with `torchrun`.
 #
 # `FOURDCONTRAST_QUICK=1` selects the short preset used in CI (a few steps; the curves are then too short
 # to say anything).
@@ -50,8 +53,10 @@ from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset, pretrai
 QUICK = os.environ.get("FOURDCONTRAST_QUICK", "0") == "1"
 PRESET = {"steps": 6, "batch_size": 1, "recall_every": 3, "holdout_sequences": 1} if QUICK else \
          {"steps": 40, "batch_size": 2, "recall_every": 10, "holdout_sequences": 2}
-# The cpu-small preset (configs/pretrain/cpu-small.yaml) with the small U-Net of the shipped checkpoint
-# (MinkUNet14S), data generated in this process, a log row every step.
+# Two presets at the size of the shipped checkpoint (MinkUNet14S, 10 cm / 20 cm voxels), data generated in
+# this process, a log row every step: the paper as printed (cpu-small-paper-literal: the SimSiam losses of
+# Eqs. 1-9; sections 1, 2, 4) and the recommended CPU preset (cpu-small: the supplement's SimCLR variant
+# with PointInfoNCE and motion-aware pairs; section 3 and notebook 04).
 OVERRIDES = [
     "model.backbone_3d=MinkUNet14S", "model.backbone_4d=MinkUNet14S", "data.workers=0", "run.log_every=1",
     f"optim.steps={PRESET['steps']}", f"data.batch_size={PRESET['batch_size']}",
@@ -62,6 +67,7 @@ OUT = ROOM_CACHE_DIR.parent / "notebooks" / ("03-quick" if QUICK else "03")  # ~
 plt.rcParams["figure.dpi"] = 72  # keeps the committed notebook small
 torch.manual_seed(0)
 config = load_config("cpu-small", OVERRIDES)
+config_paper = load_config("cpu-small-paper-literal", OVERRIDES)
 print("quick preset" if QUICK else "full preset", PRESET)
 print(f"runs are written to {OUT}")
 
@@ -70,13 +76,13 @@ print(f"runs are written to {OUT}")
 #
 # `FourDContrast(config)` builds the four networks of Fig. 3 from one `MethodConfig`. Φ3D and Φ4D are
 # sparse residual U-Nets followed by a 1×1 projection layer (the paper: MinkUNet34 for 3D at 2 cm,
-# MinkUNet14 in 4D at 5 cm; here the CPU preset's MinkUNet14S at 10 cm / 20 cm); P3D and P4D are
+# MinkUNet14 in 4D at 5 cm; here MinkUNet14S at 10 cm / 20 cm, the paper as printed otherwise); P3D and P4D are
 # SimSiam's two-layer bottleneck predictors applied per voxel (supplement, Sec. B). Every arrow in the
 # picture is a line of `FourDContrast.forward` and of `fourdcontrast/losses/simsiam.py`.
 
 # %%
-model = FourDContrast(config.method_config())
-print(config.method_config())
+model = FourDContrast(config_paper.method_config())
+print(config_paper.method_config())
 for name, module in model.named_children():
     n = sum(p.numel() for p in module.parameters())
     print(f"  {name:13s} {type(module).__name__:12s} {n / 1e6:6.3f} M parameters")
@@ -90,7 +96,7 @@ fvp.plot_meta_architecture(model)
 # rows into them, each with a *group* id — the frame pair $(i, j)$ of Eqs. 3/7 or the frame $i$ of Eq. 5.
 
 # %%
-data = ReplacingDataset(make_dataset(config))
+data = ReplacingDataset(make_dataset(config_paper))
 batch = fc.collate_sequences([data[k][0] for k in range(2)])
 T = batch.length
 print(f"B = {batch.batch_size} sequences of T = {T} frames")
@@ -213,7 +219,7 @@ print("gradient of L4D reaches p4D:", grads[0] is not None, "| z4D:", grads[1] i
 # $$L = w_{3D} L^{3D} + w_{3D4D} L^{3D4D} + w_{4D} L^{4D}$$
 #
 # The paper leaves the weights open; ours are 1 (`losses.W3D`, `W3D4D`, `W4D`, fields of `MethodConfig`).
-# Setting one to 0 is an ablation (section 5).
+# Setting one to 0 is an ablation (section 6).
 
 # %%
 total = losses.total_loss(l3, l34, l4)
@@ -226,6 +232,12 @@ print(f"collapse monitor now: std_z3d = {out['std_z3d'].item():.4f}, std_z4d = {
 # %% [markdown]
 # ## 3. A short pre-training run, live
 #
+# This run uses the **recommended CPU preset** (`configs/pretrain/cpu-small.yaml`): the same meta-architecture
+# without predictors, trained with the supplement's SimCLR variant (PointInfoNCE on the same 3D-3D, 3D-4D
+# and 4D-4D pairs; Fig. 7 / Table 10) and motion-aware pair sampling — section 5 shows why the SimSiam
+# losses of Eqs. 1–9 as printed are not it. (Its terms are InfoNCE losses, not cosine similarities: lower
+# is better, with no floor at −1.)
+#
 # `fourdcontrast.train.pretrain.pretrain(config, out)` is the whole loop (also `fourdcontrast pretrain
 # --config cpu-small --out DIR`): sequences generated on the fly in a deterministic order, SGD with the
 # paper's step decay, a row of `log.csv` per logged step, checkpoints that resume to the same losses. The
@@ -236,6 +248,9 @@ print(f"collapse monitor now: std_z3d = {out['std_z3d'].item():.4f}, std_z4d = {
 #   standard deviation over voxels of the L2-normalised encoder outputs $z/\lVert z\rVert$, averaged over
 #   channels. Spread-out features sit near $1/\sqrt{d}$; **collapsed** ones (every voxel the same
 #   vector, a trivial way to make every $D = -1$) go to 0;
+# * **the effective rank** (`fourdcontrast.metrics.effective_rank`) of the backbone output and of $z$
+#   before the projector's batch norm: how many directions the features really use (section 5 explains
+#   why this is the monitor to watch);
 # * **feature-match recall** on a fixed held-out batch (`fourdcontrast.metrics.batch_feature_match_recall`):
 #   for sampled 3D-3D correspondences of frames 0 and 1, is the nearest neighbour *in feature space* of a
 #   voxel of frame 0, among all voxels of frame 1, within 5 cm of its true partner? It needs no labels. At
@@ -251,7 +266,7 @@ def draw(runs, title=None):
 start = time.perf_counter()
 rows = fvp.run_with_live_log(lambda: pretrain(config, OUT / "4dcontrast", progress=False, overwrite=True),
                              OUT / "4dcontrast" / "log.csv",
-                             lambda r: draw(r, "4DContrast (with stop-gradient)"))
+                             lambda r: draw(r, "4DContrast, recommended CPU preset (cpu-small)"))
 seconds_sg = time.perf_counter() - start
 print(f"{config.optim.steps} steps in {seconds_sg:.0f} s ({fvp.steps_per_second(rows):.2f} steps/s); "
       f"files: {sorted(p.name for p in (OUT / '4dcontrast').iterdir())}")
@@ -261,22 +276,24 @@ print(f"{config.optim.steps} steps in {seconds_sg:.0f} s ({fvp.steps_per_second(
 #
 # SimSiam's central finding (Chen & He 2021, Fig. 2) is that without the stop-gradient the two branches
 # can agree trivially: every voxel gets the same feature, every $D$ reaches $-1$, and the features carry no
-# information. One switch removes every stop-gradient of Eqs. 3, 5 and 7
+# information. This is a lesson about the SimSiam losses of Eqs. 1–9, so both runs use the paper as printed
+# (`cpu-small-paper-literal`); one switch removes every stop-gradient of Eqs. 3, 5 and 7
 # (`MethodConfig.stop_gradient=False`, the method `no-stop-gradient`,
 # `configs/pretrain/no-stop-gradient.yaml`); everything else — data, initial weights, order of the
 # batches — is the same run.
 
 # %%
-config_nosg = load_config("cpu-small", [*OVERRIDES, "method=no-stop-gradient"])
+rows_paper = pretrain(config_paper, OUT / "paper-literal", progress=False, overwrite=True)
+config_nosg = load_config("cpu-small-paper-literal", [*OVERRIDES, "method=no-stop-gradient"])
 assert config_nosg.method_config().stop_gradient is False
 rows_nosg = fvp.run_with_live_log(lambda: pretrain(config_nosg, OUT / "no-stop-gradient", progress=False,
                                                                   overwrite=True),
                                   OUT / "no-stop-gradient" / "log.csv",
-                                  lambda r: draw({"with SG": rows, "without SG": r},
-                                                 "the same run with and without stop-gradient"))
+                                  lambda r: draw({"with SG": rows_paper, "without SG": r},
+                                                 "the paper as printed, with and without stop-gradient"))
 
 # %%
-last, last_nosg = rows[-1], rows_nosg[-1]
+last, last_nosg = rows_paper[-1], rows_nosg[-1]
 print(f"after {int(last['step'])} steps        with SG   without SG")
 for key in ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d", "recall"):
     print(f"  {key:10s}        {last[key]:+.4f}    {last_nosg[key]:+.4f}")
@@ -297,11 +314,11 @@ for key in ("loss", "loss_3d", "loss_3d4d", "loss_4d", "std_z3d", "std_z4d", "re
 from fourdcontrast.train.checkpoint import load_checkpoint
 from fourdcontrast.train.pretrain import holdout_batch
 
-held = holdout_batch(config)
+held = holdout_batch(config_paper)
 
 
-def agreement(state=None, method_cfg=config.method_config()):
-    torch.manual_seed(config.run.seed)  # the initial weights of both runs
+def agreement(state=None, method_cfg=config_paper.method_config()):
+    torch.manual_seed(config_paper.run.seed)  # the initial weights of both runs
     m = FourDContrast(method_cfg)
     if state is not None:
         m.load_state_dict(state)
@@ -319,7 +336,7 @@ def agreement(state=None, method_cfg=config.method_config()):
 
 
 gaps = {"initial weights": agreement(),
-        "with SG": agreement(load_checkpoint(OUT / "4dcontrast" / "checkpoint.pt")["model"]),
+        "with SG": agreement(load_checkpoint(OUT / "paper-literal" / "checkpoint.pt")["model"]),
         "without SG": agreement(load_checkpoint(OUT / "no-stop-gradient" / "checkpoint.pt")["model"],
                                 config_nosg.method_config())}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
@@ -347,7 +364,106 @@ for n, g in gaps.items():
 # prevents. Run longer (`optim.steps`) and the gap keeps closing. (In the quick CI preset the runs are only a
 # few steps long and the curves have barely separated; the committed notebook shows the full preset.)
 #
-# ## 5. Ablation switches, and the paper's preset on GPUs
+# ## 5. The collapse the std monitor cannot see: effective rank, and the direction of Eq. 5
+#
+# SimSiam's monitor catches **complete** collapse (every voxel the same vector). There is a subtler failure,
+# **dimensional collapse** (Jing et al. 2022): the features spread over only a few directions of the
+# $d$-dimensional space — the channels become copies of one another. Our projector ends, like SimSiam's,
+# in a batch norm without affine parameters, which rescales **every channel** to unit variance: the
+# per-channel std then reads "healthy" however many directions the channels really span.
+#
+# The **effective rank** (Roy & Vetterli 2007) counts the directions: with $\sigma_k$ the singular values
+# of the centred $(N, d)$ feature matrix and $p_k = \sigma_k^2 / \sum \sigma^2$, it is
+# $\exp(-\sum_k p_k \log p_k)$ — $d$ for features spread evenly, 1 for features along one line. A
+# constructed example shows the difference:
+
+# %%
+from fourdcontrast.metrics import COLLAPSE_RANK_FRACTION, effective_rank
+from fourdcontrast.models.fourdcontrast import collapse_std
+
+g = torch.Generator().manual_seed(0)
+d = 32
+healthy = torch.randn(4000, d, generator=g)
+copies = torch.randn(4000, 1, generator=g) * torch.where(torch.rand(d, generator=g) < 0.5, -1.0, 1.0)
+copies = copies + 0.05 * torch.randn(4000, d, generator=g)
+copies = (copies - copies.mean(0)) / copies.std(0)  # what a batch norm without affine parameters does
+for name, z in (("healthy features", healthy), ("32 normalised copies of one channel", copies)):
+    print(f"{name:38s} std monitor {float(collapse_std(z)):.3f} (healthy 1/sqrt(d) = {d ** -0.5:.3f})   "
+          f"effective rank {effective_rank(z):5.2f} of {d}")
+
+# %% [markdown]
+# The trainer logs both ranks every `log_every` steps (`log.csv`: `erank_backbone_3d`, `erank_z3d`, …; the
+# progress bar shows `erank`), evaluates the backbone's rank on the held-out batch with the recall
+# (`holdout_erank`), and warns — or, with `run.stop_on_collapse`, stops — when a rank falls below
+# `run.collapse_rank_fraction` (default `COLLAPSE_RANK_FRACTION` = 0.1) of $d$. The runs above:
+
+# %%
+for name, r in (("paper, with SG", rows_paper[-1]), ("paper, no SG", rows_nosg[-1]),
+                ("recommended", rows[-1])):
+    print(f"{name:14s} step {int(r['step'])}: std_z3d {r['std_z3d']:.3f}   erank of the backbone output "
+          f"{r['erank_backbone_3d']:5.2f}, of z before BN {r['erank_z3d']:5.2f} (of {d}; collapse below "
+          f"{COLLAPSE_RANK_FRACTION * d:.1f})")
+
+# %% [markdown]
+# **Why 4DContrast as printed collapses.** Eq. 5 puts the stop-gradient on the *predictor* outputs and lets
+# the gradient into the *encoder* outputs: $\tfrac12 D(\mathrm{SG}(p^{3D}), z^{4D}) +
+# \tfrac12 D(\mathrm{SG}(p^{4D}), z^{3D})$. Each encoder is then regressed onto a detached prediction of the
+# other branch with **no predictor on the trained side** — the configuration SimSiam's Table 1 reports as
+# collapsing. One switch, `model.eq5_direction` (`"paper"` / `"simsiam"`), moves the stop-gradient to
+# SimSiam's side: $\tfrac12 D(p^{3D}, \mathrm{SG}(z^{4D})) + \tfrac12 D(p^{4D}, \mathrm{SG}(z^{3D}))$.
+#
+# The pre-training study (`benchmarks/pretrain_study.py`, results in `benchmarks/results/pretrain_study.md`)
+# ran every candidate cause as one switch, at an equal budget of CPU seconds per run. Its logged curves
+# (seed 0): the std monitor reads healthy for every run, while the effective rank of the paper-literal
+# preset falls towards the collapse line; moving Eq. 5's stop-gradient to SimSiam's side slows that, and
+# the recommended preset (a contrastive loss, whose negatives push features apart) and PointContrast keep
+# their rank:
+
+# %%
+import csv as _csv
+
+RESULTS = Path(fc.__file__).resolve().parents[1] / "benchmarks" / "results"
+with open(RESULTS / "pretrain_study_curves.csv", newline="") as fh:
+    curve_rows = list(_csv.DictReader(fh))
+study_runs: dict = {}
+for r in curve_rows:
+    name = f"{r['arm']} ({float(r['budget_s']):.0f} s)"
+    study_runs.setdefault(name, []).append({k: float(v) for k, v in r.items() if k != "arm" and v})
+fig, (ax_std, ax_rank) = plt.subplots(1, 2, figsize=(12, 3.6))
+for (name, rs), color in zip(study_runs.items(), ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#7f7f7f")):
+    steps = [r["step"] for r in rs]
+    ax_std.plot(steps, [r["std_z3d"] for r in rs], color=color, label=name)
+    ax_rank.plot(steps, [r["erank_backbone_3d"] for r in rs], color=color, label=name)
+ax_std.axhline(d ** -0.5, color="k", lw=0.8, ls=":", label="healthy 1/√d")
+ax_std.set(title="SimSiam's monitor: std of z3D/‖z3D‖", xlabel="step", ylim=(0, 0.2))
+ax_rank.axhline(COLLAPSE_RANK_FRACTION * d, color="k", lw=0.8, ls=":", label=f"collapse: 0.1·d")
+ax_rank.set(title="effective rank of the 3D backbone output (of 32)", xlabel="step", ylim=(0, None))
+for ax in (ax_std, ax_rank):
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# And what the frozen features are worth at the end of each arm: effective rank, feature-match recall and
+# a linear probe on the validation rooms (mean over the seeds run; the markdown file has the spreads).
+
+# %%
+with open(RESULTS / "pretrain_study.csv", newline="") as fh:
+    study = list(_csv.DictReader(fh))
+arms: dict = {}
+for r in study:
+    arms.setdefault((r["arm"], float(r["budget_s"])), []).append(r)
+order = sorted(arms, key=lambda k: -np.mean([float(r["probe_miou"]) for r in arms[k]]))
+print(f"{'arm':30s} {'budget s':>8s} {'n':>2s} {'erank':>6s} {'recall@20cm':>11s} {'probe mIoU':>10s}")
+for key in order:
+    rs = arms[key]
+    print(f"{key[0]:30s} {key[1]:8.0f} {len(rs):2d} {np.mean([float(r['erank']) for r in rs]):6.2f} "
+          f"{np.mean([float(r['recall_20cm']) for r in rs]):11.4f} "
+          f"{np.mean([float(r['probe_miou']) for r in rs]):10.2f}")
+
+# %% [markdown]
+# ## 6. Ablation switches, and the paper's preset on GPUs
 #
 # Every baseline and ablation of the paper is one entry of `METHODS` — a set of `MethodConfig` overrides —
 # and a shipped config under `configs/pretrain/`:

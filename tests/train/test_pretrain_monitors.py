@@ -103,3 +103,13 @@ def test_bf16_autocast_on_the_cpu_trains_one_step(tmp_path):
     assert len(rows) == 1 and math.isfinite(rows[0]["loss"])
     state = load_checkpoint(tmp_path / CHECKPOINT)
     assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+def test_collapse_warning_is_logged_once_per_onset(tmp_path, caplog):
+    config = config_from_dict(tiny_dict(optim={"lr": 0.05, "steps": 3},
+                                        run={"collapse_rank_fraction": 1.0, "log_every": 1, "recall_every": 0,
+                                             "device": "cpu"}))
+    with caplog.at_level(logging.WARNING):
+        rows = pretrain(config, tmp_path, progress=False)
+    assert len(rows) == 3
+    assert sum("dimensional collapse" in r.message for r in caplog.records) == 1
