@@ -35,7 +35,7 @@ import torch
 import fourdcontrast as fc
 import fourdviz as fv
 from fourdcontrast.downstream.data import ROOM_CACHE_DIR
-from fourdcontrast.metrics import batch_feature_match_recall
+from fourdcontrast.metrics import batch_feature_match_recall, effective_rank
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sources.classes import CLASS_NAMES
 from fourdcontrast.sparse import SparseTensor
@@ -134,6 +134,11 @@ print("classes:", {CLASS_NAMES[c]: int(n) for c, n in zip(*np.unique(labels[labe
 #   neighbours in feature space (cosine) that have its semantic class. Chance is the class mix; local
 #   geometry alone already scores well (floors look like floors), so it is the *difference* between
 #   backbones that matters.
+#
+# and, as a third, the **effective rank** of the features (`fourdcontrast.metrics.effective_rank`, of 32):
+# how many directions of the feature space the backbone really uses — the monitor of dimensional collapse
+# (notebook 03 §5). A random network spreads its features widely but meaninglessly; a collapsed one uses
+# 1–2 directions; useful pre-training keeps several.
 
 # %%
 @torch.no_grad()
@@ -156,12 +161,15 @@ def neighbour_agreement(feats, k=10):
 features = {name: voxel_features(net) for name, net in backbones.items()}
 scores = {}
 generator = torch.Generator().manual_seed(0)
-print(f"{'backbone':9s} {'FMR@5cm':>8s} {'FMR@10cm':>9s} {'FMR@20cm':>9s} {'10-NN class agreement':>22s}")
+print(f"{'backbone':9s} {'FMR@5cm':>8s} {'FMR@10cm':>9s} {'FMR@20cm':>9s} {'10-NN class agreement':>22s} "
+      f"{'eff. rank':>9s}")
 for name, f in features.items():
     fmr = [batch_feature_match_recall(f, batch, (0, 1), threshold=tau, generator=generator.manual_seed(0))
            for tau in (0.05, 0.10, 0.20)]
-    scores[name] = {"fmr": fmr, "knn": neighbour_agreement(f)}
-    print(f"{name:9s} {fmr[0]:8.1%} {fmr[1]:9.1%} {fmr[2]:9.1%} {scores[name]['knn']:22.1%}")
+    scores[name] = {"fmr": fmr, "knn": neighbour_agreement(f),
+                    "erank": effective_rank(f, generator=torch.Generator().manual_seed(0))}
+    print(f"{name:9s} {fmr[0]:8.1%} {fmr[1]:9.1%} {fmr[2]:9.1%} {scores[name]['knn']:22.1%} "
+          f"{scores[name]['erank']:9.2f}")
 
 # %% [markdown]
 # ## 4. Embeddings: what separates in feature space
@@ -278,12 +286,23 @@ fv.explore_sequence(seq0, point_features["shipped"], layout="side")
 #   from wall (surface orientation), which is why the neighbour score is far above chance even untrained —
 #   and why scratch training is not as weak a baseline as "random" suggests. In its embedding a patch of
 #   one wall scatters everywhere.
-# * After a **few minutes of pre-training** (the shipped 50 steps, the fresh 40) the embedding is organised
-#   differently: the floor and the moving object's voxels form their own strands, and the voxels of one wall
-#   patch land in one compact region — the features now describe *what* a voxel belongs to more than its
-#   exact local shape, which is what agreeing across differently rotated frames (L3D) and with the 4D network
-#   (L3D4D) asks for. The numbers move less than the pictures: feature-match recall at 20 cm rises a little,
-#   the exact-voxel recall and the neighbours' class agreement stay where they were. These runs are minutes
-#   of a 2 M-parameter network at 10 cm; the paper's are 50K steps of MinkUNet34 at 2 cm.
+# * After a **few minutes of pre-training** with the recommended CPU preset (`cpu-small`: the supplement's
+#   SimCLR variant with PointInfoNCE and motion-aware pairs; the shipped run had 300 CPU-seconds, the fresh
+#   one 40 steps) the embedding is organised differently: the floor and the moving object's voxels form
+#   their own strands, and the voxels of one wall patch land in one compact region — the features now
+#   describe *what* a voxel belongs to more than its exact local shape, which is what agreeing across
+#   differently rotated frames (L3D) and with the 4D network (L3D4D) asks for. The numbers, computed above
+#   and summarised below, say the same. These runs are minutes of a 2 M-parameter network at 10 cm; the
+#   paper's are 50K steps of MinkUNet34 at 2 cm.
 # * Whether such features make a *better starting point* for a labelled task is a separate question,
 #   answered by fine-tuning and probing in notebook 05.
+
+# %%
+base = scores["random"]
+for name, sc in scores.items():
+    if name == "random":
+        continue
+    ratio = sc["fmr"][2] / max(base["fmr"][2], 1e-9)
+    print(f"{name:8s}: recall @ 20 cm {sc['fmr'][2]:.1%} = {ratio:.1f}x the random network's "
+          f"({base['fmr'][2]:.1%}); effective rank {sc['erank']:.1f} of {CHANNELS} (random {base['erank']:.1f}; "
+          f"collapse below {0.1 * CHANNELS:.1f}); 10-NN class agreement {sc['knn']:.1%} (random {base['knn']:.1%})")
