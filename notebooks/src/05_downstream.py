@@ -280,9 +280,8 @@ show_tables(grid_rows, "run here")
 # `fourdcontrast benchmark downstream --preset cpu --jobs 2` runs the full grid (issue 19): every method of
 # Table 2, plus 4DContrast as the paper prints it, **pre-trained once per seed** under the same time budget
 # (the cost table says how many steps, sequences and frames each saw in it), scratch a different random
-# network per seed; linear probes at every level and fine-tuning — with step counts picked per level on the
-# validation rooms — at the primary levels (1 % of the scenes, 20 points per scene) and at 100 % of the
-# scenes; everything evaluated once on the test rooms.
+# network per seed; linear probes at every level and fine-tuning — with a step count picked on the
+# validation rooms — at the primary levels and a few more; everything evaluated once on the test rooms.
 # Each finished run is appended to `benchmarks/results/downstream.csv`, so the committed file can be
 # partial. Below, whatever was committed when this notebook was built; a CSV of the **earlier format** (one
 # pre-training per method, 40 fine-tuning steps, written before issue 19) is shown with that label, since
@@ -296,10 +295,9 @@ print(f"{CSV.relative_to(ROOT) if CSV.is_relative_to(ROOT) else CSV}: {len(rows)
       + (" — EARLIER FORMAT (one pre-training per method, 40 fine-tuning steps)" if earlier else ""))
 budget = (f"{preset.pretrain_budget_s:g} s of {preset.pretrain_budget_clock} time"
           if preset.pretrain_budget_s else f"{preset.pretrain_steps} steps")
-steps = ", ".join(f"{preset.steps_for(p, lv)} steps at {level_label(p, lv)}{' scenes' if p == 'scenes' else ' pts'}"
-                  for p, lv in preset.finetune_levels)
 print(f"the cpu preset: {', '.join(preset.methods)}; seeds {preset.seeds}; pre-training {budget} per method "
-      f"and seed; fine-tuning {steps}; {preset.rooms['train']} training / {preset.rooms['test']} test rooms")
+      f"and seed; fine-tuning {preset.finetune_steps} steps; {preset.rooms['train']} training / "
+      f"{preset.rooms['test']} test rooms")
 done = {}
 for r in rows:
     done.setdefault((r["mode"], r["method"]), []).append(int(r["seed"]))
