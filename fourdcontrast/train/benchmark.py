@@ -14,6 +14,8 @@ ratios of memory and time to the unswitched step of the same batch and the large
 :data:`MEMORY_LIMIT_GIB`. Each (engine, switches, batch) runs in a fresh subprocess of its own, so one
 run's freed memory does not hide another's peak.
 
+``--interleave ROUNDS`` times the switch settings in turn, round after round, in one process (the fair
+comparison of step times on a machine whose load changes; memory comes from the separate runs).
 ``--breakdown`` adds what the unswitched forward keeps for its backward, by U-Net stage and by kind
 (:func:`fourdcontrast.train.memory.saved_memory`). ``--backbone CONFIG`` adds the U-Net alone (one
 forward+backward of :data:`fourdcontrast.sparse.benchmark.CONFIGS`' ``CONFIG``, e.g. the 4D U-Net on
@@ -176,8 +178,79 @@ def measure_backbone(config: str, switches: str, repeats: int = 1) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def measure_interleaved(preset: str, batch_size: int, switches: list[str], rounds: int, weights: str | None,
+                        overrides: list[str]) -> dict:
+    """Step times of the switch settings taken in turn, round after round, in one process on one batch
+    (runs in the worker process): every setting sees the same load, which a shared machine does not
+    hold steady from one process to the next. One untimed step per setting first."""
+    from fourdcontrast.data.dataset import collate_sequences
+    from fourdcontrast.models.fourdcontrast import FourDContrast
+    from fourdcontrast.models.resunet import memory_options
+    from fourdcontrast.train.config import load_config
+    from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
+
+    config = load_config(preset, [*overrides, *SWITCHES["none"], f"data.batch_size={batch_size}"])
+    data = ReplacingDataset(make_dataset(config))
+    batch = collate_sequences([data[i][0] for i in range(batch_size)])
+    torch.manual_seed(config.run.seed)
+    model = FourDContrast(config.method_config())
+    if weights:
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    o = config.optim
+    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    encoders = [m for m in (model.encoder_3d, model.encoder_4d) if m is not None]
+
+    def step(name: str) -> float:
+        for encoder in encoders:
+            encoder.memory = memory_options(BACKBONE_SWITCHES[name])
+        t = time.perf_counter()
+        model(batch)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    for name in switches:
+        step(name)
+    times: dict[str, list[float]] = {name: [] for name in switches}
+    loads = []
+    for _ in range(rounds):
+        for name in switches:
+            times[name].append(step(name))
+        loads.append(os.getloadavg()[0])
+    return {"preset": preset, "batch": batch_size, "rounds": rounds, "times_s": times,
+            "median_s": {name: statistics.median(ts) for name, ts in times.items()}, "loadavg": loads,
+            "threads": torch.get_num_threads()}
+
+
+def run_interleaved(preset: str, batch: int, switches: list[str], rounds: int,
+                    overrides: list[str] | None = None, timeout: float = 7200.0) -> dict:
+    """:func:`measure_interleaved` in a fresh worker process."""
+    argv = ["--worker-kind", "interleave", "--preset", preset, "--batch", str(batch), "--steps", str(rounds),
+            "--switches", ",".join(switches)]
+    for item in overrides or []:
+        argv += ["--set", item]
+    return _run_worker(argv, timeout)
+
+
+def format_interleaved(result: dict) -> str:
+    """The interleaved step times as markdown, with each setting's ratio to ``none``."""
+    med = result["median_s"]
+    ref = med.get("none")
+    load = f"{min(result['loadavg']):.1f}-{max(result['loadavg']):.1f}"
+    lines = [f"Step times taken in turn ({result['preset']}, batch {result['batch']}, "
+             f"{result['rounds']} rounds, load average {load}):", "",
+             "| switches | median s/step | vs none | steps (s) |", "|---|---|---|---|"]
+    for name, ts in result["times_s"].items():
+        ratio = f"{med[name] / ref:.2f}" if ref else ""
+        lines.append(f"| {name} | {med[name]:.2f} | {ratio} | {', '.join(f'{t:.1f}' for t in ts)} |")
+    return "\n".join(lines)
+
+
 def _worker(args) -> int:
-    if args.worker_kind == "breakdown":
+    if args.worker_kind == "interleave":
+        result = measure_interleaved(args.preset, args.batch, args.switches.split(","), args.steps,
+                                     args.weights, args.set)
+    elif args.worker_kind == "breakdown":
         result = measure_breakdown(args.preset, args.batch, args.weights, args.set)
     elif args.worker_kind == "backbone":
         result = measure_backbone(args.backbone, args.switch, args.steps)
@@ -362,6 +435,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--switches", default="none",
                         help="comma-separated settings of the memory switches for our engine: "
                              f"{sorted(SWITCHES)}")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="time the --switches settings in turn for ROUNDS rounds in one process (one "
+                             "batch size) instead of one process each (memory is not measured then)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also account what the unswitched forward saves, by stage and kind")
     parser.add_argument("--backbone", default=None,
@@ -384,7 +460,11 @@ def run_cli(args: argparse.Namespace) -> int:
     from fourdcontrast.sparse.benchmark import check_device
 
     check_device(args.device)
-    if args.backbone:
+    if args.interleave:
+        result = run_interleaved(args.preset, int(str(args.batch).split(",")[0]), args.switches.split(","),
+                                 args.interleave, args.set)
+        print(format_interleaved(result))
+    elif args.backbone:
         names = args.backbone_switches.split(",") if args.backbone_switches else None
         rows = run_backbone(args.backbone, names, repeats=args.steps)
         print(format_backbone(rows))

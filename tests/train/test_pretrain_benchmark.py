@@ -28,3 +28,13 @@ def test_pretrain_step_benchmark_runs_the_memory_switches_at_several_batches():
     assert "| recompute+compact+ckpt-all-but-dec4 | cpu | 2 |" in report
     assert "fit over batches 1-2" in report
     assert set(SWITCHES) >= {"none", "recompute", "compact", "ckpt-all"}
+
+
+def test_interleaved_timing_takes_every_setting_each_round():
+    from fourdcontrast.train.benchmark import format_interleaved, run_interleaved
+
+    result = run_interleaved("cpu-small", 1, ["none", "ckpt-all"], rounds=2, overrides=TINY)
+    assert set(result["times_s"]) == {"none", "ckpt-all"}
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in result["times_s"].values())
+    table = format_interleaved(result)
+    assert "| none |" in table and "| ckpt-all |" in table and "2 rounds" in table
