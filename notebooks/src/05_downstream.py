@@ -20,6 +20,7 @@
 # 5. says what the numbers mean for the paper's claim.
 
 # %%
+import json
 import os
 import time
 from pathlib import Path
@@ -280,8 +281,9 @@ show_tables(grid_rows, "run here")
 # `fourdcontrast benchmark downstream --preset cpu --jobs 2` runs the full grid (issue 19): every method of
 # Table 2, plus 4DContrast as the paper prints it, **pre-trained once per seed** under the same time budget
 # (the cost table says how many steps, sequences and frames each saw in it), scratch a different random
-# network per seed; linear probes at every level and fine-tuning — with a step count picked on the
-# validation rooms — at the primary levels and a few more; everything evaluated once on the test rooms.
+# network per seed; linear probes at every level and fine-tuning — with step counts picked per level on the
+# validation rooms — at the primary levels (1 % of the scenes, 20 points per scene) and at 100 % of the
+# scenes; everything evaluated once on the test rooms.
 # Each finished run is appended to `benchmarks/results/downstream.csv`, so the committed file can be
 # partial. Below, whatever was committed when this notebook was built; a CSV of the **earlier format** (one
 # pre-training per method, 40 fine-tuning steps, written before issue 19) is shown with that label, since
@@ -291,19 +293,27 @@ show_tables(grid_rows, "run here")
 preset = PRESETS["cpu"]
 rows = read_results(CSV)
 earlier = bool(rows) and rows[0]["format"] == 1
+spec_file = CSV.with_name("downstream_grid.json")  # the grid that wrote the CSV (absent for the earlier format)
+grid = json.loads(spec_file.read_text()).get("preset_name", "?") if spec_file.is_file() else None
 print(f"{CSV.relative_to(ROOT) if CSV.is_relative_to(ROOT) else CSV}: {len(rows)} test runs"
-      + (" — EARLIER FORMAT (one pre-training per method, 40 fine-tuning steps)" if earlier else ""))
+      + (" — EARLIER FORMAT (one pre-training per method, 40 fine-tuning steps)" if earlier else f", grid `{grid}`"))
 budget = (f"{preset.pretrain_budget_s:g} s of {preset.pretrain_budget_clock} time"
           if preset.pretrain_budget_s else f"{preset.pretrain_steps} steps")
+steps = ", ".join(f"{preset.steps_for(p, lv)} steps at {level_label(p, lv)}{' scenes' if p == 'scenes' else ' pts'}"
+                  for p, lv in preset.finetune_levels)
 print(f"the cpu preset: {', '.join(preset.methods)}; seeds {preset.seeds}; pre-training {budget} per method "
-      f"and seed; fine-tuning {preset.finetune_steps} steps; {preset.rooms['train']} training / "
-      f"{preset.rooms['test']} test rooms")
+      f"and seed; fine-tuning {steps}; {preset.rooms['train']} training / {preset.rooms['test']} test rooms")
 done = {}
 for r in rows:
     done.setdefault((r["mode"], r["method"]), []).append(int(r["seed"]))
 for (mode, method), seeds in sorted(done.items()):
     print(f"  {mode:9s} {method:24s} {len(seeds):3d} runs, seeds {sorted(set(seeds))}")
-label = "the earlier 40-step grid (one pre-training per method)" if earlier else "the committed benchmark"
+if earlier:
+    label = "the earlier 40-step grid (one pre-training per method)"
+elif grid != "cpu":
+    label = f"a `{grid}` grid (NOT the cpu grid: sizes for testing, numbers mean nothing)"
+else:
+    label = "the cpu grid"
 if rows:
     figure4(rows, f"{label} (Figure 4 on the embedded rooms; mean ± std over seeds)")
     plt.show()
@@ -380,7 +390,7 @@ def verdict(rows, mode, method):
 
 print("run here:")
 print(verdict(grid_rows, "linear", "shipped"))
-print(f"\ncommitted benchmark ({label}):")
+print(f"\nbenchmark CSV: {label}:")
 if rows and not earlier:
     values = cell_values(rows)
     for c in PRIMARY_COMPARISONS:  # declared before the grid ran (fourdcontrast/downstream/report.py)

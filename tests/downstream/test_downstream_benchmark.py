@@ -130,15 +130,18 @@ def test_grid_refuses_foreign_results(tmp_path):
 
 def test_grid_estimate_adds_up_the_measured_costs():
     preset = replace(bm.PRESETS["cpu"], methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1),
-                     pretrain_budget_s=100.0, finetune_steps=10,
+                     pretrain_budget_s=100.0, finetune_steps=10, finetune_steps_at=(("points", 20, 4),),
                      finetune_levels=(("scenes", 0.01), ("points", 20)))
     costs = bm.RunCosts(finetune_per_step=0.5, finetune_fixed=3.0, probe_per_backbone=7.0,
                         pretrain_overhead=20.0)
     est = bm.estimate_grid(preset, costs, jobs=2, efficiency=0.5)
     assert est["pretrain_runs"] == 4 and est["pretrain_cpu_s"] == 4 * 120.0
-    assert est["finetune_runs"] == 12 and est["finetune_cpu_s"] == 12 * 8.0
+    assert est["finetune_runs"] == 12 and est["finetune_cpu_s"] == 6 * (3.0 + 0.5 * 10) + 6 * (3.0 + 0.5 * 4)
+    assert preset.steps_for("points", 20) == 4 and preset.steps_for("scenes", 0.01) == 10
     assert est["probe_cpu_s"] == 6 * 7.0 and est["probe_runs"] == 6 * len(preset.probe_levels)
-    assert est["cpu_s"] == 480 + 96 + 42 and est["wall_s"] == est["cpu_s"]  # 2 jobs at half speed
+    assert est["cpu_s"] == 480 + 78 + 42 and est["wall_s"] == est["cpu_s"]  # 2 jobs at half speed
+    with pytest.raises(ValueError, match="not a fine-tuning level"):
+        replace(preset, finetune_steps_at=(("scenes", 0.5, 3),))
     with pytest.raises(ValueError, match="time budget"):
         bm.estimate_grid(TINY, bm.RunCosts(1, 1, 1, 1))
 
@@ -212,6 +215,8 @@ def test_downstream_benchmark_end_to_end_tiny(tmp_path, capsys):
     backbones = {(r["method"], r["seed"], r["backbone"]) for r in rows}
     assert len(backbones) == len({r["backbone"] for r in rows}) == len(p.methods) * len(p.seeds)
     assert {(r["loaded"], r["skipped"]) for r in rows if r["mode"] == "finetune"} == {("192", "2")}
+    assert {(r["protocol"], r["finetune_steps"]) for r in rows if r["mode"] == "finetune"} == {
+        ("scenes", "2"), ("points", "3")}  # a level's own step count
     assert {r["skipped"] for r in rows if r["mode"] == "linear"} == {"0"}
     for m in ("4dcontrast", "pointcontrast", "scratch"):
         for s in p.seeds:
