@@ -116,6 +116,10 @@ class BenchmarkPreset:
             ``finetune_steps_at``.
         finetune_steps_at: ``(protocol, level, steps)``: a level's own step count, the same for every
             method (picked per level on the validation rooms: less data converges in fewer steps).
+        finetune_methods_at: ``(protocol, level, methods)``: a fine-tuning level run for these methods
+            only (the others show "–" there). The ``cpu`` preset fine-tunes on 100 % of the scenes for
+            scratch only: that cell is the full-data ceiling of the sanity checks, not a comparison, and it
+            is the grid's most expensive cell (4000 steps).
         finetune_overrides: further ``--set`` overrides of the fine-tuning config.
         threads: torch threads per task.
     """
@@ -135,6 +139,7 @@ class BenchmarkPreset:
     finetune_config: str = "cpu"
     finetune_steps: int = 4000
     finetune_steps_at: tuple[tuple[str, float, int], ...] = (("scenes", 0.01, 1000), ("points", 20, 500))
+    finetune_methods_at: tuple[tuple[str, float, tuple[str, ...]], ...] = (("scenes", 1.0, ("scratch",)),)
     finetune_overrides: tuple[str, ...] = ("optim.bn_recalibration=8", "optim.probe_max_voxels=100000")
     threads: int = 1
 
@@ -152,6 +157,10 @@ class BenchmarkPreset:
             if (protocol, level) not in self.finetune_levels or steps < 0:
                 raise ValueError(f"finetune_steps_at ({protocol!r}, {level}, {steps}): not a fine-tuning "
                                  "level or negative steps")
+        for protocol, level, methods in self.finetune_methods_at:
+            if (protocol, level) not in self.finetune_levels or not set(methods) <= set(self.methods):
+                raise ValueError(f"finetune_methods_at ({protocol!r}, {level}, {methods}): not a fine-tuning "
+                                 "level or methods not in the preset")
         if self.pretrain_budget_clock not in ("process", "wall"):
             raise ValueError(f"pretrain_budget_clock must be 'process' or 'wall', got "
                              f"{self.pretrain_budget_clock!r}")
@@ -162,6 +171,13 @@ class BenchmarkPreset:
             if p == protocol and float(lv) == float(level):
                 return int(steps)
         return self.finetune_steps
+
+    def finetuned_methods(self, protocol: str, level: float) -> tuple[str, ...]:
+        """Methods fine-tuned at one level (``finetune_methods_at``, else every method)."""
+        for p, lv, methods in self.finetune_methods_at:
+            if p == protocol and float(lv) == float(level):
+                return tuple(m for m in self.methods if m in methods)
+        return self.methods
 
 
 PRESETS: dict[str, BenchmarkPreset] = {
@@ -174,16 +190,16 @@ PRESETS: dict[str, BenchmarkPreset] = {
         rooms={"train": 4, "val": 1, "test": 1},
         probe_levels=(("scenes", 0.25), ("scenes", 1.0), ("points", 20)),
         finetune_levels=(("scenes", 0.25), ("points", 20)), finetune_steps=2,
-        finetune_steps_at=(("points", 20, 3),),
+        finetune_steps_at=(("points", 20, 3),), finetune_methods_at=(),
         finetune_overrides=("optim.bn_recalibration=1", "optim.probe_steps=20")),
 }
 """``cpu``: the grid of issue 19 on the 2-core machine (resumable; ``--jobs 2``): 7 methods × 3 seeds,
 every pre-training 300 CPU-seconds of its process on one thread (the budget of the pre-training study that
 picked the ``cpu-small`` preset); linear probes at 9 levels; fine-tuning at the primary levels (1 % of the
 scenes: 1000 steps; 20 points per scene: 500 steps) and at 100 % of the scenes (4000 steps, still rising
-there: a lower bound on the ceiling), the step counts picked per level on the validation rooms
-(``benchmarks/results/downstream_convergence.md``); 100 / 20 / 20 training / validation / test rooms.
-Estimated 2.7 h with ``--jobs 2`` (see that file). ``tiny``: the same pipeline in a few
+there, for scratch only: a lower bound on the full-data ceiling), the step counts picked per level on the
+validation rooms (``benchmarks/results/downstream_convergence.md``); 100 / 20 / 20 training / validation /
+test rooms. Estimated in that file (``--jobs 2``). ``tiny``: the same pipeline in a few
 minutes (the slow test; 1 pre-training step, 2 fine-tuning steps)."""
 
 
@@ -352,10 +368,10 @@ def estimate_grid(preset: BenchmarkPreset, costs: RunCosts, jobs: int = 2, effic
         raise ValueError("estimate_grid needs a preset with a pre-training time budget")
     seeds, pretrained = len(preset.seeds), [m for m in preset.methods if m != "scratch"]
     pretrain = len(pretrained) * seeds * (preset.pretrain_budget_s + costs.pretrain_overhead)
-    n_ft = len(preset.methods) * seeds * len(preset.finetune_levels)
-    steps = sum(preset.steps_for(p, lv) for p, lv in preset.finetune_levels)
-    finetune = len(preset.methods) * seeds * (len(preset.finetune_levels) * costs.finetune_fixed
-                                              + costs.finetune_per_step * steps)
+    runs = [(len(preset.finetuned_methods(p, lv)) * seeds, preset.steps_for(p, lv))
+            for p, lv in preset.finetune_levels]
+    n_ft = sum(n for n, _ in runs)
+    finetune = sum(n * (costs.finetune_fixed + costs.finetune_per_step * steps) for n, steps in runs)
     probe = len(preset.methods) * seeds * costs.probe_per_backbone
     cpu = pretrain + finetune + probe
     return {"pretrain_runs": len(pretrained) * seeds, "pretrain_cpu_s": pretrain, "finetune_runs": n_ft,
@@ -622,7 +638,7 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
     for protocol, level in ordered:
         for s in preset.seeds:
-            for m in preset.methods:
+            for m in preset.finetuned_methods(protocol, level):
                 if todo("finetune", protocol, level, s, m):
                     tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
                                                    room_cache, datasets)))

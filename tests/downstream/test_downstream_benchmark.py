@@ -131,17 +131,24 @@ def test_grid_refuses_foreign_results(tmp_path):
 def test_grid_estimate_adds_up_the_measured_costs():
     preset = replace(bm.PRESETS["cpu"], methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1),
                      pretrain_budget_s=100.0, finetune_steps=10, finetune_steps_at=(("points", 20, 4),),
-                     finetune_levels=(("scenes", 0.01), ("points", 20)))
+                     finetune_levels=(("scenes", 0.01), ("points", 20), ("scenes", 1.0)),
+                     finetune_methods_at=(("scenes", 1.0, ("scratch",)),))
     costs = bm.RunCosts(finetune_per_step=0.5, finetune_fixed=3.0, probe_per_backbone=7.0,
                         pretrain_overhead=20.0)
     est = bm.estimate_grid(preset, costs, jobs=2, efficiency=0.5)
     assert est["pretrain_runs"] == 4 and est["pretrain_cpu_s"] == 4 * 120.0
-    assert est["finetune_runs"] == 12 and est["finetune_cpu_s"] == 6 * (3.0 + 0.5 * 10) + 6 * (3.0 + 0.5 * 4)
+    # 3 methods x 2 seeds at 1 % (10 steps) and 20 points (4 steps); scratch x 2 seeds at 100 % (10 steps)
+    assert preset.finetuned_methods("scenes", 1.0) == ("scratch",)
+    assert preset.finetuned_methods("points", 20) == preset.methods
+    assert est["finetune_runs"] == 14
+    assert est["finetune_cpu_s"] == 6 * (3.0 + 0.5 * 10) + 6 * (3.0 + 0.5 * 4) + 2 * (3.0 + 0.5 * 10)
     assert preset.steps_for("points", 20) == 4 and preset.steps_for("scenes", 0.01) == 10
     assert est["probe_cpu_s"] == 6 * 7.0 and est["probe_runs"] == 6 * len(preset.probe_levels)
-    assert est["cpu_s"] == 480 + 78 + 42 and est["wall_s"] == est["cpu_s"]  # 2 jobs at half speed
+    assert est["cpu_s"] == 480 + 94 + 42 and est["wall_s"] == est["cpu_s"]  # 2 jobs at half speed
     with pytest.raises(ValueError, match="not a fine-tuning level"):
         replace(preset, finetune_steps_at=(("scenes", 0.5, 3),))
+    with pytest.raises(ValueError, match="methods not in the preset"):
+        replace(preset, finetune_methods_at=(("scenes", 1.0, ("csc",)),))
     with pytest.raises(ValueError, match="time budget"):
         bm.estimate_grid(TINY, bm.RunCosts(1, 1, 1, 1))
 
