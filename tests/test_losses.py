@@ -30,6 +30,7 @@ from fourdcontrast.losses import (
     loss_4d,
     match_average_pool,
     negative_cosine_similarity,
+    pair_dot,
     point_info_nce_loss,
     reduce_groups,
     shape_context_partitions,
@@ -584,3 +585,71 @@ def test_loss_3d4d_directions_agree_in_value():
     a = loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction="paper")
     b = loss_3d4d(p3, z3, p4, z4, pairs, groups, 2, direction="simsiam")
     assert torch.isclose(a, b)
+
+
+# --- fused pair losses (model.fused_pair_losses) ------------------------------------------------------
+
+
+def test_pair_dot_equals_the_gathered_dot_and_its_gradients():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randn(30, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    a, b = torch.randint(0, 40, (97,), generator=g), torch.randint(0, 30, (97,), generator=g)
+    w = torch.randn(97, dtype=torch.float64, generator=g)
+    ref = (x[a] * y[b]).sum(1)
+    gx, gy = torch.autograd.grad((ref * w).sum(), (x, y))
+    for chunk in (1, 7, 97, 1000):  # chunk boundaries inside, at and beyond K
+        out = pair_dot(x, y, a, b, chunk=chunk)
+        assert torch.equal(out, ref)
+        fx, fy = torch.autograd.grad((out * w).sum(), (x, y))
+        torch.testing.assert_close(fx, gx, rtol=0, atol=1e-12)
+        torch.testing.assert_close(fy, gy, rtol=0, atol=1e-12)
+    # a detached side gets no gradient and is not needed; no pairs gives an empty result
+    out = pair_dot(x, y.detach(), a, b, chunk=10)
+    assert torch.autograd.grad(out.sum(), x)[0].shape == x.shape
+    assert pair_dot(x, y, a[:0], b[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="chunk"):
+        pair_dot(x, y, a, b, chunk=0)
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_losses_equal_the_gathered_losses_in_value_and_gradient(stop_gradient, weighted, monkeypatch):
+    """Every SimSiam term with ``fused=True`` gives the loss of the gathered path and the same gradients
+    for p and z (float64, 1e-10), Eq. 5 in both directions; chunks smaller than K are exercised."""
+    import fourdcontrast.losses.simsiam as simsiam
+
+    monkeypatch.setattr(simsiam, "PAIR_CHUNK", 5)
+    g = torch.Generator().manual_seed(0)
+
+    def leaf(n):
+        return torch.randn(n, 8, dtype=torch.float64, generator=g).requires_grad_()
+
+    p3, z3, p4, z4 = leaf(20), leaf(20), leaf(15), leaf(15)
+
+    def rows(k, n_a, n_b):
+        a, b = torch.randint(0, n_a, (k,), generator=g), torch.randint(0, n_b, (k,), generator=g)
+        return torch.stack([a, b], 1)
+
+    pairs3, pairs34 = rows(33, 20, 20), rows(26, 20, 15)
+    groups3, groups34 = torch.randint(0, 6, (33,), generator=g), torch.randint(0, 8, (26,), generator=g)
+    w3 = torch.rand(33, dtype=torch.float64, generator=g) + 0.5 if weighted else None
+    w34 = torch.rand(26, dtype=torch.float64, generator=g) + 0.5 if weighted else None
+    terms = [
+        lambda fused: loss_3d(p3, z3, pairs3, groups3, 3, stop_gradient=stop_gradient, weights=w3,
+                              fused=fused),
+        lambda fused: loss_4d(p4, z4, pairs3 % 15, groups3, 3, stop_gradient=stop_gradient, weights=w3,
+                              fused=fused),
+        *(lambda fused, d=d: loss_3d4d(p3, z3, p4, z4, pairs34, groups34, 4, stop_gradient=stop_gradient,
+                                       direction=d, weights=w34, fused=fused) for d in ("paper", "simsiam")),
+    ]
+    for term in terms:
+        ref, out = term(False), term(True)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        grads_ref = torch.autograd.grad(ref, (p3, z3, p4, z4), allow_unused=True)
+        grads = torch.autograd.grad(out, (p3, z3, p4, z4), allow_unused=True)
+        for x, gr, gf in zip((p3, z3, p4, z4), grads_ref, grads, strict=True):
+            zero = torch.zeros_like(x)  # None: no gradient reaches x (the same in both paths)
+            torch.testing.assert_close(zero if gf is None else gf, zero if gr is None else gr,
+                                       rtol=0, atol=1e-10)
+        assert any(gf is not None and gf.any() for gf in grads)

@@ -61,6 +61,7 @@ __all__ = [
     "finetune_cell",
     "load_rooms",
     "pretrained_backbone",
+    "pretraining_digest",
     "pretraining_config",
     "probe_cells",
     "random_backbone_state",
@@ -232,6 +233,19 @@ def file_digest(path: str | os.PathLike, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+DIGEST_IGNORED_MODEL_FIELDS: tuple[str, ...] = ("fused_pair_losses",)
+"""``model`` fields left out of a pre-training config's digest: switches that change no result (tested
+equal to the unswitched path) and that came after the first caches, so caches made before them stay
+valid. (The older memory switches are in the digest: removing them now would invalidate those caches.)"""
+
+
+def pretraining_digest(config) -> str:
+    """The cache key of a resolved pre-training config (:data:`DIGEST_IGNORED_MODEL_FIELDS` left out)."""
+    data = config.to_dict()
+    data["model"] = {k: v for k, v in data["model"].items() if k not in DIGEST_IGNORED_MODEL_FIELDS}
+    return _dict_digest(data)
+
+
 def _dict_digest(data: dict, length: int = 12) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
@@ -309,7 +323,7 @@ def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: 
     from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
 
     config = pretraining_config(method, seed, preset)
-    digest = _dict_digest(config.to_dict())
+    digest = pretraining_digest(config)
     out = Path(cache) / "pretrain" / f"{method}-seed{seed}-{digest}"
     cost_file, path = out / "cost.json", out / "backbone.pth"
     if not (path.is_file() and cost_file.is_file()):
@@ -552,7 +566,7 @@ def machine_description() -> str:
 def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
     """What a grid's rows depend on: the preset, the split and every pre-training config's digest (seed
     0's), as plain JSON values."""
-    digests = {m: _dict_digest(pretraining_config(m, 0, preset).to_dict()) for m in preset.methods
+    digests = {m: pretraining_digest(pretraining_config(m, 0, preset)) for m in preset.methods
                if m != "scratch"}
     spec = {"preset": asdict(preset), "split": split, "pretrain_config_digests": digests}
     return json.loads(json.dumps(spec))

@@ -341,7 +341,11 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   "each method saw in it.",
                   f"- Fine-tuning: every method {_steps_text(p)} of `configs/finetune/"
                   f"{p['finetune_config']}.yaml` ({', '.join(p['finetune_overrides']) or 'no overrides'}); "
-                  "the step count was picked on the validation rooms (`downstream_convergence.md`).",
+                  "the step count was picked on the validation rooms (`downstream_convergence.md`)"
+                  + "".join(f"; at {short_level(pr, lv)} only {', '.join(ms)} (the full-data ceiling of the "
+                            "sanity checks, not a comparison)"
+                            for pr, lv, ms in p.get("finetune_methods_at", ()))
+                  + ".",
                   "- Linear probe: the same full-batch probe for every method (`optim.probe_*` of the "
                   "fine-tuning config).", ""]
     lines += _cost_lines(costs or {}, rows, preset)

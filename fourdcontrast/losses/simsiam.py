@@ -30,7 +30,9 @@ __all__ = [
     "loss_3d",
     "loss_3d4d",
     "loss_4d",
+    "PAIR_CHUNK",
     "negative_cosine_similarity",
+    "pair_dot",
     "reduce_groups",
     "simsiam_loss",
     "total_loss",
@@ -59,6 +61,10 @@ W3D4D: float = 1.0
 
 W4D: float = 1.0
 """Weight w4D of L4D in Eq. 9; the paper leaves the weights open, 1 is our choice."""
+
+PAIR_CHUNK: int = 65_536
+"""Correspondences gathered at a time by :func:`pair_dot` (the ``fused`` path of the losses): its
+temporary rows take ``PAIR_CHUNK × C`` floats (24 MiB at C = 96), whatever the number of pairs."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,6 +112,63 @@ def negative_cosine_similarity(p: Tensor, z: Tensor) -> Tensor:
     if p.shape != z.shape:
         raise ValueError(f"p and z must have the same shape, got {tuple(p.shape)} and {tuple(z.shape)}")
     return -(F.normalize(p, dim=1, eps=COSINE_EPS) * F.normalize(z, dim=1, eps=COSINE_EPS)).sum(1)
+
+
+class _PairDot(torch.autograd.Function):
+    """``(x[a] * y[b]).sum(1)`` in chunks of :data:`PAIR_CHUNK` rows, keeping only x, y and the indices
+    for the backward (autograd would keep the gathered (K, C) rows)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, a: Tensor, b: Tensor, chunk: int) -> Tensor:
+        out = torch.empty(a.shape[0], dtype=torch.result_type(x, y), device=x.device)
+        for s in range(0, a.shape[0], chunk):
+            out[s:s + chunk] = (x[a[s:s + chunk]] * y[b[s:s + chunk]]).sum(1)
+        ctx.save_for_backward(x, y, a, b)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, y, a, b = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad[:2]
+        gx = torch.zeros_like(x) if need_x else None
+        gy = torch.zeros_like(y) if need_y else None
+        for s in range(0, a.shape[0], ctx.chunk):
+            g, ia, ib = grad[s:s + ctx.chunk, None], a[s:s + ctx.chunk], b[s:s + ctx.chunk]
+            if need_x:
+                gx.index_add_(0, ia, (g * y[ib]).to(gx.dtype))
+            if need_y:
+                gy.index_add_(0, ib, (g * x[ia]).to(gy.dtype))
+        return gx, gy, None, None, None
+
+
+def pair_dot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, chunk: int | None = None) -> Tensor:
+    """Row dot products ``(x[a] * y[b]).sum(1)`` of K correspondences, computed ``chunk`` rows at a time.
+
+    Equal to the gathered expression (the same products and sums, row by row; gradients to rounding), but
+    the backward keeps x and y (N rows) instead of the gathered copies (K rows each): the memory of the
+    ``fused`` losses. Gradients flow into x and y unless they are detached.
+
+    Args:
+        x: (N, C) float.
+        y: (M, C) float, same C.
+        a: (K,) integer rows of x.
+        b: (K,) integer rows of y.
+        chunk: rows gathered at a time (None: :data:`PAIR_CHUNK`).
+
+    Returns:
+        (K,) float.
+    """
+    chunk = PAIR_CHUNK if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return _PairDot.apply(x, y, a, b, chunk)
+
+
+def _unit(x: Tensor) -> Tensor:
+    """Rows scaled to unit length as :func:`negative_cosine_similarity` does (norms clamped at
+    :data:`COSINE_EPS`)."""
+    return F.normalize(x, dim=1, eps=COSINE_EPS)
 
 
 def simsiam_loss(p1: Tensor, z1: Tensor, p2: Tensor, z2: Tensor, stop_gradient: bool = True) -> Tensor:
@@ -198,14 +261,21 @@ def reduce_groups(
     return total / sequence_starts.sum()
 
 
-def _symmetric_pair_loss(p: Tensor, z: Tensor, pairs: Tensor, stop_gradient: bool) -> Tensor:
-    """(K,) per pair ``½ D(p[a], SG z[b]) + ½ D(p[b], SG z[a])`` — the summand of Eqs. 3 and 7."""
+def _symmetric_pair_loss(p: Tensor, z: Tensor, pairs: Tensor, stop_gradient: bool, fused: bool = False
+                         ) -> Tensor:
+    """(K,) per pair ``½ D(p[a], SG z[b]) + ½ D(p[b], SG z[a])`` — the summand of Eqs. 3 and 7.
+
+    ``fused``: the same values from rows normalised once per voxel and :func:`pair_dot` (no gathered
+    (K, C) rows kept for the backward)."""
     check_matrix("p", p)
     check_matrix("z", z)
     if p.shape != z.shape:
         raise ValueError(f"p and z must have the same (N, C) shape, got {tuple(p.shape)}, {tuple(z.shape)}")
     check_pairs(pairs)
     a, b = pairs[:, 0], pairs[:, 1]
+    if fused:
+        pu, zu = _unit(p), _unit(z.detach() if stop_gradient else z)
+        return -0.5 * pair_dot(pu, zu, a, b) - 0.5 * pair_dot(pu, zu, b, a)
     za, zb = z[a], z[b]
     if stop_gradient:
         za, zb = za.detach(), zb.detach()
@@ -221,6 +291,7 @@ def loss_3d(
     reduction: str = DEFAULT_REDUCTION,
     stop_gradient: bool = True,
     weights: Tensor | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """L3D, Eqs. 3–4: inter-frame spatial correspondence between 3D features.
 
@@ -236,6 +307,8 @@ def loss_3d(
         reduction: see :func:`reduce_groups`.
         stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
         weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
+        fused: compute the pairs' cosines with :func:`pair_dot` from rows normalised once per voxel: the
+            same loss, without the gathered (K, C) rows in memory (``model.fused_pair_losses``).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -243,7 +316,7 @@ def loss_3d(
     Raises:
         ValueError: on mismatched shapes.
     """
-    values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
+    values = _symmetric_pair_loss(p, z, pairs, stop_gradient, fused)
     return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
@@ -256,6 +329,7 @@ def loss_4d(
     reduction: str = DEFAULT_REDUCTION,
     stop_gradient: bool = True,
     weights: Tensor | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """L4D, Eqs. 7–8: the form of Eq. 3 on 4D features of one point at two time steps.
 
@@ -271,6 +345,8 @@ def loss_4d(
         reduction: see :func:`reduce_groups`.
         stop_gradient: detach z (the paper); False is the no-stop-gradient ablation.
         weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
+        fused: compute the pairs' cosines with :func:`pair_dot` from rows normalised once per voxel: the
+            same loss, without the gathered (K, C) rows in memory (``model.fused_pair_losses``).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -278,7 +354,7 @@ def loss_4d(
     Raises:
         ValueError: on mismatched shapes.
     """
-    values = _symmetric_pair_loss(p, z, pairs, stop_gradient)
+    values = _symmetric_pair_loss(p, z, pairs, stop_gradient, fused)
     return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
@@ -294,6 +370,7 @@ def loss_3d4d(
     stop_gradient: bool = True,
     direction: str = "paper",
     weights: Tensor | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """L3D4D, Eqs. 5–6: spatio-temporal correspondence between a 3D voxel and its 4D voxel.
 
@@ -320,6 +397,7 @@ def loss_3d4d(
             ablation.
         direction: ``"paper"`` or ``"simsiam"`` (above).
         weights: optional (K,) per-pair weights of the group means (:func:`reduce_groups`).
+        fused: as in :func:`loss_3d` (same loss, no gathered rows kept).
 
     Returns:
         Scalar in [−1, 1] with ``"mean"``.
@@ -339,6 +417,13 @@ def loss_3d4d(
     if direction not in EQ5_DIRECTIONS:
         raise ValueError(f"direction must be one of {EQ5_DIRECTIONS}, got {direction!r}")
     a, w = pairs[:, 0], pairs[:, 1]
+    if fused:
+        if stop_gradient and direction == "paper":
+            p3, p4 = p3.detach(), p4.detach()
+        elif stop_gradient:
+            z3, z4 = z3.detach(), z4.detach()
+        values = -0.5 * pair_dot(_unit(p3), _unit(z4), a, w) - 0.5 * pair_dot(_unit(p4), _unit(z3), w, a)
+        return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
     p3a, p4w, z3a, z4w = p3[a], p4[w], z3[a], z4[w]
     if stop_gradient and direction == "paper":
         p3a, p4w = p3a.detach(), p4w.detach()

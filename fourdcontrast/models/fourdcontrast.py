@@ -117,6 +117,9 @@ class MethodConfig:
             checkpointing): ``"none"``, ``"all-but-dec4"``, ``"all"``, ``"decoder"``... or stage names
             joined by commas (``"dec3,dec4"``; :data:`~fourdcontrast.models.resunet.STAGES`).
         compact_maps: the U-Nets' submanifold kernel maps store half their offsets (mirrored maps).
+        fused_pair_losses: the SimSiam terms compute each pair's cosine from rows normalised once per voxel
+            (:func:`~fourdcontrast.losses.pair_dot`), keeping no gathered (K, C) pair rows for the backward
+            (less memory, the same loss; default False). SimSiam losses only.
     """
 
     framework: str = "simsiam"
@@ -146,6 +149,7 @@ class MethodConfig:
     checkpoint_3d: str = "none"
     checkpoint_4d: str = "none"
     compact_maps: bool = False
+    fused_pair_losses: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -432,7 +436,7 @@ class FourDContrast(nn.Module):
     def _simsiam_terms(self, out, batch, z3, p3, z4, p4, generator) -> None:
         c = self.config
         n_pairs = batch.length * (batch.length - 1) // 2
-        common = dict(reduction=c.reduction, stop_gradient=c.stop_gradient)
+        common = dict(reduction=c.reduction, stop_gradient=c.stop_gradient, fused=c.fused_pair_losses)
         o3, o4 = batch.object_3d, batch.object_4d
         if self.motion_aware and o3 is None:
             raise ValueError("motion-aware pair sampling needs batch.object_3d / object_4d "

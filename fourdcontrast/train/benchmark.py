@@ -26,6 +26,7 @@ MinkowskiEngine figures :data:`MINKOWSKI_BACKBONE_MIB` records.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -55,9 +56,19 @@ BACKBONE_SWITCHES: dict[str, dict] = {
     "recompute+compact+ckpt-all-but-dec4": {"recompute_activations": True, "compact_maps": True,
                                             "checkpoint": "all-but-dec4"},
     "recompute+compact+ckpt-all": {"recompute_activations": True, "compact_maps": True, "checkpoint": "all"},
+    "fused-loss": {"fused_pair_losses": True},
+    "recompute+compact+ckpt-all+fused-loss": {"recompute_activations": True, "compact_maps": True,
+                                              "checkpoint": "all", "fused_pair_losses": True},
 }
-"""Named settings of the activation-memory switches (:class:`~fourdcontrast.models.resunet.MemoryOptions`
-fields; ``--backbone`` uses them as they are)."""
+"""Named settings of the activation-memory switches: :class:`~fourdcontrast.models.resunet.MemoryOptions`
+fields (``--backbone`` uses them as they are) and ``fused_pair_losses`` (``model.fused_pair_losses``: the
+losses, so a pre-training step only; ``--backbone`` ignores it)."""
+
+
+def _unet_options(name: str) -> dict:
+    """The U-Net part of the switch setting ``name`` (for
+    :func:`~fourdcontrast.models.resunet.memory_options`)."""
+    return {k: v for k, v in BACKBONE_SWITCHES[name].items() if k != "fused_pair_losses"}
 
 
 def switch_overrides(name: str) -> list[str]:
@@ -67,7 +78,8 @@ def switch_overrides(name: str) -> list[str]:
     checkpoint = options.get("checkpoint", "none")
     return [f"model.recompute_activations={str(options.get('recompute_activations', False)).lower()}",
             f"model.compact_maps={str(options.get('compact_maps', False)).lower()}",
-            f"model.checkpoint_3d={checkpoint}", f"model.checkpoint_4d={checkpoint}"]
+            f"model.checkpoint_3d={checkpoint}", f"model.checkpoint_4d={checkpoint}",
+            f"model.fused_pair_losses={str(options.get('fused_pair_losses', False)).lower()}"]
 
 
 SWITCHES: dict[str, list[str]] = {name: switch_overrides(name) for name in BACKBONE_SWITCHES}
@@ -168,7 +180,7 @@ def measure_backbone(config: str, switches: str, repeats: int = 1) -> dict:
     from fourdcontrast.sparse.benchmark import _build, _forward_backward, _make_input
 
     model, coords = _build(config, "torch")
-    model.memory = memory_options(BACKBONE_SWITCHES[switches])
+    model.memory = memory_options(_unet_options(switches))
     model.train()
     x = _make_input("torch", coords)
     first, peak, _, _ = _forward_backward(model, x)
@@ -202,7 +214,9 @@ def measure_interleaved(preset: str, batch_size: int, switches: list[str], round
 
     def step(name: str) -> float:
         for encoder in encoders:
-            encoder.memory = memory_options(BACKBONE_SWITCHES[name])
+            encoder.memory = memory_options(_unet_options(name))
+        model.config = dataclasses.replace(
+            model.config, fused_pair_losses=BACKBONE_SWITCHES[name].get("fused_pair_losses", False))
         t = time.perf_counter()
         model(batch)["loss"].backward()
         optimizer.step()
@@ -331,7 +345,7 @@ def run_backbone(config: str, switches: list[str] | None = None, repeats: int = 
     """The U-Net alone (``--backbone``) with each of ``switches`` (keys of :data:`BACKBONE_SWITCHES`),
     each in a fresh worker process."""
     rows = []
-    for name in switches or list(BACKBONE_SWITCHES):
+    for name in switches or [n for n, o in BACKBONE_SWITCHES.items() if "fused_pair_losses" not in o]:
         logger.info("measuring the backbone %s (%s)...", config, name)
         row = _run_worker(["--worker-kind", "backbone", "--backbone", config, "--switch", name,
                            "--steps", str(repeats)], timeout)

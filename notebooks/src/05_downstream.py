@@ -282,8 +282,8 @@ show_tables(grid_rows, "run here")
 # Table 2, plus 4DContrast as the paper prints it, **pre-trained once per seed** under the same time budget
 # (the cost table says how many steps, sequences and frames each saw in it), scratch a different random
 # network per seed; linear probes at every level and fine-tuning — with step counts picked per level on the
-# validation rooms — at the primary levels (1 % of the scenes, 20 points per scene) and at 100 % of the
-# scenes; everything evaluated once on the test rooms.
+# validation rooms — at the primary levels (1 % of the scenes, 20 points per scene), and for scratch at 100 %
+# of the scenes (the full-data ceiling); everything evaluated once on the test rooms.
 # Each finished run is appended to `benchmarks/results/downstream.csv`, so the committed file can be
 # partial. Below, whatever was committed when this notebook was built; a CSV of the **earlier format** (one
 # pre-training per method, 40 fine-tuning steps, written before issue 19) is shown with that label, since
@@ -320,7 +320,7 @@ if rows:
     show_tables(rows, label)
 else:
     print("no committed benchmark results at build time: `fourdcontrast benchmark downstream --preset cpu "
-          "--jobs 2` makes them (about 3 hours on 2 cores; it resumes)")
+          "--jobs 2` makes them (about 2 hours on 2 cores; it resumes)")
 
 # %% [markdown]
 # ## 4. Predictions against the ground truth
@@ -410,9 +410,9 @@ print(f"\nthe single fine-tuning of section 2 ({PRESET['points']} pts/scene, {le
 #
 # * The paper's gains (+2.0 mIoU with all of ScanNet, Table 2; +1.4 at 1 % of the scenes and up to +8.6 at
 #   10 %, Table 6) come from 50K pre-training steps of MinkUNet34 at 2 cm on 1201 real scans, and 10K–15K
-#   fine-tuning steps of batch 48 or 6. The CPU preset pre-trains a 2 M-parameter U-Net at 10 cm for ten CPU
-#   minutes on a few procedural rooms and fine-tunes for the step count picked on the validation rooms. A
-#   difference whose paired 95 % interval includes 0 is no evidence either way.
+#   fine-tuning steps of batch 48 or 6. The CPU preset pre-trains a 2 M-parameter U-Net at 10 cm for 300 CPU
+#   seconds (five minutes of one core) on a few procedural rooms and fine-tunes for the step count picked on
+#   the validation rooms. A difference whose paired 95 % interval includes 0 is no evidence either way.
 # * The linear probe isolates the features; fine-tuning can wash a weak initialisation out (or not have time
 #   to use a good one). The paper reports fine-tuning only.
 # * What the toolkit makes possible is to ask the question properly at any scale: the same protocol, rules

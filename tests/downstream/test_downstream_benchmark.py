@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -85,7 +86,11 @@ def test_pretraining_configs_are_seeded_budgeted_and_keyed(tmp_path, monkeypatch
     assert b0.path.parent != b1.path.parent and b0.digest != b1.digest != pc.digest
     assert b0.path.parent.name.startswith("4dcontrast-seed0-")
     tiny_cfg = bm.pretraining_config("4dcontrast", 0, TINY)
-    assert b0.path.parent.name.endswith(bm._dict_digest(tiny_cfg.to_dict()))
+    assert b0.path.parent.name.endswith(bm.pretraining_digest(tiny_cfg))
+    # the key ignores result-neutral switches added after the first caches, not anything else
+    fused = dataclasses.replace(tiny_cfg, model={**tiny_cfg.model, "fused_pair_losses": True})
+    other = dataclasses.replace(tiny_cfg, model={**tiny_cfg.model, "feature_dim": 16})
+    assert bm.pretraining_digest(fused) == bm.pretraining_digest(tiny_cfg) != bm.pretraining_digest(other)
     assert b0.cost["steps"] == 7 and b0.cost["budget_used_s"] == 4.5
     batch = tiny_cfg.data.batch_size
     assert b0.cost["sequences"] == 7 * batch and b0.cost["frames"] == 7 * batch * tiny_cfg.data.length

@@ -320,21 +320,26 @@ def test_checkpointed_stages_keep_only_their_inputs():
     assert checkpointed < plain / 3
 
 
-def test_meta_architecture_with_switches_gives_the_unswitched_loss_and_gradients():
-    """The pre-training model (both U-Nets, heads, losses) with every switch on: the same loss, the same
-    gradient for every parameter (float64), and the switches reach both U-Nets from MethodConfig."""
+def test_meta_architecture_with_switches_gives_the_unswitched_loss_and_gradients(monkeypatch):
+    """The pre-training model (both U-Nets, heads, losses) with every switch on (the fused pair losses
+    too): the same loss, the same gradient for every parameter (float64), and the switches reach both
+    U-Nets from MethodConfig."""
     import dataclasses
 
     from batches import sequence_batch
 
+    import fourdcontrast.losses.simsiam as simsiam
     from fourdcontrast.models.fourdcontrast import FourDContrast, method_config
 
+    fused_calls = []
+    pair_dot = simsiam.pair_dot
+    monkeypatch.setattr(simsiam, "pair_dot", lambda *a, **k: fused_calls.append(1) or pair_dot(*a, **k))
     batch = sequence_batch(2)
     batch = dataclasses.replace(batch, feats_3d=batch.feats_3d.double(), feats_4d=batch.feats_4d.double())
     small = dict(backbone_3d="MinkUNet14A", backbone_4d="MinkUNet14A", feature_dim=16)
     results = []
     every = {"recompute_activations": True, "compact_maps": True, "checkpoint_3d": "all-but-dec4",
-             "checkpoint_4d": "all"}
+             "checkpoint_4d": "all", "fused_pair_losses": True}
     for switches in ({}, every):
         torch.manual_seed(0)
         model = FourDContrast(method_config(**small, **switches)).double()
@@ -344,6 +349,7 @@ def test_meta_architecture_with_switches_gives_the_unswitched_loss_and_gradients
         out = model(batch, generator=torch.Generator().manual_seed(0))
         out["loss"].backward()
         results.append((out["loss"].detach(), {n: p.grad for n, p in model.named_parameters()}))
+        assert len(fused_calls) == (6 if switches else 0)  # two per SimSiam term when fused
     (loss_ref, grads_ref), (loss, grads) = results
     assert_close(loss, loss_ref)
     for name, g in grads_ref.items():

@@ -38,3 +38,14 @@ def test_interleaved_timing_takes_every_setting_each_round():
     assert all(len(ts) == 2 and min(ts) > 0 for ts in result["times_s"].values())
     table = format_interleaved(result)
     assert "| none |" in table and "| ckpt-all |" in table and "2 rounds" in table
+
+
+def test_the_fused_loss_setting_switches_the_losses_and_keeps_the_loss():
+    """``fused-loss`` sets ``model.fused_pair_losses`` (every other setting turns it off); on the paper's
+    SimSiam losses the step's loss is the unswitched one."""
+    assert "model.fused_pair_losses=true" in SWITCHES["fused-loss"]
+    assert "model.fused_pair_losses=false" in SWITCHES["recompute"]
+    rows = run_benchmark("cpu-small", batch=1, steps=0, engines=["torch"],
+                         overrides=[*TINY, "method=4dcontrast"], switches=["none", "fused-loss"])
+    assert [r["switches"] for r in rows] == ["none", "fused-loss"]
+    assert abs(rows[0]["loss"] - rows[1]["loss"]) < 1e-5
