@@ -20,6 +20,15 @@ def test_paper_config_holds_the_papers_numbers():
     assert (c.optim.lr, c.optim.lr_decay, c.optim.lr_decay_every, c.optim.steps) == (0.25, 0.99, 1000, 50_000)
 
 
+def test_paper_4d_2cm_is_the_paper_with_the_4d_unet_at_2cm_and_every_memory_switch():
+    paper, full = load_config("paper").to_dict(), load_config("paper-4d-2cm").to_dict()
+    switches = {"recompute_activations": True, "compact_maps": True, "checkpoint_3d": "all",
+                "checkpoint_4d": "all", "fused_pair_losses": True}
+    assert full["data"] == {**paper["data"], "voxel_size_4d": 0.02}
+    assert full["model"] == {**paper["model"], **switches}
+    assert all(full[k] == paper[k] for k in ("method", "optim", "run"))
+
+
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_loads(path):
     config = load_config(path)
