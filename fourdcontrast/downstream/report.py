@@ -205,19 +205,25 @@ def sanity_checks(rows: list[dict], metric: str = "miou") -> list[SanityCheck]:
              for k, lin in pairs if s[k]["mean"] < lin["mean"]]
     checks.append(SanityCheck(
         "fine-tuning ≥ linear probe", None if not pairs else not fails,
-        f"{len(pairs) - len(fails)} of {len(pairs)} method × level cells" + (
+        f"holds in {len(pairs) - len(fails)} of {len(pairs)} method × level cells" + (
             "; below the probe: " + "; ".join(fails) if fails else "")))
+    ceiling = s.get(("finetune", "scenes", 1.0, "scratch"))
     for protocol in ("scenes", "points"):
         pts = sorted((k[2], e["mean"]) for k, e in s.items()
                      if k[0] == "finetune" and k[1] == protocol and k[3] == "scratch")
-        drops = [f"{short_level(protocol, a)} {ma:.1f} → {short_level(protocol, b)} {mb:.1f}"
+        if protocol == "points" and pts and ceiling is not None:
+            pts.append((math.inf, ceiling["mean"]))  # every point labelled: 100 % of the scenes
+
+        def name(lv, protocol=protocol):
+            return "all points" if math.isinf(lv) else short_level(protocol, lv)
+
+        drops = [f"{name(a)} {ma:.1f} → {name(b)} {mb:.1f}"
                  for (a, ma), (b, mb) in zip(pts, pts[1:], strict=False) if mb < ma]
         checks.append(SanityCheck(
             f"scratch fine-tuned: more {'scenes' if protocol == 'scenes' else 'labelled points'} ≥ fewer",
             None if len(pts) < 2 else not drops,
-            " → ".join(f"{short_level(protocol, lv)} {m:.1f}" for lv, m in pts) + (
+            " → ".join(f"{name(lv)} {m:.1f}" for lv, m in pts) + (
                 "; drops: " + "; ".join(drops) if drops else "")))
-    ceiling = s.get(("finetune", "scenes", 1.0, "scratch"))
     checks.append(SanityCheck(
         "full-data ceiling reported", True if ceiling is not None else None,
         "scratch fine-tuned on 100 % of the scenes: " + (

@@ -207,6 +207,8 @@ def test_markdown_declares_the_primary_comparisons_before_any_number_and_checks_
     cells[("finetune", "scenes", 1.0, "scratch")] = [0.2, 0.2, 0.2]  # less than at 1 %
     checks = {c.name: c for c in sanity_checks(_rows(cells))}
     assert not checks["scratch fine-tuned: more scenes ≥ fewer"].passed
+    points = checks["scratch fine-tuned: more labelled points ≥ fewer"]  # 20 pts (36 %) vs all points (20 %)
+    assert points.passed is False and "20 pts 36.0 → all points 20.0" in points.detail
     assert "Holm" in text
 
 
