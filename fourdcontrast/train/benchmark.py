@@ -57,6 +57,7 @@ BACKBONE_SWITCHES: dict[str, dict] = {
                                             "checkpoint": "all-but-dec4"},
     "recompute+compact+ckpt-all": {"recompute_activations": True, "compact_maps": True, "checkpoint": "all"},
     "fused-loss": {"fused_pair_losses": True},
+    "ckpt-all+fused-loss": {"checkpoint": "all", "fused_pair_losses": True},
     "recompute+compact+ckpt-all+fused-loss": {"recompute_activations": True, "compact_maps": True,
                                               "checkpoint": "all", "fused_pair_losses": True},
 }

@@ -1,0 +1,78 @@
+"""Compose ``benchmarks/results/pretrain_step_memory_cpu.{md,json}`` (issue 21) from the JSON files the
+runs named in that markdown wrote with ``--json outputs/mem21/NAME.json`` (a missing one leaves its section
+out)::
+
+    python benchmarks/pretrain_step_memory_report.py
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+from fourdcontrast.train.benchmark import format_backbone, format_interleaved, format_report
+
+RUNS = Path("outputs/mem21")
+RESULTS = Path("benchmarks/results")
+STEP = "python benchmarks/pretrain_step.py"
+
+SUMMARY = """**Summary.** The paper step (MinkUNet34 3D at 2 cm on 4 frames + MinkUNet14 4D at 5 cm) needs
+6.18 GiB per sequence unswitched and **2.13 GiB** with all four switches (batch 2; 2.25 at batch 1), at
+**1.30×** the unswitched step time interleaved (`ckpt-all+fused-loss`: 2.71 GiB at 1.29×). **4 sequences ×
+4 frames take 10.9 GiB** (three switches). The 4D U-Net at 2 cm alone: 1.38–1.45 GiB, 0.43–0.47×
+MinkowskiEngine's recorded 3.06–3.21 GiB. The paper step with the 4D U-Net at 2 cm (`paper-4d-2cm`): 8.60 →
+2.98 GiB per sequence (1.20× the time)."""
+
+SETTING = """On 2026-12-02, a 2-vCPU {cpu} VM (Sapphire Rapids, AMX / AVX-512 BF16), 24 GiB, torch 2.13 CPU
+with our native kernels, **one thread per process** (`OMP_NUM_THREADS=1`), made with
+`benchmarks/pretrain_step.py` (the command above each table). The machine was shared all the time with the
+downstream grid (2 processes) and a pre-training study (1 process), so the seconds are several times an idle
+core's and vary from run to run: the **memory** figures are exact (the resident-set high-water mark each
+setting's first step adds, in a fresh process of its own), the time ratios of the separate runs are rough,
+and the interleaved run (every setting in turn in one process) is the fair time comparison. MinkowskiEngine
+was not built on this VM this session: its figures are the recorded ones (`MINKOWSKI_BACKBONE_MIB`, and 13.3
+GiB for the paper step at batch 2 in `pretrain_step_paper_cpu.md`)."""
+
+SECTIONS = [  # (run name, title, command arguments, formatter)
+    ("paper_b2", "The paper step, batch 2, each switch (time: the one step each setting ran)",
+     "--preset paper --batch 2 --engines torch --steps 0 --switches none,recompute,compact,ckpt-all,"
+     "fused-loss,recompute+compact+ckpt-all,recompute+compact+ckpt-all+fused-loss", format_report),
+    ("paper_b4", "4 sequences × 4 frames in 24 GiB (unswitched: OOM-killed at ~25 GiB before)",
+     "--preset paper --batch 4 --engines torch --steps 1 --switches recompute+compact+ckpt-all",
+     format_report),
+    ("paper_b1_ckpt_fused", "The paper step at batch 1: checkpointing + fused losses, with and without "
+     "recomputation (a less loaded moment)", "--preset paper --batch 1 --engines torch --steps 0 --switches "
+     "none,ckpt-all+fused-loss,recompute+compact+ckpt-all+fused-loss", format_report),
+    ("paper_interleave2", "Step time, interleaved (the fair comparison)", "--preset paper --batch 1 "
+     "--interleave 2 --switches none,ckpt-all+fused-loss,recompute+compact+ckpt-all+fused-loss",
+     format_interleaved),
+    ("paper_interleave", "Step time, interleaved: an earlier single round under heavier load (load 4)",
+     "--preset paper --batch 1 --interleave 1 --switches none,recompute+compact+ckpt-all+fused-loss",
+     format_interleaved),
+    ("bb4d2cm", "The 4D U-Net at 2 cm alone (the engine benchmark's MinkUNet14-4D-2cm: 4 frames)",
+     "--backbone MinkUNet14-4D-2cm --steps 1 --backbone-switches "
+     "none,recompute+compact+ckpt-all-but-dec4,recompute+compact+ckpt-all", format_backbone),
+    ("paper4d2cm_b1", "The paper step with the 4D U-Net at 2 cm (`configs/pretrain/paper-4d-2cm.yaml`), "
+     "batch 1", "--preset paper-4d-2cm --batch 1 --engines torch --steps 0 --switches "
+     "none,recompute+compact+ckpt-all+fused-loss", format_report),
+]
+
+
+def main() -> None:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "CPU")
+    md = ["# Memory of the paper-size pre-training step: the activation-memory switches (issue 21)", "",
+          " ".join(SUMMARY.split()), "", " ".join(SETTING.format(cpu=cpu).split()), ""]
+    results = {}
+    for name, title, args, formatter in SECTIONS:
+        path = RUNS / f"{name}.json"
+        if not path.is_file():
+            continue
+        results[name] = json.loads(path.read_text())
+        md += [f"## {title}", "", f"`{STEP} {args}`", "", formatter(results[name]), ""]
+    (RESULTS / "pretrain_step_memory_cpu.md").write_text("\n".join(md))
+    (RESULTS / "pretrain_step_memory_cpu.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
