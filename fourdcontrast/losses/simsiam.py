@@ -89,6 +89,11 @@ def _check_groups(groups: Tensor, k: int, groups_per_sequence: int) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _unit(x: Tensor) -> Tensor:
+    """Rows scaled to unit length, norms clamped at :data:`COSINE_EPS` (the normalisation of D)."""
+    return F.normalize(x, dim=1, eps=COSINE_EPS)
+
+
 def negative_cosine_similarity(p: Tensor, z: Tensor) -> Tensor:
     """D of Eq. 1, row by row: ``D(p, z) = −(p / ‖p‖₂) · (z / ‖z‖₂)``.
 
@@ -111,7 +116,7 @@ def negative_cosine_similarity(p: Tensor, z: Tensor) -> Tensor:
     check_float("z", z)
     if p.shape != z.shape:
         raise ValueError(f"p and z must have the same shape, got {tuple(p.shape)} and {tuple(z.shape)}")
-    return -(F.normalize(p, dim=1, eps=COSINE_EPS) * F.normalize(z, dim=1, eps=COSINE_EPS)).sum(1)
+    return -(_unit(p) * _unit(z)).sum(1)
 
 
 class _PairDot(torch.autograd.Function):
@@ -163,12 +168,6 @@ def pair_dot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, chunk: int | None = Non
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     return _PairDot.apply(x, y, a, b, chunk)
-
-
-def _unit(x: Tensor) -> Tensor:
-    """Rows scaled to unit length as :func:`negative_cosine_similarity` does (norms clamped at
-    :data:`COSINE_EPS`)."""
-    return F.normalize(x, dim=1, eps=COSINE_EPS)
 
 
 def simsiam_loss(p1: Tensor, z1: Tensor, p2: Tensor, z2: Tensor, stop_gradient: bool = True) -> Tensor:
@@ -273,13 +272,12 @@ def _symmetric_pair_loss(p: Tensor, z: Tensor, pairs: Tensor, stop_gradient: boo
         raise ValueError(f"p and z must have the same (N, C) shape, got {tuple(p.shape)}, {tuple(z.shape)}")
     check_pairs(pairs)
     a, b = pairs[:, 0], pairs[:, 1]
-    if fused:
-        pu, zu = _unit(p), _unit(z.detach() if stop_gradient else z)
-        return -0.5 * pair_dot(pu, zu, a, b) - 0.5 * pair_dot(pu, zu, b, a)
-    za, zb = z[a], z[b]
     if stop_gradient:
-        za, zb = za.detach(), zb.detach()
-    return 0.5 * negative_cosine_similarity(p[a], zb) + 0.5 * negative_cosine_similarity(p[b], za)
+        z = z.detach()
+    if fused:  # each tensor normalised once, shared by both halves
+        pu, zu = _unit(p), _unit(z)
+        return -0.5 * pair_dot(pu, zu, a, b) - 0.5 * pair_dot(pu, zu, b, a)
+    return 0.5 * negative_cosine_similarity(p[a], z[b]) + 0.5 * negative_cosine_similarity(p[b], z[a])
 
 
 def loss_3d(
@@ -417,19 +415,15 @@ def loss_3d4d(
     if direction not in EQ5_DIRECTIONS:
         raise ValueError(f"direction must be one of {EQ5_DIRECTIONS}, got {direction!r}")
     a, w = pairs[:, 0], pairs[:, 1]
-    if fused:
-        if stop_gradient and direction == "paper":
-            p3, p4 = p3.detach(), p4.detach()
-        elif stop_gradient:
-            z3, z4 = z3.detach(), z4.detach()
-        values = -0.5 * pair_dot(_unit(p3), _unit(z4), a, w) - 0.5 * pair_dot(_unit(p4), _unit(z3), w, a)
-        return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
-    p3a, p4w, z3a, z4w = p3[a], p4[w], z3[a], z4[w]
     if stop_gradient and direction == "paper":
-        p3a, p4w = p3a.detach(), p4w.detach()
+        p3, p4 = p3.detach(), p4.detach()
     elif stop_gradient:
-        z3a, z4w = z3a.detach(), z4w.detach()
-    values = 0.5 * negative_cosine_similarity(p3a, z4w) + 0.5 * negative_cosine_similarity(p4w, z3a)
+        z3, z4 = z3.detach(), z4.detach()
+    if fused:
+        values = -0.5 * pair_dot(_unit(p3), _unit(z4), a, w) - 0.5 * pair_dot(_unit(p4), _unit(z3), w, a)
+    else:
+        d = negative_cosine_similarity
+        values = 0.5 * d(p3[a], z4[w]) + 0.5 * d(p4[w], z3[a])
     return reduce_groups(values, groups, groups_per_sequence, reduction, weights)
 
 
