@@ -152,13 +152,12 @@ def measure(preset: str, engine: str, batch_size: int, steps: int, device: str, 
     }
 
 
-def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrides: list[str]) -> dict:
-    """The saved-tensor breakdown of the unswitched forward (runs in the worker process): bytes by
-    ``"stage|kind"``, kernel maps by stage, the workspace, and the batch size."""
+def _unswitched_step_inputs(preset: str, batch_size: int, weights: str | None, overrides: list[str]):
+    """(config, model, batch) of one step of ``preset`` with every memory switch off: the model seeded with
+    ``run.seed`` (or loaded from ``weights``), one collated batch of ``batch_size`` sequences."""
     from fourdcontrast.data.dataset import collate_sequences
     from fourdcontrast.models.fourdcontrast import FourDContrast
     from fourdcontrast.train.config import load_config
-    from fourdcontrast.train.memory import saved_memory
     from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
 
     config = load_config(preset, [*overrides, *SWITCHES["none"], f"data.batch_size={batch_size}"])
@@ -168,6 +167,15 @@ def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrid
     model = FourDContrast(config.method_config())
     if weights:
         model.load_state_dict(torch.load(weights, weights_only=True))
+    return config, model, batch
+
+
+def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrides: list[str]) -> dict:
+    """The saved-tensor breakdown of the unswitched forward (runs in the worker process): bytes by
+    ``"stage|kind"``, kernel maps by stage, the workspace, and the batch size."""
+    from fourdcontrast.train.memory import saved_memory
+
+    _, model, batch = _unswitched_step_inputs(preset, batch_size, weights, overrides)
     breakdown, _ = saved_memory(model, batch)
     return {"preset": preset, "batch": batch_size,
             "saved": {f"{s}|{k}": n for (s, k), n in breakdown.saved.items()},
@@ -196,19 +204,9 @@ def measure_interleaved(preset: str, batch_size: int, switches: list[str], round
     """Step times of the switch settings taken in turn, round after round, in one process on one batch
     (runs in the worker process): every setting sees the same load, which a shared machine does not
     hold steady from one process to the next. One untimed step per setting first."""
-    from fourdcontrast.data.dataset import collate_sequences
-    from fourdcontrast.models.fourdcontrast import FourDContrast
     from fourdcontrast.models.resunet import memory_options
-    from fourdcontrast.train.config import load_config
-    from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
 
-    config = load_config(preset, [*overrides, *SWITCHES["none"], f"data.batch_size={batch_size}"])
-    data = ReplacingDataset(make_dataset(config))
-    batch = collate_sequences([data[i][0] for i in range(batch_size)])
-    torch.manual_seed(config.run.seed)
-    model = FourDContrast(config.method_config())
-    if weights:
-        model.load_state_dict(torch.load(weights, weights_only=True))
+    config, model, batch = _unswitched_step_inputs(preset, batch_size, weights, overrides)
     o = config.optim
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     encoders = [m for m in (model.encoder_3d, model.encoder_4d) if m is not None]
