@@ -22,6 +22,11 @@ Usage (resumable: finished runs are skipped, an interrupted pre-training resumes
     python benchmarks/pretrain_study.py run --arms all --seeds 0 1 2 --budget 90 --shard 1/2 &
     python benchmarks/pretrain_study.py report
 
+On a fresh clone (no run folders) ``restore`` first writes the committed CSV's rows back as the runs'
+``result.json`` files, so that new runs add to the committed ones instead of replacing them::
+
+    python benchmarks/pretrain_study.py restore
+
 Results: ``benchmarks/results/pretrain_study.{csv,md,png}`` (``report`` rebuilds them from the runs'
 ``result.json`` files under ``--out``).
 """
@@ -65,6 +70,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lr-0.1": (BASE, ("optim.lr=0.1",)),
     "lr-0.02": (BASE, ("optim.lr=0.02",)),
     "batch-6": (BASE, ("data.batch_size=6",)),
+    "crop-batch-8": (BASE, ("data.crop_size=3.0", "data.batch_size=8")),
     "motion": (BASE, ("model.background_pairs_per_group=256", "model.static_4d_pairs_per_group=32",
                       "model.object_pair_weight=4")),
     "no-4d-terms": (BASE, ("method=4d-data-3d3d",)),
@@ -78,6 +84,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
                                      "model.static_4d_pairs_per_group=32")),
     "simclr-hardest-motion": (BASE, ("method=simclr", "model.background_pairs_per_group=256",
                                      "model.static_4d_pairs_per_group=32")),
+    "simclr-infonce-motion-crop-batch-8": (BASE, ("method=simclr-infonce",
+                                                  "model.background_pairs_per_group=256",
+                                                  "model.static_4d_pairs_per_group=32", "data.crop_size=3.0",
+                                                  "data.batch_size=8")),
     "objects-2": (BASE, ("data.objects_per_sequence=2",)),
     "simclr-infonce-motion-objects-2": (BASE, ("method=simclr-infonce",
                                                "model.background_pairs_per_group=256",
@@ -238,6 +248,36 @@ def parse_arms(extra: list[str]) -> dict:
 
 
 # --- report ---------------------------------------------------------------------------------------
+INT_FIELDS = ("seed", "steps", "sequences", "frames")
+
+
+def restore_results(csv_path: Path, out: Path) -> list[Path]:
+    """Write every row of a committed ``pretrain_study.csv`` as the ``result.json`` of its run folder under
+    ``out/runs`` (only where none exists). The run folders are not committed, the CSV is: this lets a fresh
+    clone add seeds or arms and re-make the report without re-running what is already measured. Restored
+    runs have no checkpoint, so they cannot be resumed to a longer budget. Returns the files written."""
+    written = []
+    with open(csv_path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict = {}
+            for key, value in raw.items():
+                if key == "arm":
+                    row[key] = value
+                elif value in ("", None):
+                    row[key] = None
+                else:
+                    row[key] = int(float(value)) if key in INT_FIELDS else float(value)
+            path = out / "runs" / f"{row['arm']}-s{row['seed']}-b{row['budget_s']:g}" / "result.json"
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(row, indent=1))
+            os.replace(tmp, path)
+            written.append(path)
+    return written
+
+
 def read_results(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/result.json"))]
 
@@ -467,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report")
     rep.add_argument("--out", type=Path, default=DEFAULT_OUT)
     rep.add_argument("--budget", type=float, default=None)
+    res = sub.add_parser("restore", help="write the committed CSV's rows back as run results")
+    res.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    res.add_argument("--csv", type=Path, default=RESULTS / "pretrain_study.csv")
     cur = sub.add_parser("curves")
     cur.add_argument("--out", type=Path, default=DEFAULT_OUT)
     cur.add_argument("--arms", nargs="+", required=True)
@@ -476,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.command == "report":
         print(write_report(read_results(args.out), budget=args.budget))
+        return 0
+    if args.command == "restore":
+        print(f"{len(restore_results(args.csv, args.out))} results restored under {args.out / 'runs'}")
         return 0
     if args.command == "curves":
         print(write_curves(args.out, args.arms, args.seed, args.budget))

@@ -159,6 +159,41 @@ def subset_frame(frame: Frame, keep: np.ndarray) -> Frame:
     )
 
 
+def crop_sequence(sequence: Sequence, size: float) -> Sequence:
+    """``sequence`` cut to a vertical square prism of side ``size`` metres (all heights): the same box in
+    scene coordinates for every frame, so correspondences stay exact (a point is either in every frame's
+    crop or in none).
+
+    The box is centred (x, y) on the centroid of the moving object's points over all frames, so the motion
+    stays in the crop; a sequence without object points (static pairs) is centred on its first frame's
+    bounding box. A **deviation from the paper** (it trains on whole rooms), behind the switch
+    ``data.crop_size`` (default ``None``: no crop): smaller sequences let one step hold more of them, so
+    batch norm sees more rooms (issue 18's batch-variety switch).
+
+    Args:
+        sequence: the sequence (composed or augmented; frames in scene coordinates).
+        size: side of the square in metres (> 0).
+
+    Returns:
+        A new :class:`Sequence` whose frames keep the points inside the box (views and poses unchanged).
+
+    Raises:
+        ValueError: when ``size`` is not positive.
+    """
+    if not size > 0:
+        raise ValueError(f"crop size must be > 0 metres, got {size}")
+    moving = [f.points[f.source == SOURCE_OBJECT] for f in sequence.frames]
+    if sum(len(m) for m in moving):
+        centre = np.concatenate(moving).astype(np.float64).mean(axis=0)[:2]
+    else:
+        lo, hi = bounds(sequence.frames[0].points)
+        centre = (lo[:2] + hi[:2]) / 2
+    half = size / 2
+    frames = [subset_frame(f, (np.abs(f.points[:, :2] - centre.astype(np.float32)) <= half).all(axis=1))
+              for f in sequence.frames]
+    return _replace_frames(sequence, frames)
+
+
 def bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(3,) float64 minimum and maximum corners of (N, 3) points (column-wise: much faster than
     ``points.min(axis=0)`` on row-major data; one numba sweep when available)."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fourdcontrast.data.augment import crop_sequence
 from fourdcontrast.data.compose import add_moving_objects
 from fourdcontrast.data.correspondence import (
     DEFAULT_VOXEL_SIZE_3D,
@@ -63,6 +64,9 @@ class GeneratedSequenceDataset(Dataset):
             ``seed + j·EXTRA_OBJECT_SEED_STRIDE`` and is added by
             :func:`~fourdcontrast.data.compose.add_moving_objects`; an extra object whose trajectory
             cannot be generated is left out (the item then has fewer objects).
+        crop_size: side in metres of the square crop around the moving object applied to every
+            sequence before its correspondences (:func:`~fourdcontrast.data.augment.crop_sequence`;
+            default ``None``: whole rooms, the paper).
     """
 
     def __init__(
@@ -75,12 +79,14 @@ class GeneratedSequenceDataset(Dataset):
         voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
         voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
         objects_per_sequence: int = 1,
+        crop_size: float | None = None,
     ):
         if not scenes or not objects:
             raise ValueError("GeneratedSequenceDataset needs at least one scene and one object")
         if objects_per_sequence < 1:
             raise ValueError(f"objects_per_sequence must be >= 1, got {objects_per_sequence}")
         self.objects_per_sequence = objects_per_sequence
+        self.crop_size = crop_size
         self.scenes = list(scenes)
         self.objects = list(objects)
         self.config = GenerationConfig(trajectories_per_scene, length, seed)
@@ -116,6 +122,8 @@ class GeneratedSequenceDataset(Dataset):
             others.extend(more[:1])
         if others:
             seq = add_moving_objects(seq, others)
+        if self.crop_size is not None:
+            seq = crop_sequence(seq, self.crop_size)
         return Sample(seq, compute_correspondences(seq, self.voxel_size_3d, self.voxel_size_4d, cache))
 
 
@@ -125,6 +133,7 @@ class ShardDataset(Dataset):
     Args:
         directory: the ``--out`` folder (with ``manifest.json``).
         voxel_size_3d, voxel_size_4d: voxel sizes of the correspondences, metres.
+        crop_size: as for :class:`GeneratedSequenceDataset` (default ``None``: no crop).
 
     Raises:
         ValueError: when the folder has no manifest or a listed shard is missing.
@@ -135,6 +144,7 @@ class ShardDataset(Dataset):
         directory: str | Path,
         voxel_size_3d: float = DEFAULT_VOXEL_SIZE_3D,
         voxel_size_4d: float = DEFAULT_VOXEL_SIZE_4D,
+        crop_size: float | None = None,
     ):
         self.directory = Path(directory)
         path = self.directory / MANIFEST
@@ -148,6 +158,7 @@ class ShardDataset(Dataset):
                 raise ValueError(f"{self.directory / unit['shard']}: shard listed in the manifest is missing")
             self.index.extend((unit["shard"], k) for k in range(unit["sequences"]))
         self.voxel_size_3d, self.voxel_size_4d = voxel_size_3d, voxel_size_4d
+        self.crop_size = crop_size
         self._open: tuple[str, Shard, SceneCache] | None = None
 
     def __len__(self) -> int:
@@ -159,7 +170,7 @@ class ShardDataset(Dataset):
             shard = Shard(self.directory / name)
             self._open = (name, shard, prepare_scene_cache(shard.scene, self.voxel_size_4d))
         _, shard, cache = self._open
-        seq = shard[k]
+        seq = shard[k] if self.crop_size is None else crop_sequence(shard[k], self.crop_size)
         return Sample(seq, compute_correspondences(seq, self.voxel_size_3d, self.voxel_size_4d, cache))
 
 

@@ -51,6 +51,12 @@ class DataConfig:
         objects_per_sequence: moving objects per generated sequence (default 1, the paper's Sec. 3.3;
             more is a deviation, ``source: generated`` only; see
             :func:`~fourdcontrast.data.compose.add_moving_objects`).
+        crop_size: side in metres of a square crop (all heights) around the moving object, the same for
+            every frame of a sequence (default ``None``: whole rooms, the paper). A deviation for batch
+            variety: cropped sequences are smaller, so a step can hold more of them (raise
+            ``batch_size``) and batch norm sees more rooms; see
+            :func:`~fourdcontrast.data.augment.crop_sequence`. Sequences only (not the static-pair
+            baselines).
     """
 
     source: str = "generated"
@@ -66,6 +72,7 @@ class DataConfig:
     workers: int = 2
     holdout_sequences: int = 2
     objects_per_sequence: int = 1
+    crop_size: float | None = None
 
 
 @dataclass
@@ -188,6 +195,11 @@ class PretrainConfig:
         if self.data.objects_per_sequence > 1 and self.data.source != "generated":
             raise ValueError("data.objects_per_sequence > 1 needs data.source 'generated' (shards hold one "
                              "object per sequence)")
+        if self.data.crop_size is not None and not self.data.crop_size > 0:
+            raise ValueError(f"data.crop_size must be None or > 0 metres, got {self.data.crop_size}")
+        if self.data.crop_size is not None and self.method_config().data == "static":
+            raise ValueError(f"data.crop_size crops 4D sequences; method {self.method!r} trains on static "
+                             "pairs")
         if self.optim.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
         if not 0 <= self.optim.warmup_fraction < 1:

@@ -170,12 +170,13 @@ def make_dataset(config: PretrainConfig, holdout: bool = False) -> Dataset:
     seed = config.run.seed + (HOLDOUT_SEED_OFFSET if holdout else 0)
     voxels = dict(voxel_size_3d=d.voxel_size_3d, voxel_size_4d=d.voxel_size_4d)
     if d.source == "shards" and not holdout:
-        return ShardDataset(d.shards, **voxels)
+        return ShardDataset(d.shards, crop_size=d.crop_size, **voxels)
     scenes = scene_specs("default", d.scenes)
     if method.data == "static":
         return StaticPairDataset(scenes, d.trajectories_per_scene, seed=seed, **voxels)
     return GeneratedSequenceDataset(scenes, default_objects(), d.trajectories_per_scene, d.length, seed=seed,
-                                    objects_per_sequence=d.objects_per_sequence, **voxels)
+                                    objects_per_sequence=d.objects_per_sequence, crop_size=d.crop_size,
+                                    **voxels)
 
 
 def holdout_samples(config: PretrainConfig) -> list[Sample]:

@@ -188,3 +188,42 @@ def test_augment_options_reject_bad_values(bad):
     with pytest.raises(ValueError, match=name):
         AugmentOptions(**bad)
     assert AugmentOptions().chunk_count == (5, 15) and AugmentOptions().min_kept_fraction == 0.5
+
+
+def test_crop_sequence_keeps_one_box_around_the_moving_object(composed):
+    """data.crop_size: every frame keeps exactly the points inside the same (x, y) square, centred on the
+    moving object's centroid over the frames; the object stays, heights are all kept, poses unchanged."""
+    from fourdcontrast.data.augment import crop_sequence
+
+    size = 1.5
+    cropped = crop_sequence(composed, size)
+    moving = np.concatenate([f.points[f.source == SOURCE_OBJECT] for f in composed.frames]).astype(np.float64)
+    centre = moving.mean(axis=0)[:2]
+    for f, c in zip(composed.frames, cropped.frames, strict=True):
+        inside = (np.abs(f.points[:, :2] - centre.astype(np.float32)) <= size / 2).all(axis=1)
+        assert 0 < inside.sum() < len(f)  # the room is larger than the crop
+        np.testing.assert_array_equal(c.points, f.points[inside])
+        np.testing.assert_array_equal(c.keys, f.keys[inside])
+        np.testing.assert_array_equal(c.view_transform, f.view_transform)
+        assert (c.source == SOURCE_OBJECT).sum() > 0
+        assert np.ptp(c.points[:, 2]) > 2.0  # floor to ceiling kept (no vertical crop)
+        assert (np.ptp(c.points[:, :2], axis=0) <= size + 1e-5).all()
+    # a scene point is in every frame's crop or in none (same box; composed frames hold every scene point)
+    scene_keys = [set(c.keys[c.source == SOURCE_SCENE].tolist()) for c in cropped.frames]
+    assert all(k == scene_keys[0] for k in scene_keys)
+    assert len(composed.frames[0]) == len(composed.frames[0].points)  # the input is not modified
+    with pytest.raises(ValueError, match="crop size"):
+        crop_sequence(composed, 0.0)
+
+
+def test_crop_sequence_without_object_points_centres_on_the_first_frame(composed):
+    from fourdcontrast.data.augment import crop_sequence, subset_frame
+
+    static = composed.__class__(
+        frames=[subset_frame(f, f.source == SOURCE_SCENE) for f in composed.frames],
+        scene=composed.scene, obj=composed.obj)
+    cropped = crop_sequence(static, 2.0)
+    lo, hi = bounds(static.frames[0].points)
+    centre = (lo[:2] + hi[:2]) / 2
+    kept = cropped.frames[0].points[:, :2]
+    assert len(kept) and (np.abs(kept - centre) <= 1.0 + 1e-5).all()

@@ -195,3 +195,28 @@ def test_several_moving_objects_per_sequence_keep_exact_correspondences():
     assert n_pairs(b) > n_pairs(a)
     batch = collate_sequences([b])
     assert int(batch.object_3d.sum()) > int(collate_sequences([a]).object_3d.sum())
+
+
+def test_crop_size_makes_smaller_sequences_with_exact_correspondences(generated):
+    """data.crop_size: the cropped item is the uncropped one cut to the box (same seeds), both from
+    shards and generated on the fly, and every pair still joins the same source point."""
+    shards_dir, fly = generated
+    specs, objects = fly.scenes, fly.objects
+    cropped_fly = GeneratedSequenceDataset(specs, objects, trajectories_per_scene=2, length=3, seed=1,
+                                           crop_size=2.0)
+    cropped_shards = ShardDataset(shards_dir, crop_size=2.0)
+    for i in range(2):
+        full, a, b = fly[i], cropped_fly[i], cropped_shards[i]
+        for ff, fa, fb in zip(full.sequence.frames, a.sequence.frames, b.sequence.frames, strict=True):
+            assert 0 < len(fa) < len(ff)
+            assert set(fa.keys.tolist()) <= set(ff.keys.tolist())
+            np.testing.assert_array_equal(fa.keys, fb.keys)
+        corr = a.correspondences
+        for (i_, j_), pairs in corr.pairs_3d.items():
+            fi, fj = a.sequence.frames[i_], a.sequence.frames[j_]
+            ki = fi.keys[corr.voxel_point_3d[i_][pairs[:, 0]]]
+            # the representative point of voxel i is in the paired voxel of frame j
+            row_of = {int(k): r for r, k in enumerate(fj.keys)}
+            rows = np.array([row_of[int(k)] for k in ki])
+            np.testing.assert_array_equal(corr.point_to_voxel_3d[j_][rows], pairs[:, 1])
+        assert collate_sequences([a]).coords_3d.shape[0] < collate_sequences([full]).coords_3d.shape[0]

@@ -55,6 +55,8 @@ def test_overrides_apply_to_any_field():
         ({"model": {"width": 3}}, "unknown model field"),
         ({"data": {"batch_size": 0}}, "data.batch_size must be >= 1"),
         ({"data": {"source": "shards"}}, "needs data.shards"),
+        ({"data": {"crop_size": -1.0}}, "data.crop_size must be None or > 0"),
+        ({"method": "pointcontrast", "data": {"crop_size": 3.0}}, "crops 4D sequences"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_problem(tmp_path, raw, message):

@@ -113,3 +113,18 @@ def test_collapse_warning_is_logged_once_per_onset(tmp_path, caplog):
         rows = pretrain(config, tmp_path, progress=False)
     assert len(rows) == 3
     assert sum("dimensional collapse" in r.message for r in caplog.records) == 1
+
+
+def test_crop_size_trains_one_step_on_smaller_sequences(tmp_path):
+    """data.crop_size (batch variety): a step over cropped sequences runs, and holds fewer 3D voxels per
+    sequence than the same step over whole rooms."""
+    from fourdcontrast.data.dataset import collate_sequences
+    from fourdcontrast.train.pretrain import make_dataset
+
+    config = config_from_dict(tiny_dict(data={"crop_size": 1.5}, optim={"lr": 0.05, "steps": 1},
+                                        run={"recall_every": 0, "device": "cpu"}))
+    rows = pretrain(config, tmp_path, progress=False)
+    assert len(rows) == 1 and math.isfinite(rows[0]["loss"])
+    whole = config_from_dict(tiny_dict())
+    cropped, full = make_dataset(config)[0], make_dataset(whole)[0]
+    assert len(collate_sequences([cropped]).coords_3d) < len(collate_sequences([full]).coords_3d)
