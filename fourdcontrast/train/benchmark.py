@@ -182,19 +182,23 @@ def measure_breakdown(preset: str, batch_size: int, weights: str | None, overrid
             "kernel_maps": breakdown.kernel_maps, "workspace": breakdown.workspace}
 
 
-def measure_backbone(config: str, switches: str, repeats: int = 1) -> dict:
-    """The U-Net of the engine benchmark's ``config`` alone: peak memory of its first forward+backward in
-    this (fresh) process and the median time of ``repeats`` more, with the switches ``switches``."""
+def measure_backbone(config: str, switches: str, repeats: int = 1, engine: str = "torch") -> dict:
+    """The U-Net of the engine benchmark's ``config`` alone on ``engine`` (``"torch"`` or ``"minkowski"``,
+    which runs unswitched): peak memory of its first forward+backward in this (fresh) process and the
+    median time of ``repeats`` more, with the switches ``switches``."""
     from fourdcontrast.models.resunet import memory_options
     from fourdcontrast.sparse.benchmark import _build, _forward_backward, _make_input
 
-    model, coords = _build(config, "torch")
-    model.memory = memory_options(_unet_options(switches))
+    if engine != "torch" and switches != "none":
+        raise ValueError(f"the memory switches need our engine; {engine} runs with switches 'none'")
+    model, coords = _build(config, engine)
+    if engine == "torch":
+        model.memory = memory_options(_unet_options(switches))
     model.train()
-    x = _make_input("torch", coords)
+    x = _make_input(engine, coords)
     first, peak, _, _ = _forward_backward(model, x)
-    times = [_forward_backward(model, _make_input("torch", coords))[0] for _ in range(repeats)]
-    return {"config": config, "switches": switches, "voxels": len(coords), "peak_mib": peak,
+    times = [_forward_backward(model, _make_input(engine, coords))[0] for _ in range(repeats)]
+    return {"config": config, "engine": engine, "switches": switches, "voxels": len(coords), "peak_mib": peak,
             "first_s": first, "step_s": statistics.median(times) if times else first,
             "threads": torch.get_num_threads()}
 
@@ -266,7 +270,7 @@ def _worker(args) -> int:
     elif args.worker_kind == "breakdown":
         result = measure_breakdown(args.preset, args.batch, args.weights, args.set)
     elif args.worker_kind == "backbone":
-        result = measure_backbone(args.backbone, args.switch, args.steps)
+        result = measure_backbone(args.backbone, args.switch, args.steps, args.engine)
     else:
         result = measure(args.preset, args.engine, args.batch, args.steps, args.device, args.weights,
                          args.set, args.switch)
@@ -339,17 +343,19 @@ def run_breakdown(preset: str, batch: int, overrides: list[str] | None = None, t
     return _run_worker(argv, timeout)
 
 
-def run_backbone(config: str, switches: list[str] | None = None, repeats: int = 1, timeout: float = 3600.0
-                 ) -> list[dict]:
-    """The U-Net alone (``--backbone``) with each of ``switches`` (keys of :data:`BACKBONE_SWITCHES`),
-    each in a fresh worker process."""
+def run_backbone(config: str, switches: list[str] | None = None, repeats: int = 1, timeout: float = 3600.0,
+                 engines: list[str] | None = None) -> list[dict]:
+    """The U-Net alone (``--backbone``) on each engine (default: ours) — on ours with each of ``switches``
+    (keys of :data:`BACKBONE_SWITCHES`), on MinkowskiEngine unswitched — each in a fresh worker process."""
     rows = []
-    for name in switches or [n for n, o in BACKBONE_SWITCHES.items() if "fused_pair_losses" not in o]:
-        logger.info("measuring the backbone %s (%s)...", config, name)
-        row = _run_worker(["--worker-kind", "backbone", "--backbone", config, "--switch", name,
-                           "--steps", str(repeats)], timeout)
-        logger.info("  %.2f s, peak %.0f MiB", row["step_s"], row["peak_mib"])
-        rows.append(row)
+    names = switches or [n for n, o in BACKBONE_SWITCHES.items() if "fused_pair_losses" not in o]
+    for engine in engines or ["torch"]:
+        for name in names if engine == "torch" else ["none"]:
+            logger.info("measuring the backbone %s on %s (%s)...", config, engine, name)
+            row = _run_worker(["--worker-kind", "backbone", "--backbone", config, "--engine", engine,
+                               "--switch", name, "--steps", str(repeats)], timeout)
+            logger.info("  %.2f s, peak %.0f MiB", row["step_s"], row["peak_mib"])
+            rows.append(row)
     return rows
 
 
@@ -422,18 +428,29 @@ def format_breakdown(result: dict) -> str:
 
 
 def format_backbone(rows: list[dict]) -> str:
-    """The ``--backbone`` rows as markdown, against MinkowskiEngine's recorded peak."""
-    lines = ["| backbone | switches | voxels | peak MiB | s (fwd+bwd) | memory / time vs none | "
-             "vs ME's recorded peak |", "|" + "---|" * 7]
-    base = {r["config"]: r for r in rows if r["switches"] == "none"}
+    """The ``--backbone`` rows as markdown: against MinkowskiEngine measured in the same run where it was,
+    else against its recorded peak (:data:`MINKOWSKI_BACKBONE_MIB`)."""
+    lines = ["| backbone | engine | switches | voxels | peak MiB | s (fwd+bwd) | memory / time vs none | "
+             "vs ME's peak |", "|" + "---|" * 8]
+    base = {(r["config"], r.get("engine", "torch")): r for r in rows if r["switches"] == "none"}
     for r in rows:
-        ref = base.get(r["config"])
+        engine = r.get("engine", "torch")
+        ref = base.get((r["config"], engine))
         ratio = (f"{r['peak_mib'] / ref['peak_mib']:.2f} / {r['step_s'] / ref['step_s']:.2f}"
                  if ref is not None and ref is not r else "")
-        me = MINKOWSKI_BACKBONE_MIB.get(r["config"])
-        vs = f"{r['peak_mib'] / me[1]:.2f}-{r['peak_mib'] / me[0]:.2f}x" if me else "n/a"
-        lines.append(f"| {r['config']} | {r['switches']} | {r['voxels']:,} | {r['peak_mib']:.0f} | "
-                     f"{r['step_s']:.2f} | {ratio} | {vs} |")
+        measured = base.get((r["config"], "minkowski"))
+        recorded = MINKOWSKI_BACKBONE_MIB.get(r["config"])
+        if engine == "minkowski":
+            vs = ""
+        elif measured is not None:
+            vs = (f"{r['peak_mib'] / measured['peak_mib']:.2f}x (same run; time "
+                  f"{r['step_s'] / measured['step_s']:.2f}x)")
+        elif recorded:
+            vs = f"{r['peak_mib'] / recorded[1]:.2f}-{r['peak_mib'] / recorded[0]:.2f}x (recorded)"
+        else:
+            vs = "n/a"
+        lines.append(f"| {r['config']} | {engine} | {r['switches']} | {r['voxels']:,} | "
+                     f"{r['peak_mib']:.0f} | {r['step_s']:.2f} | {ratio} | {vs} |")
     return "\n".join(lines)
 
 
@@ -479,7 +496,8 @@ def run_cli(args: argparse.Namespace) -> int:
         print(format_interleaved(result))
     elif args.backbone:
         names = args.backbone_switches.split(",") if args.backbone_switches else None
-        rows = run_backbone(args.backbone, names, repeats=args.steps)
+        engines = args.engines.split(",") if args.engines else None
+        rows = run_backbone(args.backbone, names, repeats=args.steps, engines=engines)
         print(format_backbone(rows))
         result: object = rows
     else:

@@ -49,3 +49,26 @@ def test_the_fused_loss_setting_switches_the_losses_and_keeps_the_loss():
                          overrides=[*TINY, "method=4dcontrast"], switches=["none", "fused-loss"])
     assert [r["switches"] for r in rows] == ["none", "fused-loss"]
     assert abs(rows[0]["loss"] - rows[1]["loss"]) < 1e-5
+
+
+def test_backbone_mode_measures_each_engine_and_compares_with_minkowski_in_the_same_run():
+    """``--backbone``: our engine with each switch, MinkowskiEngine unswitched (where it imports); the table
+    compares with ME measured in the same run, else with its recorded peak."""
+    import pytest
+
+    from fourdcontrast.sparse.backend import minkowski_engine
+    from fourdcontrast.train.benchmark import format_backbone, measure_backbone, run_backbone
+
+    rows = run_backbone("MinkUNet14-4D-25cm", ["none", "recompute+compact+ckpt-all"], repeats=0)
+    assert [(r["engine"], r["switches"]) for r in rows] == [("torch", "none"),
+                                                            ("torch", "recompute+compact+ckpt-all")]
+    assert all(r["voxels"] > 100 and r["peak_mib"] > 0 for r in rows)
+    table = format_backbone(rows)
+    assert "| MinkUNet14-4D-25cm | torch | recompute+compact+ckpt-all |" in table and "n/a" in table
+    fake_me = {**rows[0], "engine": "minkowski", "peak_mib": 2 * rows[0]["peak_mib"], "step_s": 1.0}
+    assert "0.50x (same run" in format_backbone([rows[0], fake_me])
+    with pytest.raises(ValueError, match="need our engine"):
+        measure_backbone("MinkUNet14-4D-25cm", "recompute", engine="minkowski")
+    if minkowski_engine() is not None:
+        me = run_backbone("MinkUNet14-4D-25cm", ["none", "recompute"], repeats=0, engines=["minkowski"])
+        assert [(r["engine"], r["switches"]) for r in me] == [("minkowski", "none")]
