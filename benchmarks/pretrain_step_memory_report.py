@@ -7,7 +7,6 @@ section out::
 """
 
 import json
-import subprocess
 from pathlib import Path
 
 from fourdcontrast.train.benchmark import format_backbone, format_interleaved, format_report
@@ -23,17 +22,24 @@ SUMMARY = """**Summary.** The paper step (MinkUNet34 3D at 2 cm on 4 frames + Mi
 MinkowskiEngine's recorded 3.06–3.21 GiB. The paper step with the 4D U-Net at 2 cm (`paper-4d-2cm`): 8.60 →
 2.98 GiB per sequence (1.20× the time)."""
 
-SETTING = """On 2026-12-02, a 2-vCPU {cpu} VM (Sapphire Rapids, AMX / AVX-512 BF16), 24 GiB, torch 2.13 CPU
-with our native kernels, **one thread per process** (`OMP_NUM_THREADS=1`), made with
-`benchmarks/pretrain_step.py` (the command above each table). The machine was shared all the time with the
-downstream grid (2 processes) and a pre-training study (1 process), so the seconds are several times an idle
-core's and vary from run to run: the **memory** figures are exact (the resident-set high-water mark each
-setting's first step adds, in a fresh process of its own), the time ratios of the separate runs are rough,
-and the interleaved run (every setting in turn in one process) is the fair time comparison. MinkowskiEngine
-was not built on this VM this session: its figures are the recorded ones (`MINKOWSKI_BACKBONE_MIB`, and 13.3
-GiB for the paper step at batch 2 in `pretrain_step_paper_cpu.md`)."""
+MACHINES = {
+    "xeon": """On 2026-12-02 (first session), a 2-vCPU Intel(R) Xeon(R) Processor VM (Sapphire Rapids, AMX /
+AVX-512 BF16), 24 GiB, torch 2.13 CPU with our native kernels, **one thread per process**
+(`OMP_NUM_THREADS=1`). The machine was shared all the time with the downstream grid (2 processes) and a
+pre-training study (1 process), so the seconds are several times an idle core's and vary from run to run: the
+**memory** figures are exact (the resident-set high-water mark each setting's first step adds, in a fresh
+process of its own), the time ratios of the separate runs are rough, and the interleaved run (every setting in
+turn in one process) is the fair time comparison. MinkowskiEngine was not built on this VM: the sections
+marked *xeon* compare with its recorded figures (`MINKOWSKI_BACKBONE_MIB`, and 13.3 GiB for the paper step at
+batch 2 in `pretrain_step_paper_cpu.md`).""",
+    "epyc": """Sections marked *epyc*: on 2026-12-02 (second session), a 2-vCPU AMD EPYC VM (no AVX-512),
+24 GiB, torch 2.13 CPU with our native kernels, one thread per process, with MinkowskiEngine 0.5.4 (CPU,
+OpenBLAS) built on it by `scripts/install_minkowski.sh`: both engines **in the same run**, each setting in a
+fresh process of its own on the same batch and initial weights. The machine was shared with a pre-training
+study (2 processes), so the seconds are rough; memory is exact.""",
+}
 
-SECTIONS = [  # (run name, title, command arguments, formatter)
+SECTIONS = [  # (run name, title, command arguments, formatter[, machine: "xeon" unless named])
     ("paper_b2", "The paper step, batch 2, each switch (time: the one step each setting ran)",
      "--preset paper --batch 2 --engines torch --steps 0 --switches none,recompute,compact,ckpt-all,"
      "fused-loss,recompute+compact+ckpt-all,recompute+compact+ckpt-all+fused-loss", format_report),
@@ -55,18 +61,23 @@ SECTIONS = [  # (run name, title, command arguments, formatter)
     ("paper4d2cm_b1", "The paper step with the 4D U-Net at 2 cm (`configs/pretrain/paper-4d-2cm.yaml`), "
      "batch 1", "--preset paper-4d-2cm --batch 1 --engines torch --steps 0 --switches "
      "none,recompute+compact+ckpt-all+fused-loss", format_report),
+    ("paper_b1_engines", "Both engines in the same run: the paper step, batch 1, every switch on ours",
+     "--preset paper --batch 1 --engines torch,minkowski --steps 0 --switches none,recompute,compact,"
+     "ckpt-all,fused-loss,recompute+compact+ckpt-all,recompute+compact+ckpt-all+fused-loss", format_report,
+     "epyc"),
+    ("bb4d2cm_engines", "Both engines in the same run: the 4D U-Net at 2 cm alone",
+     "--backbone MinkUNet14-4D-2cm --engines torch,minkowski --steps 1 --backbone-switches "
+     "none,recompute+compact+ckpt-all", format_backbone, "epyc"),
 ]
 
 
 def main() -> None:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "CPU")
     md = ["# Memory of the paper-size pre-training step: the activation-memory switches (issue 21)", "",
-          " ".join(SUMMARY.split()), "", " ".join(SETTING.format(cpu=cpu).split()), ""]
+          " ".join(SUMMARY.split()), ""] + [" ".join(text.split()) + "\n" for text in MACHINES.values()]
     committed_path = RESULTS / "pretrain_step_memory_cpu.json"
     committed = json.loads(committed_path.read_text()) if committed_path.is_file() else {}
     results = {}
-    for name, title, args, formatter in SECTIONS:
+    for name, title, args, formatter, *machine in SECTIONS:
         path = RUNS / f"{name}.json"
         if path.is_file():
             results[name] = json.loads(path.read_text())
@@ -74,7 +85,8 @@ def main() -> None:
             results[name] = committed[name]
         else:
             continue
-        md += [f"## {title}", "", f"`{STEP} {args}`", "", formatter(results[name]), ""]
+        where = machine[0] if machine else "xeon"
+        md += [f"## {title} ({where})", "", f"`{STEP} {args}`", "", formatter(results[name]), ""]
     (RESULTS / "pretrain_step_memory_cpu.md").write_text("\n".join(md))
     (RESULTS / "pretrain_step_memory_cpu.json").write_text(json.dumps(results, indent=1))
     print("\n".join(md))

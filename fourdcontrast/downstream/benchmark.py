@@ -239,10 +239,18 @@ equal to the unswitched path) and that came after the first caches, so caches ma
 valid. (The older memory switches are in the digest: removing them now would invalidate those caches.)"""
 
 
+DIGEST_NEW_FIELD_DEFAULTS: dict[str, dict] = {"data": {"crop_size": None}}
+"""Fields added after the first caches, per section, with the default that leaves results as they were: left
+out of the digest while at that default (so existing caches and grids stay valid), in it otherwise."""
+
+
 def pretraining_digest(config) -> str:
-    """The cache key of a resolved pre-training config (:data:`DIGEST_IGNORED_MODEL_FIELDS` left out)."""
+    """The cache key of a resolved pre-training config (:data:`DIGEST_IGNORED_MODEL_FIELDS` left out, and
+    :data:`DIGEST_NEW_FIELD_DEFAULTS` while at their default)."""
     data = config.to_dict()
     data["model"] = {k: v for k, v in data["model"].items() if k not in DIGEST_IGNORED_MODEL_FIELDS}
+    for section, defaults in DIGEST_NEW_FIELD_DEFAULTS.items():
+        data[section] = {k: v for k, v in data[section].items() if k not in defaults or v != defaults[k]}
     return _dict_digest(data)
 
 

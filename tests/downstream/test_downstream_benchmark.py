@@ -91,6 +91,9 @@ def test_pretraining_configs_are_seeded_budgeted_and_keyed(tmp_path, monkeypatch
     fused = dataclasses.replace(tiny_cfg, model={**tiny_cfg.model, "fused_pair_losses": True})
     other = dataclasses.replace(tiny_cfg, model={**tiny_cfg.model, "feature_dim": 16})
     assert bm.pretraining_digest(fused) == bm.pretraining_digest(tiny_cfg) != bm.pretraining_digest(other)
+    # a field added later is left out only while at its default (data.crop_size: None)
+    cropped = dataclasses.replace(tiny_cfg, data=dataclasses.replace(tiny_cfg.data, crop_size=3.0))
+    assert bm.pretraining_digest(cropped) != bm.pretraining_digest(tiny_cfg)
     assert b0.cost["steps"] == 7 and b0.cost["budget_used_s"] == 4.5
     batch = tiny_cfg.data.batch_size
     assert b0.cost["sequences"] == 7 * batch and b0.cost["frames"] == 7 * batch * tiny_cfg.data.length
@@ -250,3 +253,15 @@ def test_downstream_benchmark_end_to_end_tiny(tmp_path, capsys):
     # another preset must not append to this CSV
     with pytest.raises(ValueError, match="another grid"):
         bm.run_benchmark(replace(TINY, finetune_steps=3), out, cache, progress=False)
+
+
+def test_the_committed_grid_is_still_the_grid_the_cpu_preset_makes():
+    """Fields added to the configs since the committed grid ran must not change its pre-training digests:
+    otherwise a resumed grid or cache would be refused (or silently re-run) for nothing."""
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+                            / "downstream_grid.json").read_text())
+    spec = bm.grid_spec(bm.PRESETS[committed["preset_name"]], committed["split"])
+    assert spec["pretrain_config_digests"] == committed["pretrain_config_digests"]
+    assert bm._same_grid(committed, spec)
