@@ -165,7 +165,8 @@ def crop_sequence(sequence: Sequence, size: float) -> Sequence:
     crop or in none).
 
     The box is centred (x, y) on the centroid of the moving object's points over all frames, so the motion
-    stays in the crop; a sequence without object points (static pairs) is centred on its first frame's
+    is in the crop (a path longer than the crop leaves the object partly outside at its ends: 4 frames of
+    30-90 cm steps span up to 2.7 m); a sequence without object points is centred on its first frame's
     bounding box. A **deviation from the paper** (it trains on whole rooms), behind the switch
     ``data.crop_size`` (default ``None``: no crop): smaller sequences let one step hold more of them, so
     batch norm sees more rooms (issue 18's batch-variety switch).
