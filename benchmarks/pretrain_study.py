@@ -119,9 +119,9 @@ RECALL_SAMPLES = 3000
 RECALL_THRESHOLDS = (0.10, 0.20)
 PROBE_POINTS = 200
 PROBE_CONFIG = "cpu"
-FIELDS = ("arm", "seed", "budget_s", "steps", "sequences", "frames", "pretrain_cpu_s", "pretrain_wall_s",
-          "final_loss", "train_erank_backbone", "train_erank_z", "std_z3d", "erank", "recall_10cm",
-          "recall_20cm", "probe_miou", "probe_miou_objects", "eval_wall_s")
+FIELDS = ("arm", "seed", "machine", "budget_s", "steps", "sequences", "frames", "pretrain_cpu_s",
+          "pretrain_wall_s", "final_loss", "train_erank_backbone", "train_erank_z", "std_z3d", "erank",
+          "recall_10cm", "recall_20cm", "probe_miou", "probe_miou_objects", "eval_wall_s")
 
 
 def arm_config(name: str, arms: dict, seed: int, budget: float):
@@ -204,12 +204,18 @@ def run_one(name: str, arms: dict, seed: int, budget: float, out: Path, batch, p
     if result_path.exists():
         return json.loads(result_path.read_text())
     torch.set_num_threads(1)
-    row: dict = {"arm": name, "seed": seed, "budget_s": budget}
+    row: dict = {"arm": name, "seed": seed, "budget_s": budget, "machine": cpu_model()}
     if name == "random":
         state, d, backbone = None, 32, "MinkUNet14S"
         row.update(steps=0, sequences=0, frames=0)
     else:
         config = arm_config(name, arms, seed, budget)
+        from fourdcontrast.train.pretrain import cpu_supports_bf16
+
+        if config.run.amp and not cpu_supports_bf16():
+            print(f"skipping {name} seed {seed}: run.amp needs a CPU with native bfloat16, which "
+                  f"{cpu_model()} lacks (the run would be float32, i.e. another arm)", flush=True)
+            return {}
         ckpt = folder / "checkpoint.pt"
         if folder.exists() and not ckpt.exists():
             shutil.rmtree(folder)  # interrupted before its first checkpoint: start again
@@ -249,6 +255,31 @@ def parse_arms(extra: list[str]) -> dict:
 
 # --- report ---------------------------------------------------------------------------------------
 INT_FIELDS = ("seed", "steps", "sequences", "frames")
+RESTORED_MACHINE = "Intel(R) Xeon(R) Processor"
+"""The machine of the committed rows that name none: every run before the ``machine`` column (2-vCPU Intel
+Xeon, Sapphire Rapids)."""
+REFERENCE_MACHINE = "xeon"
+"""Runs on this machine are labelled by their arm alone; runs elsewhere get `` @<machine>``. A CPU second
+is not the same work on every machine (the 2-vCPU AMD EPYC VM ran ~half the steps of the Xeon in the same
+CPU seconds), so equal-budget comparisons pair runs of the same machine only."""
+
+
+def machine_tag(model: str | None) -> str:
+    """A short name of a CPU model string: ``xeon``, ``epyc``, or the model in lower case."""
+    low = (model or RESTORED_MACHINE).lower()
+    for tag in ("xeon", "epyc"):
+        if tag in low:
+            return tag
+    return "-".join("".join(c if c.isalnum() else " " for c in low).split())[:24] or "cpu"
+
+
+def group_label(row: dict) -> str:
+    """The report's row label: the arm, plus `` @machine`` off the reference machine (random networks do
+    not depend on the machine)."""
+    tag = machine_tag(row.get("machine"))
+    if row["arm"] == "random" or tag == REFERENCE_MACHINE:
+        return row["arm"]
+    return f"{row['arm']} @{tag}"
 
 
 def restore_results(csv_path: Path, out: Path) -> list[Path]:
@@ -261,12 +292,13 @@ def restore_results(csv_path: Path, out: Path) -> list[Path]:
         for raw in csv.DictReader(f):
             row: dict = {}
             for key, value in raw.items():
-                if key == "arm":
-                    row[key] = value
+                if key in ("arm", "machine"):
+                    row[key] = value or None
                 elif value in ("", None):
                     row[key] = None
                 else:
                     row[key] = int(float(value)) if key in INT_FIELDS else float(value)
+            row["machine"] = row.get("machine") or RESTORED_MACHINE
             path = out / "runs" / f"{row['arm']}-s{row['seed']}-b{row['budget_s']:g}" / "result.json"
             if path.exists():
                 continue
@@ -336,7 +368,7 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for r in sorted(rows, key=lambda r: (r["arm"], r["budget_s"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["arm"], r["budget_s"], machine_tag(r.get("machine")), r["seed"])):
         writer.writerow(r)
     csv_path = results / "pretrain_study.csv"
     tmp = csv_path.with_suffix(".tmp")
@@ -344,13 +376,17 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     os.replace(tmp, csv_path)
     by_arm: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = ("random", 0) if r["arm"] == "random" else (r["arm"], r["budget_s"])
+        key = ("random", 0) if r["arm"] == "random" else (group_label(r), r["budget_s"])
         if key[0] == "random" and any(x["seed"] == r["seed"] for x in by_arm.get(key, [])):
             continue  # an untrained network does not depend on the budget: one row per seed
         by_arm.setdefault(key, []).append(r)
     lines = ["# Pre-training study (issue 18): which switch ends the collapse", "",
-             f"Machine: {cpu_model()}, {os.cpu_count()} cores; torch {__import__('torch').__version__}. "
-             "Each run: one thread, data generated in the training process, stopped after its budget of "
+             "Machines: every run names its CPU (`machine` in the CSV). Rows without a suffix ran on a "
+             "2-vCPU Intel Xeon (Sapphire Rapids) VM; rows marked `@epyc` on a 2-vCPU AMD EPYC VM, which "
+             "does about half the steps in the same CPU seconds: a row is one (arm, budget, machine), and "
+             "the Δ vs paper-literal pairs runs of the same machine only (random networks, untrained, are "
+             f"the same everywhere). torch {__import__('torch').__version__}. Each run: one thread, data "
+             "generated in the training process, stopped after its budget of "
              "process CPU seconds (= wall-clock on an idle core). Evaluation on a fixed held-out batch of "
              f"{EVAL_SEQUENCES} generated sequences (effective rank of the 3D backbone output, of 32; "
              f"feature-match recall over frames (0,1), (1,2), (2,3), {RECALL_SAMPLES} correspondences each) "
@@ -372,17 +408,19 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
             return "–"
         return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if n > 1 else f"{m:+.2f} (n=1)"
 
-    order = sorted(by_arm, key=lambda k: (k[0] != "random", k[0] != "paper-literal", k[1], k[0]))
+    order = sorted(by_arm, key=lambda k: (k[0] != "random", k[0].partition(" @")[2],
+                                          k[0].partition(" @")[0] != "paper-literal", k[1], k[0]))
     for key in order:
         rs = by_arm[key]
-        ref = by_arm.get(("paper-literal", key[1]), [])
+        tag = key[0].partition(" @")[2]
+        ref = by_arm.get(("paper-literal" + (f" @{tag}" if tag else ""), key[1]), [])
         lines.append(
             f"| {key[0]} | {key[1] if key[0] != 'random' else 0:g} | {len(rs)} | "
             f"{fmt([r.get('steps') for r in rs], 0)} | {fmt([r['erank'] for r in rs])} | "
             f"{fmt([r['recall_10cm'] for r in rs], 4)} | {fmt([r['recall_20cm'] for r in rs], 4)} | "
             f"{fmt([r['probe_miou'] for r in rs])} | {fmt([r['probe_miou_objects'] for r in rs])} | "
             f"{delta(rs, rand) if key[0] != 'random' else ''} | "
-            f"{delta(rs, ref) if key[0] not in ('random', 'paper-literal') else ''} |")
+            f"{delta(rs, ref) if key[0].partition(' @')[0] not in ('random', 'paper-literal') else ''} |")
     lines += targets_section(by_arm)
     md = results / "pretrain_study.md"
     existing = md.read_text() if md.exists() else ""

@@ -37,6 +37,7 @@ def test_restore_writes_typed_results_and_keeps_existing_ones(tmp_path):
     restored = json.loads(written[0].read_text())
     assert restored["seed"] == 1 and restored["steps"] == 33 and restored["budget_s"] == 90.0
     assert restored["erank"] == 7.5 and restored["recall_10cm"] is None
+    assert restored["machine"] == study.RESTORED_MACHINE  # rows from before the machine column
     assert json.loads(existing.read_text())["erank"] == 99.0  # a run's own result is never replaced
     assert study.restore_results(path, out) == []  # idempotent
     assert {r["arm"] for r in study.read_results(out)} == {"motion", "random"}
@@ -48,3 +49,30 @@ def test_the_committed_study_csv_restores_every_row(tmp_path):
     with open(committed, newline="") as f:
         n = sum(1 for _ in csv.DictReader(f))
     assert len(study.restore_results(committed, tmp_path)) == n > 0
+
+
+def test_runs_are_grouped_and_paired_by_machine(tmp_path):
+    """A CPU second is not the same work everywhere: rows of another machine than the reference get their
+    own group, and the Δ vs paper-literal pairs runs of one machine only."""
+    study = _study()
+    assert study.machine_tag("Intel(R) Xeon(R) Processor") == "xeon"
+    assert study.machine_tag("AMD EPYC 7B13") == "epyc"
+    assert study.machine_tag(None) == "xeon"  # restored rows
+    assert study.group_label({"arm": "cosine", "machine": "AMD EPYC"}) == "cosine @epyc"
+    assert study.group_label({"arm": "cosine", "machine": "Intel(R) Xeon(R) Processor"}) == "cosine"
+    assert study.group_label({"arm": "random", "machine": "AMD EPYC"}) == "random"
+
+    def row(arm, seed, machine, probe):
+        return {"arm": arm, "seed": seed, "machine": machine, "budget_s": 90.0, "steps": 10, "erank": 5.0,
+                "recall_10cm": 0.01, "recall_20cm": 0.02, "probe_miou": probe, "probe_miou_objects": 5.0}
+
+    xeon, epyc = "Intel(R) Xeon(R) Processor", "AMD EPYC"
+    rows = [row("random", s, xeon, 15.0) for s in (0, 1)]
+    rows += [row("paper-literal", 0, xeon, 15.0), row("paper-literal", 1, epyc, 16.0),
+             row("cosine", 0, xeon, 17.0), row("cosine", 1, epyc, 19.0)]
+    md = study.write_report(rows, results=tmp_path).read_text()
+    assert "| cosine | 90 | 1 |" in md and "| cosine @epyc | 90 | 1 |" in md
+    assert "| +2.00 (n=1) | +2.00 (n=1) |" in md  # xeon: 17 − 15 vs random, 17 − 15 vs paper-literal
+    assert "| +4.00 (n=1) | +3.00 (n=1) |" in md  # epyc: 19 − 15 vs random, 19 − 16 vs its own paper-literal
+    with open(tmp_path / "pretrain_study.csv", newline="") as f:
+        assert {r["machine"] for r in csv.DictReader(f)} == {xeon, epyc}
