@@ -192,6 +192,14 @@ def evaluate(backbone_state, feature_dim: int, seed: int, batch, probe,
     return out
 
 
+def run_folder(out: Path, name: str, seed: int, budget: float, machine: str | None = None) -> Path:
+    """The folder of one run: ``runs/<arm>-s<seed>-b<budget>``, with ``-<machine>`` off the reference
+    machine (so the same arm and seed can be measured on two machines)."""
+    tag = machine_tag(machine or cpu_model())
+    suffix = "" if name == "random" or tag == REFERENCE_MACHINE else f"-{tag}"
+    return out / "runs" / f"{name}-s{seed}-b{budget:g}{suffix}"
+
+
 def run_one(name: str, arms: dict, seed: int, budget: float, out: Path, batch, probe) -> dict:
     """Pre-train (or resume) one run, evaluate it, write ``result.json`` atomically; returns the row."""
     import torch
@@ -199,7 +207,7 @@ def run_one(name: str, arms: dict, seed: int, budget: float, out: Path, batch, p
     from fourdcontrast.train.checkpoint import load_checkpoint
     from fourdcontrast.train.pretrain import backbone_state_dict, pretrain, read_log
 
-    folder = out / "runs" / f"{name}-s{seed}-b{budget:g}"
+    folder = run_folder(out, name, seed, budget)
     result_path = folder / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
@@ -299,7 +307,7 @@ def restore_results(csv_path: Path, out: Path) -> list[Path]:
                 else:
                     row[key] = int(float(value)) if key in INT_FIELDS else float(value)
             row["machine"] = row.get("machine") or RESTORED_MACHINE
-            path = out / "runs" / f"{row['arm']}-s{row['seed']}-b{row['budget_s']:g}" / "result.json"
+            path = run_folder(out, row["arm"], row["seed"], row["budget_s"], row["machine"]) / "result.json"
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)

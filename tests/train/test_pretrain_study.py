@@ -61,6 +61,10 @@ def test_runs_are_grouped_and_paired_by_machine(tmp_path):
     assert study.group_label({"arm": "cosine", "machine": "AMD EPYC"}) == "cosine @epyc"
     assert study.group_label({"arm": "cosine", "machine": "Intel(R) Xeon(R) Processor"}) == "cosine"
     assert study.group_label({"arm": "random", "machine": "AMD EPYC"}) == "random"
+    # the same arm and seed on two machines: two folders
+    xeon_dir = study.run_folder(tmp_path, "cosine", 1, 90.0, "Intel(R) Xeon(R) Processor")
+    epyc_dir = study.run_folder(tmp_path, "cosine", 1, 90.0, "AMD EPYC")
+    assert xeon_dir.name == "cosine-s1-b90" and epyc_dir.name == "cosine-s1-b90-epyc"
 
     def row(arm, seed, machine, probe):
         return {"arm": arm, "seed": seed, "machine": machine, "budget_s": 90.0, "steps": 10, "erank": 5.0,
