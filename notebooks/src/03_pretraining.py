@@ -447,18 +447,29 @@ plt.show()
 # %% [markdown]
 # And what the frozen features are worth at the end of each arm: effective rank, feature-match recall and
 # a linear probe on the validation rooms (mean over the seeds run; the markdown file has the spreads).
+# A budget is CPU seconds, and a CPU second is not the same work everywhere: rows marked `@epyc` ran on
+# another VM that did about half the steps in the same seconds, so they are kept apart.
 
 # %%
 with open(RESULTS / "pretrain_study.csv", newline="") as fh:
     study = list(_csv.DictReader(fh))
+
+
+def study_label(row: dict) -> str:
+    machine = (row.get("machine") or "Intel Xeon").lower()  # rows without one: the Xeon
+    if row["arm"] == "random" or "xeon" in machine:
+        return row["arm"]
+    return f"{row['arm']} @{'epyc' if 'epyc' in machine else machine.split()[0]}"
+
+
 arms: dict = {}
 for r in study:
-    arms.setdefault((r["arm"], float(r["budget_s"])), []).append(r)
+    arms.setdefault((study_label(r), float(r["budget_s"])), []).append(r)
 order = sorted(arms, key=lambda k: -np.mean([float(r["probe_miou"]) for r in arms[k]]))
-print(f"{'arm':30s} {'budget s':>8s} {'n':>2s} {'erank':>6s} {'recall@20cm':>11s} {'probe mIoU':>10s}")
+print(f"{'arm':40s} {'budget s':>8s} {'n':>2s} {'erank':>6s} {'recall@20cm':>11s} {'probe mIoU':>10s}")
 for key in order:
     rs = arms[key]
-    print(f"{key[0]:30s} {key[1]:8.0f} {len(rs):2d} {np.mean([float(r['erank']) for r in rs]):6.2f} "
+    print(f"{key[0]:40s} {key[1]:8.0f} {len(rs):2d} {np.mean([float(r['erank']) for r in rs]):6.2f} "
           f"{np.mean([float(r['recall_20cm']) for r in rs]):11.4f} "
           f"{np.mean([float(r['probe_miou']) for r in rs]):10.2f}")
 
