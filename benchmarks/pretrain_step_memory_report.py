@@ -18,8 +18,9 @@ STEP = "python benchmarks/pretrain_step.py"
 SUMMARY = """**Summary.** The paper step (MinkUNet34 3D at 2 cm on 4 frames + MinkUNet14 4D at 5 cm) needs
 6.18 GiB per sequence unswitched and **2.13 GiB** with all four switches (batch 2; 2.25 at batch 1), at
 **1.30×** the unswitched step time interleaved on the Xeon and **1.35×** on the EPYC (3 rounds under a
-varying load; the quietest round 1.33×), so the time target holds only on the Xeon (`ckpt-all+fused-loss`:
-2.71 GiB at 1.29× on the Xeon). **4 sequences ×
+varying load; the quietest round 1.33×), so with all four the time target holds only on the Xeon.
+`ckpt-all+fused-loss` meets both targets on both machines: 2.71 GiB per sequence at 1.29× (Xeon) and 1.06×
+(EPYC, 2 rounds) the unswitched step time. **4 sequences ×
 4 frames take 10.9 GiB** (three switches). The 4D U-Net at 2 cm alone: 1.38–1.46 GiB. **MinkowskiEngine in the
 same run** (2-vCPU AMD EPYC, ME 0.5.4 built here): the paper step at batch 1 takes 6.61 GiB and 341 s on ME,
 6.41 GiB and 206 s on ours unswitched, **2.29 GiB (0.35× ME) and 255 s (0.75× ME's time, 1.24× ours
