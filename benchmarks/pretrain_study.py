@@ -281,13 +281,20 @@ def machine_tag(model: str | None) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in low).split())[:24] or "cpu"
 
 
+def _label(arm: str, tag: str) -> str:
+    return arm if not tag or tag == REFERENCE_MACHINE else f"{arm} @{tag}"
+
+
+def _label_parts(label: str) -> tuple[str, str]:
+    """``(arm, machine tag)`` of a report label (tag ``""`` on the reference machine)."""
+    arm, _, tag = label.partition(" @")
+    return arm, tag
+
+
 def group_label(row: dict) -> str:
     """The report's row label: the arm, plus `` @machine`` off the reference machine (random networks do
     not depend on the machine)."""
-    tag = machine_tag(row.get("machine"))
-    if row["arm"] == "random" or tag == REFERENCE_MACHINE:
-        return row["arm"]
-    return f"{row['arm']} @{tag}"
+    return _label(row["arm"], "" if row["arm"] == "random" else machine_tag(row.get("machine")))
 
 
 def restore_results(csv_path: Path, out: Path) -> list[Path]:
@@ -416,19 +423,19 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
             return "–"
         return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if n > 1 else f"{m:+.2f} (n=1)"
 
-    order = sorted(by_arm, key=lambda k: (k[0] != "random", k[0].partition(" @")[2],
-                                          k[0].partition(" @")[0] != "paper-literal", k[1], k[0]))
+    order = sorted(by_arm, key=lambda k: (k[0] != "random", _label_parts(k[0])[1],
+                                          _label_parts(k[0])[0] != "paper-literal", k[1], k[0]))
     for key in order:
         rs = by_arm[key]
-        tag = key[0].partition(" @")[2]
-        ref = by_arm.get(("paper-literal" + (f" @{tag}" if tag else ""), key[1]), [])
+        arm, tag = _label_parts(key[0])
+        ref = by_arm.get((_label("paper-literal", tag), key[1]), [])
         lines.append(
             f"| {key[0]} | {key[1] if key[0] != 'random' else 0:g} | {len(rs)} | "
             f"{fmt([r.get('steps') for r in rs], 0)} | {fmt([r['erank'] for r in rs])} | "
             f"{fmt([r['recall_10cm'] for r in rs], 4)} | {fmt([r['recall_20cm'] for r in rs], 4)} | "
             f"{fmt([r['probe_miou'] for r in rs])} | {fmt([r['probe_miou_objects'] for r in rs])} | "
             f"{delta(rs, rand) if key[0] != 'random' else ''} | "
-            f"{delta(rs, ref) if key[0].partition(' @')[0] not in ('random', 'paper-literal') else ''} |")
+            f"{delta(rs, ref) if arm not in ('random', 'paper-literal') else ''} |")
     lines += targets_section(by_arm)
     md = results / "pretrain_study.md"
     existing = md.read_text() if md.exists() else ""
