@@ -22,6 +22,10 @@ Usage (resumable: finished runs are skipped, an interrupted pre-training resumes
     python benchmarks/pretrain_study.py run --arms all --seeds 0 1 2 --budget 90 --shard 1/2 &
     python benchmarks/pretrain_study.py report
 
+Run at most one study process per core (the two shards above on 2 vCPUs): a CPU second buys less work when
+more processes share the cores (on the 2-vCPU EPYC, 4-5 processes did ~0.8× the steps of 2), and the arms
+compared must have run under the same load.
+
 On a fresh clone (no run folders) ``restore`` first writes the committed CSV's rows back as the runs'
 ``result.json`` files, so that new runs add to the committed ones instead of replacing them::
 
@@ -398,9 +402,13 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     lines = ["# Pre-training study (issue 18): which switch ends the collapse", "",
              "Machines: every run names its CPU (`machine` in the CSV). Rows without a suffix ran on a "
              "2-vCPU Intel Xeon (Sapphire Rapids) VM; rows marked `@epyc` on a 2-vCPU AMD EPYC VM, which "
-             "does about half the steps in the same CPU seconds: a row is one (arm, budget, machine), and "
+             "does ~0.6× the steps in the same CPU seconds: a row is one (arm, budget, machine), and "
              "the Δ vs paper-literal pairs runs of the same machine only (random networks, untrained, are "
-             f"the same everywhere). torch {__import__('torch').__version__}. Each run: one thread, data "
+             "the same everywhere). Load changes the work per CPU second too: every run here shared its "
+             "machine with at most one other study process, i.e. one process per vCPU "
+             "(`pretrain_study_epyc_loaded.csv` keeps earlier EPYC runs made with 4-5 processes, which did "
+             "~0.8× the steps of these). "
+             f"torch {__import__('torch').__version__}. Each run: one thread, data "
              "generated in the training process, stopped after its budget of "
              "process CPU seconds (= wall-clock on an idle core). Evaluation on a fixed held-out batch of "
              f"{EVAL_SEQUENCES} generated sequences (effective rank of the 3D backbone output, of 32; "
@@ -449,9 +457,11 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
 
 
 def targets_section(by_arm: dict) -> list[str]:
-    """Issue 18's targets, computed from the rows of the ``recommended`` arm at each of its budgets against
-    the random networks and PointContrast at the same budget (paired by seed); one table per budget."""
-    budgets = sorted(b for a, b in by_arm if a == "recommended")
+    """Issue 18's targets, computed from the rows of the ``recommended`` arm at each of its budgets, on each
+    machine, against the random networks and PointContrast at the same budget on the same machine (paired
+    by seed); one table per (machine, budget)."""
+    groups = sorted(((_label_parts(a)[1], b, a) for a, b in by_arm if _label_parts(a)[0] == "recommended"),
+                    key=lambda g: (g[0] != "", g[0], g[1]))
     rand = by_arm.get(("random", 0), [])
     lines: list[str] = []
 
@@ -461,8 +471,8 @@ def targets_section(by_arm: dict) -> list[str]:
     def iv(d):
         return f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] (n = {d[3]})"
 
-    for budget in budgets:
-        rec, pc = by_arm[("recommended", budget)], by_arm.get(("pointcontrast", budget), [])
+    for tag, budget, label in groups:
+        rec, pc = by_arm[(label, budget)], by_arm.get((_label("pointcontrast", tag), budget), [])
         erank, sd_erank, n = _mean_sd([r["erank"] for r in rec])
         random_recall = {x["seed"]: x["recall_20cm"] for x in rand}
         ratios = [r["recall_20cm"] / random_recall.get(r["seed"], float("nan")) for r in rec]
@@ -478,8 +488,9 @@ def targets_section(by_arm: dict) -> list[str]:
         else:
             pc_row = ("| linear probe ≥ PointContrast at the same budget | PointContrast not run at "
                       f"{budget:g} s | – |")
+        where = f", {tag or REFERENCE_MACHINE} machine"
         lines += ["", f"## Targets of issue 18 (recommended preset `cpu-small`, {budget:g} s of CPU per run "
-                  f"on one thread, i.e. {budget / 60:g} minutes of one core; n seeds)", "",
+                  f"on one thread, i.e. {budget / 60:g} minutes of one core{where}; n seeds)", "",
                   "| target | measured | |", "|---|---|---|",
                   f"| effective rank of the backbone output ≥ 8 of 32 | {erank:.2f} ± {sd_erank:.2f} "
                   f"(n = {n}; per seed {per_seed}) | {ok(erank >= 8)} |",

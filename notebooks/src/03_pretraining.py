@@ -448,7 +448,7 @@ plt.show()
 # And what the frozen features are worth at the end of each arm: effective rank, feature-match recall and
 # a linear probe on the validation rooms (mean over the seeds run; the markdown file has the spreads).
 # A budget is CPU seconds, and a CPU second is not the same work everywhere: rows marked `@epyc` ran on
-# another VM that did about half the steps in the same seconds, so they are kept apart.
+# another VM that did ~0.6× the steps in the same seconds, so they are kept apart.
 
 # %%
 with open(RESULTS / "pretrain_study.csv", newline="") as fh:

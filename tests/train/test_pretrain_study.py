@@ -80,3 +80,27 @@ def test_runs_are_grouped_and_paired_by_machine(tmp_path):
     assert "| +4.00 (n=1) | +3.00 (n=1) |" in md  # epyc: 19 − 15 vs random, 19 − 16 vs its own paper-literal
     with open(tmp_path / "pretrain_study.csv", newline="") as f:
         assert {r["machine"] for r in csv.DictReader(f)} == {xeon, epyc}
+
+
+def test_targets_are_reported_per_machine_against_pointcontrast_of_that_machine(tmp_path):
+    """The issue's targets get one table per (machine, budget); PointContrast is paired with the
+    recommended preset on the same machine only."""
+    study = _study()
+    xeon, epyc = "Intel(R) Xeon(R) Processor", "AMD EPYC"
+
+    def row(arm, seed, machine, probe, budget=300.0, erank=9.0, recall=0.1):
+        return {"arm": arm, "seed": seed, "machine": machine, "budget_s": budget, "steps": 10, "erank": erank,
+                "recall_10cm": 0.01, "recall_20cm": recall, "probe_miou": probe, "probe_miou_objects": 5.0}
+
+    rows = [row("random", s, xeon, 15.0, budget=0.0, erank=12.0, recall=0.02) for s in (0, 1)]
+    rows += [row("recommended", s, xeon, 20.0 + s) for s in (0, 1)]
+    rows += [row("pointcontrast", s, xeon, 19.0 + s) for s in (0, 1)]  # xeon: +1 on both seeds
+    rows += [row("recommended", s, epyc, 18.0 + s, erank=7.0, recall=0.06) for s in (0, 1)]
+    rows += [row("pointcontrast", s, epyc, 21.0 + s) for s in (0, 1)]  # epyc: −3 on both seeds
+    md = study.write_report(rows, results=tmp_path).read_text()
+    xeon_part = md.split("5 minutes of one core, xeon machine")[1].split("## ")[0]
+    epyc_part = md.split("5 minutes of one core, epyc machine")[1].split("## ")[0]
+    assert "Δ = +1.00 [+1.00, +1.00] (n = 2)" in xeon_part and "(interval above 0)" in xeon_part
+    assert "Δ = -3.00 [-3.00, -3.00] (n = 2)" in epyc_part
+    assert "| 7.00 ± 0.00 (n = 2; per seed 7.00, 7.00) | **not met** |" in epyc_part
+    assert "| 3.0× ± 0.0 | **not met** |" in epyc_part and "| 5.0× ± 0.0 | **met** |" in xeon_part
