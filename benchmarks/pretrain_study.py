@@ -272,7 +272,7 @@ RESTORED_MACHINE = "Intel(R) Xeon(R) Processor"
 Xeon, Sapphire Rapids)."""
 REFERENCE_MACHINE = "xeon"
 """Runs on this machine are labelled by their arm alone; runs elsewhere get `` @<machine>``. A CPU second
-is not the same work on every machine (the 2-vCPU AMD EPYC VM ran ~half the steps of the Xeon in the same
+is not the same work on every machine (the 2-vCPU AMD EPYC VM ran ~0.55× the steps of the Xeon in the same
 CPU seconds), so equal-budget comparisons pair runs of the same machine only."""
 
 
@@ -402,7 +402,7 @@ def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None
     lines = ["# Pre-training study (issue 18): which switch ends the collapse", "",
              "Machines: every run names its CPU (`machine` in the CSV). Rows without a suffix ran on a "
              "2-vCPU Intel Xeon (Sapphire Rapids) VM; rows marked `@epyc` on a 2-vCPU AMD EPYC VM, which "
-             "does ~0.6× the steps in the same CPU seconds: a row is one (arm, budget, machine), and "
+             "does ~0.55× the steps in the same CPU seconds: a row is one (arm, budget, machine), and "
              "the Δ vs paper-literal pairs runs of the same machine only (random networks, untrained, are "
              "the same everywhere). Load changes the work per CPU second too: every run here shared its "
              "machine with at most one other study process, i.e. one process per vCPU "
@@ -460,9 +460,13 @@ def targets_section(by_arm: dict) -> list[str]:
     """Issue 18's targets, computed from the rows of the ``recommended`` arm at each of its budgets, on each
     machine, against the random networks and PointContrast at the same budget on the same machine (paired
     by seed); one table per (machine, budget)."""
-    groups = sorted(((_label_parts(a)[1], b, a) for a, b in by_arm if _label_parts(a)[0] == "recommended"),
-                    key=lambda g: (g[0] != "", g[0], g[1]))
+    groups = []  # (off the reference machine, machine tag, budget, row label); the reference machine first
+    for label, budget in by_arm:
+        arm, tag = _label_parts(label)
+        if arm == "recommended":
+            groups.append((tag != "", tag, budget, label))
     rand = by_arm.get(("random", 0), [])
+    random_recall = {x["seed"]: x["recall_20cm"] for x in rand}
     lines: list[str] = []
 
     def ok(flag):
@@ -471,10 +475,9 @@ def targets_section(by_arm: dict) -> list[str]:
     def iv(d):
         return f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] (n = {d[3]})"
 
-    for tag, budget, label in groups:
+    for _, tag, budget, label in sorted(groups):
         rec, pc = by_arm[(label, budget)], by_arm.get((_label("pointcontrast", tag), budget), [])
         erank, sd_erank, n = _mean_sd([r["erank"] for r in rec])
-        random_recall = {x["seed"]: x["recall_20cm"] for x in rand}
         ratios = [r["recall_20cm"] / random_recall.get(r["seed"], float("nan")) for r in rec]
         per_seed = ", ".join(f"{r['erank']:.2f}" for r in rec)
         ratio, sd_ratio, _ = _mean_sd(ratios)
