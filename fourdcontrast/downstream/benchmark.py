@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from fourdcontrast.downstream.methods import METHODS, PRETRAINING  # re-exported: the benchmark's names
 from fourdcontrast.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -69,23 +70,6 @@ __all__ = [
     "run_benchmark",
     "scratch_backbone",
 ]
-
-METHODS: tuple[str, ...] = ("scratch", "pointcontrast", "csc", "3d-data-3d3d", "4d-data-3d3d", "4dcontrast",
-                            "4dcontrast-paper-literal")
-"""Initialisations compared: the paper's Table 2 rows (scratch, PointContrast, CSC, "3D data, 3D-3D only",
-"4D data, 3D-3D only", 4DContrast) and 4DContrast as the paper prints it."""
-
-PRETRAINING: dict[str, tuple[str, str | None]] = {
-    "pointcontrast": ("cpu-small", "pointcontrast"),
-    "csc": ("cpu-small", "csc"),
-    "3d-data-3d3d": ("cpu-small", "3d-data-3d3d"),
-    "4d-data-3d3d": ("cpu-small", "4d-data-3d3d"),
-    "4dcontrast": ("cpu-small", None),
-    "4dcontrast-paper-literal": ("cpu-small-paper-literal", None),
-}
-"""Benchmark method → (pre-training config in ``configs/pretrain/``, ``method`` override or None for the
-config's own method). The baselines share ``cpu-small``'s backbone, data, voxels and optimiser, so they
-differ from 4DContrast only in the method's switches."""
 
 EVALUATION_SPLITS: tuple[str, ...] = ("val", "test")
 """Splits a grid can evaluate on: ``val`` for every tuning decision, ``test`` for the final grid only."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fourdcontrast.downstream.methods import METHODS
 from fourdcontrast.downstream.stats import PairedInterval, holm, paired_t_interval
 from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
 
@@ -311,8 +312,6 @@ def _steps_text(p: dict) -> str:
 def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | None = None,
                     preset=None, preset_name: str = "") -> str:
     """The results markdown (see the module docstring); ``rows`` are :func:`read_results` rows."""
-    from fourdcontrast.downstream.benchmark import METHODS
-
     methods = _method_order(rows, METHODS)
     lines = ["# Downstream benchmark: semantic segmentation on the embedded rooms", ""]
     if spec:
@@ -421,8 +420,6 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fourdcontrast.downstream.benchmark import METHODS
 
     s = summarise(rows, metric)
     modes = [m for m in ("finetune", "linear") if any(k[0] == m for k in s)]
