@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from fourdcontrast.sparse.benchmark import add_cli_arguments, run_cli
+from fourdcontrast.models.benchmark import add_cli_arguments, run_cli
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

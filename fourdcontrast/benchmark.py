@@ -12,7 +12,7 @@ import argparse
 import importlib
 
 BENCHMARKS = {
-    "sparse": ("fourdcontrast.sparse.benchmark", "sparse engine and backbones (ours vs MinkowskiEngine)"),
+    "sparse": ("fourdcontrast.models.benchmark", "sparse engine and backbones (ours vs MinkowskiEngine)"),
     "generation": ("fourdcontrast.data.benchmark", "4D sequence generation with correspondences"),
     "pretrain": ("fourdcontrast.train.benchmark", "one pre-training step (ours vs MinkowskiEngine)"),
     "downstream": ("fourdcontrast.downstream.benchmark", "segmentation from each pre-training"),

@@ -12,7 +12,7 @@
 #   2. engine tests on the device: outputs and gradients against the CPU in float64 and float32,
 #      autocast, device moves, host-synchronisation counts (tests/sparse/test_devices.py), the engine
 #      suite on the PyTorch path (the one CUDA takes), Batch.to / pin_memory
-#   3. engine benchmark (fourdcontrast.sparse.benchmark) per configuration — MinkUNet34 3D 2 cm,
+#   3. engine benchmark (fourdcontrast.models.benchmark) per configuration — MinkUNet34 3D 2 cm,
 #      MinkUNet14 4D 5 cm and 2 cm — fp32 and bf16 autocast: time per forward+backward, voxels/s, peak
 #      memory, bf16/fp32 speed ratio, share of the time spent building kernel maps
 #   4. one paper-preset pre-training step (benchmarks/pretrain_step.py), when that file exists
@@ -172,7 +172,7 @@ if device == "cuda":  # host synchronisations of a MinkUNet14 4D forward+backwar
     import warnings
 
     from fourdcontrast.models.resunet import MinkUNet14
-    from fourdcontrast.sparse.benchmark import room_coordinates
+    from fourdcontrast.models.benchmark import room_coordinates
 
     def syncs(x):
         torch.cuda.synchronize()
@@ -223,7 +223,7 @@ if wanted bench; then
   for entry in "${BENCH_CONFIGS[@]}"; do
     config=${entry%%:*}
     limit=${entry##*:}
-    stage "benchmark $config" "$limit" "$PYTHON" -m fourdcontrast.sparse.benchmark --device "$DEVICE" \
+    stage "benchmark $config" "$limit" "$PYTHON" -m fourdcontrast.models.benchmark --device "$DEVICE" \
       --engine torch --config "$config" --precision fp32 --precision bf16 --map-share \
       --repeats "$BENCH_REPEATS" --timeout "$((limit - 5))" --json "$WORK/bench_$config.json" \
       ${BENCH_EXTRA[@]+"${BENCH_EXTRA[@]}"}

@@ -1,7 +1,10 @@
 """Speed and memory of the sparse backbones: our engine vs MinkowskiEngine (when it imports).
 
+It lives next to the models because it times whole backbones (MinkUNet14/34 of :mod:`.resunet` on either
+engine); the engine package :mod:`fourdcontrast.sparse` imports nothing from :mod:`fourdcontrast.models`.
+
 Times: both engines run interleaved, run by run, in one subprocess per configuration
-(``python -m fourdcontrast.sparse.benchmark --worker ...``), so both see the same load. Peak memory: one
+(``python -m fourdcontrast.models.benchmark --worker ...``), so both see the same load. Peak memory: one
 forward+backward of one engine in a fresh subprocess of its own (``--memory-worker``), measured as the
 kernel's resident-set high-water mark (VmHWM in ``/proc/self/status``, reset through
 ``/proc/self/clear_refs``) minus the resident set just before the run (model and input already built):
@@ -201,6 +204,7 @@ def _autocast(device: str, precision: str):
 
 
 def _build(config: str, engine: str, seed: int = 0):
+    """The backbone of ``config`` on ``engine`` (seeded weights) and its input coordinates (N, 1+D)."""
     from fourdcontrast.models import resunet
 
     model_name, dimension, voxel, frames = _config(config)
@@ -406,7 +410,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 def _subprocess(argv: list[str], timeout: float, omp_wait_policy: str | None = None,
                 threads: int | None = None) -> dict | None:
-    cmd = [sys.executable, "-m", "fourdcontrast.sparse.benchmark", *argv]
+    cmd = [sys.executable, "-m", "fourdcontrast.models.benchmark", *argv]
     env = dict(os.environ)
     if omp_wait_policy:
         env["OMP_WAIT_POLICY"] = omp_wait_policy

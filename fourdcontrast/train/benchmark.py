@@ -18,7 +18,7 @@ run's freed memory does not hide another's peak.
 comparison of step times on a machine whose load changes; memory comes from the separate runs).
 ``--breakdown`` adds what the unswitched forward keeps for its backward, by U-Net stage and by kind
 (:func:`fourdcontrast.train.memory.saved_memory`). ``--backbone CONFIG`` adds the U-Net alone (one
-forward+backward of :data:`fourdcontrast.sparse.benchmark.CONFIGS`' ``CONFIG``, e.g. the 4D U-Net on
+forward+backward of :data:`fourdcontrast.models.benchmark.CONFIGS`' ``CONFIG``, e.g. the 4D U-Net on
 the benchmark room sequence at 2 cm) with each switch, the protocol of the engine benchmark whose
 MinkowskiEngine figures :data:`MINKOWSKI_BACKBONE_MIB` records.
 """
@@ -93,12 +93,26 @@ forward+backward of the engine benchmark's configurations, each in a fresh proce
 figures from an earlier run, used where MinkowskiEngine does not import."""
 
 
+def resolved_switches(model) -> dict:
+    """The memory switches a :class:`~fourdcontrast.models.fourdcontrast.FourDContrast` runs with, as
+    recorded in a benchmark row: each U-Net's :class:`~fourdcontrast.models.resunet.MemoryOptions` (None for
+    a U-Net the method lacks or another engine's) and ``fused_pair_losses``."""
+    out: dict = {"fused_pair_losses": bool(model.config.fused_pair_losses)}
+    for name in ("encoder_3d", "encoder_4d"):
+        memory = getattr(getattr(model, name, None), "memory", None)
+        out[name] = None if memory is None else {"recompute_activations": memory.recompute_activations,
+                                                 "compact_maps": memory.compact_maps,
+                                                 "checkpoint": list(memory.checkpoint)}
+    return out
+
+
 def measure(preset: str, engine: str, batch_size: int, steps: int, device: str, weights: str | None,
             overrides: list[str], switches: str = "none") -> dict:
-    """One engine's figures for one setting of the switches (runs in the worker process)."""
+    """One engine's figures for one setting of the switches (runs in the worker process); the row records
+    the switches the model ran with (:func:`resolved_switches`)."""
     from fourdcontrast.data.dataset import collate_sequences
+    from fourdcontrast.models.benchmark import _reset_peak_rss, _status_kb
     from fourdcontrast.models.fourdcontrast import FourDContrast
-    from fourdcontrast.sparse.benchmark import _reset_peak_rss, _status_kb
     from fourdcontrast.train.config import load_config
     from fourdcontrast.train.pretrain import ReplacingDataset, make_dataset
 
@@ -149,6 +163,7 @@ def measure(preset: str, engine: str, batch_size: int, steps: int, device: str, 
         "sequences_per_s": batch_size / median, "data_s": data_s,
         "data_share": data_s / (data_s + median), "base_mib": base / 2**20, "peak_mib": peak / 2**20,
         "peak_mib_per_sequence": peak / 2**20 / batch_size, "threads": torch.get_num_threads(),
+        "resolved_switches": resolved_switches(model),
     }
 
 
@@ -186,8 +201,8 @@ def measure_backbone(config: str, switches: str, repeats: int = 1, engine: str =
     """The U-Net of the engine benchmark's ``config`` alone on ``engine`` (``"torch"`` or ``"minkowski"``,
     which runs unswitched): peak memory of its first forward+backward in this (fresh) process and the
     median time of ``repeats`` more, with the switches ``switches``."""
+    from fourdcontrast.models.benchmark import _build, _forward_backward, _make_input
     from fourdcontrast.models.resunet import memory_options
-    from fourdcontrast.sparse.benchmark import _build, _forward_backward, _make_input
 
     if engine != "torch" and switches != "none":
         raise ValueError(f"the memory switches need our engine; {engine} runs with switches 'none'")
@@ -487,7 +502,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.worker:
         args.batch = int(args.batch)
         return _worker(args)
-    from fourdcontrast.sparse.benchmark import check_device
+    from fourdcontrast.models.benchmark import check_device
 
     check_device(args.device)
     if args.interleave:

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import fourdcontrast.sparse.benchmark as bench
+import fourdcontrast.models.benchmark as bench
 
 
 def test_benchmark_room_is_a_deterministic_surface():
@@ -27,7 +27,7 @@ def test_benchmark_memory_is_what_a_forward_backward_adds():
     if not bench._reset_peak_rss():
         pytest.skip("/proc/self/clear_refs is not writable here")
     # in a fresh process, as the benchmark does: here, pages freed by earlier tests would be reused
-    code = ("import json, fourdcontrast.sparse.benchmark as b; "
+    code = ("import json, fourdcontrast.models.benchmark as b; "
             "b.CONFIGS['tiny'] = ('MinkUNet14', 3, 0.1, 0); "
             "print(json.dumps(b.measure_memory('tiny', 'torch')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

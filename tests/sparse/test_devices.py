@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import fourdcontrast.sparse.kernel_map as km
+from fourdcontrast.models.benchmark import room_coordinates
 from fourdcontrast.models.resunet import MinkUNet14
 from fourdcontrast.sparse import (
     BatchNorm,
@@ -23,7 +24,6 @@ from fourdcontrast.sparse import (
     conv_transpose,
     native,
 )
-from fourdcontrast.sparse.benchmark import room_coordinates
 from fourdcontrast.sparse.functional import autocast_dtype
 
 CUDA = torch.cuda.is_available()
