@@ -2,8 +2,12 @@
 
 1. **generate** 4D sequences (Sec. 3.3) from the embedded procedural rooms and CC-0 furniture into shards,
    with a manifest (resumable);
-2. **pre-train** Φ3D / P3D / Φ4D / P4D with the losses of Eqs. 1–9 on those shards for a few minutes
-   (the ``cpu-small`` preset: MinkUNet14S at 10 cm / 20 cm), and export the 3D backbone;
+2. **pre-train** the 3D and 4D U-Nets Φ3D / Φ4D on those shards for a few minutes with the recommended
+   ``cpu-small`` preset (MinkUNet14S at 10 cm / 20 cm): the supplement's SimCLR variant of 4DContrast
+   (PointInfoNCE on the same 3D-3D / 3D-4D / 4D-4D pairs, no predictors) with motion-aware pair
+   sampling, not the SimSiam losses of Eqs. 1–9 as printed, which collapse at this batch size
+   (``configs/pretrain/cpu-small.yaml`` and ``benchmarks/results/pretrain_study.md`` say why); then
+   export the 3D backbone;
 3. **compare features** of three 3D backbones on a held-out batch — random, the shipped pre-trained one
    (``assets/pretrained``) and the one just trained: feature-match recall, t-SNE embeddings coloured by
    semantic class and similarity heatmaps across the frames of a sequence (fourdviz);
