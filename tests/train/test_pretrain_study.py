@@ -1,10 +1,26 @@
 """benchmarks/pretrain_study.py: the committed CSV restores the runs' results on a fresh clone, so new
-seeds add to the measured ones; the report rebuilds the same rows from them."""
+seeds add to the measured ones; the report rebuilds the same rows from them; the paired interval is
+Student's with n − 1 degrees of freedom; the bf16 arm is skipped on CPUs without native bfloat16.
+
+Mutants tried (issue 30), each killed by the test named:
+
+- ``T975.get(n - 1, …)`` → ``T975.get(n, …)`` in ``paired_interval`` (the t quantile of n instead of n − 1
+  degrees of freedom): ``test_paired_interval_is_the_t_interval_of_the_seed_paired_differences``;
+- ``sd / math.sqrt(n)`` → ``sd / n``: the same test;
+- pairing by position instead of by seed: the same test;
+- the bf16 skip removed from ``run_one`` (``if config.run.amp and not cpu_supports_bf16()`` → ``if False``):
+  ``test_the_bf16_arm_is_skipped_on_a_cpu_without_native_bfloat16``.
+"""
 
 import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
+
+import pytest
+
+from fourdcontrast.downstream.stats import paired_t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,3 +120,54 @@ def test_targets_are_reported_per_machine_against_pointcontrast_of_that_machine(
     assert "Δ = -3.00 [-3.00, -3.00] (n = 2)" in epyc_part
     assert "| 7.00 ± 0.00 (n = 2; per seed 7.00, 7.00) | **not met** |" in epyc_part
     assert "| 3.0× ± 0.0 | **not met** |" in epyc_part and "| 5.0× ± 0.0 | **met** |" in xeon_part
+
+
+def test_paired_interval_is_the_t_interval_of_the_seed_paired_differences():
+    """Data with spread, paired by seed (not by position; unpaired seeds dropped), against the paired t
+    interval of :mod:`fourdcontrast.downstream.stats` (scipy's t quantile, n − 1 degrees of freedom) for
+    every n the study has had (2-6 seeds)."""
+    study = _study()
+    diffs = [1.0, 2.5, 4.0, 0.5, -1.5, 3.25]
+    base = [10.0, 12.0, 9.0, 11.5, 13.0, 8.0]
+    for n in range(2, 7):
+        a = [{"seed": s, "probe_miou": base[s] + diffs[s]} for s in reversed(range(n))]  # another order
+        b = [{"seed": s, "probe_miou": base[s]} for s in range(n)] + [{"seed": 99, "probe_miou": 0.0}]
+        m, lo, hi, k = study.paired_interval(a, b, "probe_miou")
+        ref = paired_t_interval(diffs[:n])
+        assert k == n and m == pytest.approx(ref.mean)
+        assert (lo, hi) == (pytest.approx(ref.low, abs=2e-3), pytest.approx(ref.high, abs=2e-3)), n
+    # n = 3 by hand: differences 1, 2.5, 4: mean 2.5, sd 1.5, t(0.975, 2 df) = 4.303
+    m, lo, hi, n = study.paired_interval([{"seed": s, "x": v} for s, v in enumerate((1.0, 2.5, 4.0))],
+                                         [{"seed": s, "x": 0.0} for s in range(3)], "x")
+    half = 4.303 * 1.5 / math.sqrt(3)
+    assert (m, n) == (2.5, 3) and lo == pytest.approx(2.5 - half) and hi == pytest.approx(2.5 + half)
+    one = study.paired_interval([{"seed": 0, "x": 1.0}], [{"seed": 0, "x": 0.0}, {"seed": 1, "x": 0.0}], "x")
+    assert one[0] == 1.0 and math.isnan(one[1]) and math.isnan(one[2]) and one[3] == 1
+
+
+def test_the_bf16_arm_is_skipped_on_a_cpu_without_native_bfloat16(tmp_path, monkeypatch, capsys):
+    """Without native bfloat16, ``run.amp`` would silently train in float32 (another arm): ``run_one``
+    returns no row, pre-trains nothing and writes no folder; with it, the arm pre-trains with amp on."""
+    import fourdcontrast.train.pretrain as tp
+
+    study = _study()
+    called = []
+
+    class Started(Exception):
+        pass
+
+    def fake_pretrain(config, out, **kwargs):
+        called.append(config.run.amp)
+        raise Started
+
+    monkeypatch.setattr(tp, "pretrain", fake_pretrain)
+    monkeypatch.setattr(tp, "cpu_supports_bf16", lambda: False)
+    assert study.run_one("bf16", study.ARMS, 0, 90.0, tmp_path, None, None) == {}
+    assert called == [] and not (tmp_path / "runs").exists()
+    assert "skipping bf16 seed 0" in capsys.readouterr().out
+    with pytest.raises(Started):  # another arm on the same CPU is not skipped
+        study.run_one("cosine", study.ARMS, 0, 90.0, tmp_path, None, None)
+    monkeypatch.setattr(tp, "cpu_supports_bf16", lambda: True)
+    with pytest.raises(Started):
+        study.run_one("bf16", study.ARMS, 0, 90.0, tmp_path, None, None)
+    assert called == [False, True]
