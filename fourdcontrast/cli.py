@@ -25,7 +25,8 @@ EXIT_INPUT_ERROR = 2
 COMMANDS = {
     "generate": ("fourdcontrast.data.generate", "generate 4D sequences offline into shards (Sec. 3.3)"),
     "pretrain": ("fourdcontrast.train.pretrain", "pre-train the 3D backbone (4DContrast or a baseline)"),
-    "finetune": ("fourdcontrast.downstream.segmentation", "fine-tune or linear-probe semantic segmentation"),
+    "finetune": ("fourdcontrast.downstream.tasks",
+                 "fine-tune a downstream task (segmentation, instance, detection) or linear-probe"),
     "export-backbone": ("fourdcontrast.train.pretrain:export",
                         "write a checkpoint's 3D backbone as a plain MinkUNet state dict"),
     "benchmark": ("fourdcontrast.benchmark", "time the sparse engine, the data generation and pre-training"),

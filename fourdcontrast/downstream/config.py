@@ -17,7 +17,10 @@ from fourdcontrast.errors import ConfigError
 
 __all__ = [
     "AUGMENT_ELASTIC",
+    "BN_MODES",
     "BN_RECALIBRATION",
+    "FINETUNE_RECIPES",
+    "LP_STEPS",
     "AUGMENT_SCALE",
     "AUGMENT_TILT_DEG",
     "AUGMENT_TRANSLATION",
@@ -51,6 +54,14 @@ FINETUNE_MOMENTUM: float = 0.9
 """SGD momentum (PointContrast / CSC ScanNet fine-tuning configs; the paper does not state it)."""
 FINETUNE_WEIGHT_DECAY: float = 1e-4
 """SGD weight decay (PointContrast / CSC ScanNet fine-tuning configs; the paper does not state it)."""
+
+FINETUNE_RECIPES: tuple[str, ...] = ("paper", "lp-ft")
+"""Fine-tuning recipes (``optim.recipe``, :mod:`~fourdcontrast.downstream.training`): ``paper`` (fresh head,
+one learning rate) and ``lp-ft`` (the head fitted on frozen features first; Kumar et al., ICLR 2022)."""
+BN_MODES: tuple[str, ...] = ("train", "frozen")
+"""Batch-norm handling while fine-tuning (``optim.bn_mode``, :mod:`~fourdcontrast.downstream.training`)."""
+LP_STEPS: int = 100
+"""SGD steps of LP-FT's head-only stage for a task without its own linear probe (our choice)."""
 
 BN_RECALIBRATION: int = 16
 """Training samples whose batch statistics replace the running ones after fine-tuning ("precise BN", our
@@ -92,6 +103,10 @@ class DataSection:
         crop: side in metres of a square xy crop around a labelled point per training sample (None: whole
             scenes); a CPU economy, our choice.
         cache_dir: room cache folder (None: default, ``""``: no cache).
+        store_voxel: keep one point per cell of this size (metres) of every embedded room — the first
+            point of the cell, with its label and instance — so that ScanNet-sized splits (> 1000 rooms)
+            fit in memory and in the cache (None: every point, as generated). Evaluation is then over the
+            kept points.
     """
 
     dataset: str = "embedded"
@@ -106,6 +121,7 @@ class DataSection:
     split_seed: int = SPLIT_SEED
     crop: float | None = None
     cache_dir: str | None = None
+    store_voxel: float | None = None
 
 
 @dataclass
@@ -119,6 +135,7 @@ class ModelSection:
         mode: ``"finetune"`` (all weights trained, ``final`` = the linear head) or ``"linear"`` (frozen
             backbone, per-point linear classifier on its output features).
         feature_dim: output width of a scratch backbone in the linear probe (a pre-trained one keeps its own).
+        task: the downstream task: ``segmentation``, ``instance`` or ``detection``.
     """
 
     backbone: str = "MinkUNet34"
@@ -126,6 +143,7 @@ class ModelSection:
     in_channels: int = 3
     mode: str = "finetune"
     feature_dim: int = 32
+    task: str = "segmentation"
 
 
 @dataclass
@@ -134,7 +152,12 @@ class OptimSection:
 
     ``probe_max_voxels``: the linear probe fits on at most this many labelled voxels, drawn uniformly with
     the run's seed (None: all; a CPU economy, our choice: with every training room labelled the full batch
-    holds ~1.5 M voxels for a 32 × 12 classifier)."""
+    holds ~1.5 M voxels for a 32 × 12 classifier).
+
+    ``recipe`` (:data:`FINETUNE_RECIPES`; ``paper`` by default), ``backbone_lr_scale`` (the backbone's
+    learning rate is ``lr`` times this; 1.0, the paper, by default), ``bn_mode`` (:data:`BN_MODES`;
+    ``train`` by default) and ``lp_steps`` (:data:`LP_STEPS`): see :mod:`~fourdcontrast.downstream.training`.
+    """
 
     lr: float = FINETUNE_LR
     momentum: float = FINETUNE_MOMENTUM
@@ -147,6 +170,10 @@ class OptimSection:
     probe_weight_decay: float = PROBE_WEIGHT_DECAY
     probe_max_voxels: int | None = None
     bn_recalibration: int = BN_RECALIBRATION
+    recipe: str = "paper"
+    backbone_lr_scale: float = 1.0
+    bn_mode: str = "train"
+    lp_steps: int = LP_STEPS
 
 
 @dataclass
@@ -187,6 +214,9 @@ class FinetuneConfig:
             choice("data.features", self.data.features, ("occupancy", "color")),
             choice("data.eval_split", self.data.eval_split, ("train", "val", "test")),
             choice("model.mode", self.model.mode, ("finetune", "linear")),
+            choice("model.task", self.model.task, ("segmentation", "instance", "detection")),
+            choice("optim.recipe", self.optim.recipe, FINETUNE_RECIPES),
+            choice("optim.bn_mode", self.optim.bn_mode, BN_MODES),
             choice("model.backbone", self.model.backbone, tuple(BACKBONES)),
             (self.data.voxel_size > 0, f"data.voxel_size must be > 0, got {self.data.voxel_size}"),
             (self.optim.steps >= 0 and self.optim.batch_size >= 1,
@@ -222,6 +252,7 @@ FIELD_RANGES: dict[str, str] = {
     "data.limited_scenes": "(0, 1]",
     "data.limited_points": ">= 1",
     "data.crop": "> 0",
+    "data.store_voxel": "> 0",
     "model.in_channels": ">= 1",
     "model.feature_dim": ">= 1",
     "optim.lr": "> 0",
@@ -235,6 +266,8 @@ FIELD_RANGES: dict[str, str] = {
     "optim.probe_weight_decay": ">= 0",
     "optim.probe_max_voxels": ">= 1",
     "optim.bn_recalibration": ">= 0",
+    "optim.backbone_lr_scale": ">= 0",
+    "optim.lp_steps": ">= 0",
     "augment.tilt_deg": ">= 0",
     "augment.translation": ">= 0",
     "run.log_every": ">= 1",
