@@ -39,19 +39,34 @@ def test_finetune_command_writes_metrics(tmp_path, capsys):
 
 
 def test_linear_probe_fits_on_at_most_probe_max_voxels():
+    """``optim.probe_max_voxels``: the probe's standardisation (its mean) is that of exactly that many
+    labelled voxels (one-hot features: the mean shows which), a draw fixed by the run's seed."""
     import numpy as np
     import torch
 
-    from fourdcontrast.downstream.segmentation import train_probe
+    from fourdcontrast.downstream.segmentation import IGNORE_LABEL, train_probe
     from fourdcontrast.records import Scene
 
     rng = np.random.default_rng(0)
-    feats = torch.as_tensor(rng.normal(size=(1000, 4)), dtype=torch.float32)
-    scene = Scene(rng.uniform(0, 1, (1000, 3)).astype(np.float32), labels=rng.integers(0, 3, 1000))
-    data = [(feats, np.arange(1000))]
+    n = 400
+    feats = torch.eye(n)  # voxel i has feature e_i: the mean over a subset is 1/k on its members
+    labels = rng.integers(0, 3, n)
+    labels[::4] = IGNORE_LABEL  # a quarter unlabelled: never drawn
+    scene = Scene(rng.uniform(0, 1, (n, 3)).astype(np.float32), labels=labels)
+    data = [(feats, np.arange(n))]
     cfg = load_finetune_config("cpu", ["optim.probe_steps=5"])
+    labelled = torch.as_tensor(labels != IGNORE_LABEL)
     full = train_probe(data, [scene], 3, cfg)
-    torch.testing.assert_close(full[0].mean, feats.mean(0))
-    capped = train_probe(data, [scene], 3, cfg.replace(optim={"probe_max_voxels": 10}))
-    keep = torch.randperm(1000, generator=torch.Generator().manual_seed(cfg.run.seed))[:10]
-    torch.testing.assert_close(capped[0].mean, feats[keep].mean(0))
+    torch.testing.assert_close(full[0].mean, labelled.float() / labelled.sum())
+
+    def drawn(config):
+        mean = train_probe(data, [scene], 3, config)[0].mean
+        members = torch.nonzero(mean).flatten()
+        torch.testing.assert_close(mean[members], torch.full((len(members),), 0.1))
+        return set(members.tolist())
+
+    capped = cfg.replace(optim={"probe_max_voxels": 10})
+    first = drawn(capped)
+    assert len(first) == 10 and all(labelled[i] for i in first)
+    assert drawn(capped) == first  # the run's seed fixes the draw
+    assert drawn(capped.replace(run={"seed": cfg.run.seed + 1})) != first

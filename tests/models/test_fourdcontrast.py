@@ -232,10 +232,26 @@ def test_minkowski_backend_gives_equal_losses(name):
 
 # --- issue 18: the collapse monitor, projector variants, motion-aware pair sampling -------------------
 def test_forward_reports_effective_ranks_and_object_pairs():
+    """The ranks are those of the U-Net output and of the projector output before its batch norm
+    (recomputed here from the same modules), per branch."""
+    from fourdcontrast.metrics import effective_rank
+
     batch = sequence_batch()
-    out = model_for(small_config())(batch)
-    for key in ("erank_backbone_3d", "erank_z3d", "erank_backbone_4d", "erank_z4d"):
-        assert 1.0 <= out[key] <= 16.0, key
+    model = model_for(small_config())
+    out = model(batch)
+    for name, encoder, projector, feats, coords in (
+            ("3d", model.encoder_3d, model.projector_3d, batch.feats_3d, batch.coords_3d),
+            ("4d", model.encoder_4d, model.projector_4d, batch.feats_4d, batch.coords_4d)):
+        with torch.no_grad():
+            features = encoder(model._ops.SparseTensor(feats, coords))
+            _, pre = projector(features, return_pre_norm=True)
+        generator = torch.Generator().manual_seed(0)
+        assert out[f"erank_backbone_{name}"] == pytest.approx(effective_rank(features.F, generator=generator),
+                                                              rel=1e-4), name
+        assert out[f"erank_z{name}"] == pytest.approx(effective_rank(pre.F, generator=generator), rel=1e-4)
+        assert out[f"erank_backbone_{name}"] != pytest.approx(out[f"erank_z{name}"], rel=1e-3)
+    static = model_for(small_config("pointcontrast"))(static_batch())
+    assert static["erank_backbone_4d"] == static["erank_z4d"] == 0.0  # no second branch
     assert batch.object_3d.dtype == torch.bool and batch.object_3d.shape == (len(batch.coords_3d),)
     assert 0 < int(batch.object_3d.sum()) < len(batch.coords_3d)
     assert 0 < out["object_pairs_3d"] < out["pairs_3d"]
@@ -299,14 +315,42 @@ def test_motion_aware_sampling_keeps_object_pairs_and_caps_the_rest():
     assert out["pairs_4d"] <= int((~static | obj).sum())
 
 
-def test_object_pair_weight_changes_the_loss_and_weight_one_does_not():
+def _weighted_group_mean_by_hand(p, z, pairs, groups, is_object, weight):
+    """½ D(p_a, z_b) + ½ D(p_b, z_a) per pair, the mean within each group weighted ``weight`` for pairs
+    touching the object (1 otherwise), then the mean over the groups; float64 numpy."""
+    import numpy as np
+
+    p = p.detach().double().numpy()
+    z = z.detach().double().numpy()
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    a, b = pairs[:, 0].numpy(), pairs[:, 1].numpy()
+    values = -0.5 * (p[a] * z[b]).sum(1) - 0.5 * (p[b] * z[a]).sum(1)
+    obj = (is_object[a] | is_object[b]).numpy()
+    w = np.where(obj, weight, 1.0)
+    g = groups.numpy()
+    return float(np.mean([(w[g == k] * values[g == k]).sum() / w[g == k].sum() for k in np.unique(g)]))
+
+
+def test_object_pair_weight_is_the_weighted_mean_within_groups():
+    """L3D and L4D with ``object_pair_weight`` 8 equal the group means weighted by hand (pairs touching
+    the moving object count 8 times), and weight 1 is the plain mean."""
     batch = sequence_batch()
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    base = model_for(small_config())(batch, generator=gen())
+    base = model_for(small_config())(batch, generator=gen(), return_features=True)
     same = model_for(small_config(object_pair_weight=1.0))(batch, generator=gen())
-    heavy = model_for(small_config(object_pair_weight=8.0))(batch, generator=gen())
+    heavy = model_for(small_config(object_pair_weight=8.0))(batch, generator=gen(), return_features=True)
     assert torch.isclose(base["loss"], same["loss"])
-    assert not torch.isclose(base["loss_3d"], heavy["loss_3d"])
+    assert model_for(small_config()).config.reduction == "mean"
+    assert 0 < heavy["object_pairs_3d"] < heavy["pairs_3d"] == len(batch.pairs_3d)
+    for key, p, z, pairs, groups, flags in (
+            ("loss_3d", "p3d", "z3d", batch.pairs_3d, batch.pairs_3d_group, batch.object_3d),
+            ("loss_4d", "p4d", "z4d", batch.pairs_4d, batch.pairs_4d_group, batch.object_4d)):
+        for out, weight in ((heavy, 8.0), (base, 1.0)):
+            expected = _weighted_group_mean_by_hand(out[p], out[z], pairs, groups, flags, weight)
+            assert float(out[key].detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6), (key, weight)
+        plain = _weighted_group_mean_by_hand(heavy[p], heavy[z], pairs, groups, flags, 1.0)
+        assert abs(float(heavy[key].detach()) - plain) > 1e-4, key  # the weighting changes this batch's value
     with pytest.raises(ValueError):
         small_config(object_pair_weight=0.0)
 
