@@ -76,8 +76,12 @@ EVALUATION_SPLITS: tuple[str, ...] = ("val", "test")
 
 CSV_BASE_FIELDS: tuple[str, ...] = (
     "split", "mode", "protocol", "level", "seed", "method", "miou", "miou_objects", "macc", "oa",
-    "train_scenes", "finetune_steps", "loaded", "skipped", "backbone", "seconds", "cpu_seconds")
-"""CSV columns before the per-class IoU columns ``iou_<class>`` (see :func:`csv_fields`)."""
+    "train_scenes", "finetune_steps", "loaded", "skipped", "backbone", "seconds", "cpu_seconds",
+    "pretrain_budget_s")
+"""CSV columns before the per-class IoU columns ``iou_<class>`` (see :func:`csv_fields`). ``seed`` is the
+pre-training seed (it also draws the subsets and seeds the fine-tuning); ``pretrain_budget_s`` the
+pre-training budget of the row's backbone (empty for scratch and for rows of grids older than the column);
+a backbone pre-trained at the preset's long budget is the method ``<method>@<budget>s``."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,16 @@ class BenchmarkPreset:
             is the grid's most expensive cell (4000 steps).
         finetune_overrides: further ``--set`` overrides of the fine-tuning config.
         threads: torch threads per task.
+        store_voxel: the rooms are kept at one point per cell of this size (metres; ``data.store_voxel``),
+            None: every point.
+        finetune_overrides_at: ``(protocol, level, overrides)``: ``--set`` overrides of one level only (the
+            recipe the validation rule picked for that level, the same for every method).
+        long_budget_s: a second, longer pre-training budget (same clock), or None.
+        long_budget_methods: the methods pre-trained at ``long_budget_s`` too (resumed from their run at
+            ``pretrain_budget_s`` when it is cached: the schedule depends on the step, not the budget, so
+            the resumed run is the longer run); their rows are the method ``<method>@<budget>s``.
+        primary: the pre-declared primary comparisons ``(a, b, mode, protocol, level)`` of the report (empty:
+            the report's default, :data:`fourdcontrast.downstream.report.PRIMARY_COMPARISONS`).
     """
 
     methods: tuple[str, ...] = METHODS
@@ -127,8 +141,17 @@ class BenchmarkPreset:
     finetune_methods_at: tuple[tuple[str, float, tuple[str, ...]], ...] = (("scenes", 1.0, ("scratch",)),)
     finetune_overrides: tuple[str, ...] = ("optim.bn_recalibration=8", "optim.probe_max_voxels=100000")
     threads: int = 1
+    store_voxel: float | None = None
+    finetune_overrides_at: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+    long_budget_s: float | None = None
+    long_budget_methods: tuple[str, ...] = ()
+    primary: tuple[tuple[str, str, str, str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if not set(self.long_budget_methods) <= set(self.methods) - {"scratch"} or (
+                self.long_budget_methods and (self.long_budget_s is None or self.pretrain_budget_s is None)):
+            raise ValueError(f"long_budget_methods {self.long_budget_methods} must be pre-trained methods of "
+                             "the preset, with long_budget_s and pretrain_budget_s set")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or "scratch" not in self.methods:
             raise ValueError(f"preset methods must be among {METHODS} and include 'scratch'; got "
@@ -150,6 +173,18 @@ class BenchmarkPreset:
             raise ValueError(f"pretrain_budget_clock must be 'process' or 'wall', got "
                              f"{self.pretrain_budget_clock!r}")
 
+    def labels(self) -> tuple[str, ...]:
+        """The initialisations of the grid: every method, and ``<method>@<long budget>s`` for each of
+        :attr:`long_budget_methods`."""
+        return self.methods + tuple(long_label(m, self.long_budget_s) for m in self.long_budget_methods)
+
+    def overrides_at(self, protocol: str, level: float) -> tuple[str, ...]:
+        """``finetune_overrides_at`` of one level (empty when it has none)."""
+        for p, lv, overrides in self.finetune_overrides_at:
+            if p == protocol and float(lv) == float(level):
+                return tuple(overrides)
+        return ()
+
     def steps_for(self, protocol: str, level: float) -> int:
         """Fine-tuning steps at one level (``finetune_steps_at``, else ``finetune_steps``)."""
         for p, lv, steps in self.finetune_steps_at:
@@ -158,11 +193,23 @@ class BenchmarkPreset:
         return self.finetune_steps
 
     def finetuned_methods(self, protocol: str, level: float) -> tuple[str, ...]:
-        """Methods fine-tuned at one level (``finetune_methods_at``, else every method)."""
+        """Initialisations fine-tuned at one level (``finetune_methods_at``, else every one of
+        :meth:`labels`)."""
         for p, lv, methods in self.finetune_methods_at:
             if p == protocol and float(lv) == float(level):
-                return tuple(m for m in self.methods if m in methods)
-        return self.methods
+                return tuple(m for m in self.labels() if m in methods)
+        return self.labels()
+
+
+def long_label(method: str, budget_s: float | None) -> str:
+    """The grid's name of ``method`` pre-trained at the long budget: ``"4dcontrast@3600s"``."""
+    return f"{method}@{budget_s:g}s"
+
+
+def split_label(label: str) -> tuple[str, float | None]:
+    """``(method, budget in s or None)`` of a grid label (:func:`long_label`)."""
+    method, _, budget = label.partition("@")
+    return method, (float(budget[:-1]) if budget else None)
 
 
 PRESETS: dict[str, BenchmarkPreset] = {
@@ -188,6 +235,28 @@ test rooms. Estimated in that file (``--jobs 2``). ``tiny``: the same pipeline i
 minutes (the slow test; 1 pre-training step, 2 fine-tuning steps)."""
 
 
+PRESETS["cpu-scannet"] = BenchmarkPreset(
+    methods=("scratch", "pointcontrast", "4dcontrast", "4dcontrast-paper-literal"),
+    rooms={"train": 1200, "val": 60, "test": 60}, store_voxel=0.05,
+    probe_levels=(("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("scenes", 1.0),
+                  ("points", 20), ("points", 200)),
+    finetune_levels=(("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("points", 20),
+                     ("points", 200), ("scenes", 1.0)),
+    finetune_steps=1000, finetune_steps_at=(("points", 20, 500), ("points", 200, 500), ("scenes", 1.0, 4000)),
+    finetune_methods_at=(("scenes", 1.0, ("scratch",)),),
+    long_budget_s=3600.0, long_budget_methods=("pointcontrast", "4dcontrast"),
+    primary=tuple(("4dcontrast@3600s", b, "finetune", p, lv) for b in ("scratch", "pointcontrast@3600s")
+                  for p, lv in (("scenes", 0.10), ("scenes", 0.20), ("points", 20))))
+"""``cpu-scannet``: the grid of issue 27 — ScanNet-sized (1200 / 60 / 60 rooms at 5 cm cells, so 1 % of the
+scenes is 12 rooms), fine-tuned at 1, 5, 10, 20 % of the scenes and at 20 and 200 labelled points (scratch
+also at 100 %: the ceiling), probed at every level; scratch, PointContrast, 4DContrast (recommended) and the
+paper-literal preset (the SimSiam control, 300 s only), 3 seeds, pre-trained 300 CPU-s, and PointContrast and
+4DContrast again at 3600 CPU-s (resumed from the 300-s runs). The recipe per level comes from the validation
+screen ``benchmarks/downstream_recipes.py`` (set ``finetune_overrides_at`` from its rule before the test
+grid runs). Pre-declared primary comparisons: 4DContrast − scratch and 4DContrast − PointContrast, fine-tuned,
+at 10 % and 20 % of the scenes and at 20 points, at the long budget."""
+
+
 # --- backbones ------------------------------------------------------------------------------------
 @dataclass
 class Backbone:
@@ -199,6 +268,9 @@ class Backbone:
         path: the exported backbone (``backbone.pth``, a plain state dict).
         digest: SHA-256 (hex, 16 characters) of that file: the key of its feature cache.
         cost: the pre-training record (``cost.json``; empty for scratch).
+        budget_s: its pre-training budget (None: scratch or no budget).
+
+    ``method`` is the grid's label: ``<method>@<budget>s`` at the long budget (:func:`long_label`).
     """
 
     method: str
@@ -206,6 +278,7 @@ class Backbone:
     path: Path
     digest: str
     cost: dict = field(default_factory=dict)
+    budget_s: float | None = None
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:
@@ -263,12 +336,13 @@ def _save_state(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _finetune_base(preset: BenchmarkPreset, steps: int | None = None):
+def _finetune_base(preset: BenchmarkPreset, steps: int | None = None, extra: tuple[str, ...] = ()):
     from fourdcontrast.downstream.config import load_finetune_config
 
     steps = preset.finetune_steps if steps is None else steps
-    overrides = [f"optim.steps={steps}", *preset.finetune_overrides]
-    return load_finetune_config(preset.finetune_config, overrides).replace(data={"rooms": dict(preset.rooms)})
+    overrides = [f"optim.steps={steps}", *preset.finetune_overrides, *extra]
+    return load_finetune_config(preset.finetune_config, overrides).replace(
+        data={"rooms": dict(preset.rooms), "store_voxel": preset.store_voxel})
 
 
 def scratch_backbone(seed: int, preset: BenchmarkPreset, cache: Path) -> Backbone:
@@ -284,8 +358,9 @@ def scratch_backbone(seed: int, preset: BenchmarkPreset, cache: Path) -> Backbon
     return Backbone("scratch", seed, path, file_digest(path), cost)
 
 
-def pretraining_config(method: str, seed: int, preset: BenchmarkPreset):
-    """The resolved pre-training config of ``method`` with seed ``seed`` under the preset's budget.
+def pretraining_config(method: str, seed: int, preset: BenchmarkPreset, budget_s: float | None = None):
+    """The resolved pre-training config of ``method`` with seed ``seed`` under the preset's budget (or
+    ``budget_s``, same clock).
 
     Raises:
         ValueError: for scratch or an unknown method, or a config that does not load (naming it).
@@ -297,9 +372,9 @@ def pretraining_config(method: str, seed: int, preset: BenchmarkPreset):
     name, own_method = PRETRAINING[method]
     overrides = ([f"method={own_method}"] if own_method else []) + [
         f"run.seed={seed}", f"optim.steps={preset.pretrain_steps}", *preset.pretrain_overrides]
-    if preset.pretrain_budget_s is not None:
-        overrides += [f"run.time_budget_s={preset.pretrain_budget_s}",
-                      f"run.budget_clock={preset.pretrain_budget_clock}"]
+    budget = preset.pretrain_budget_s if budget_s is None else budget_s
+    if budget is not None:
+        overrides += [f"run.time_budget_s={budget}", f"run.budget_clock={preset.pretrain_budget_clock}"]
     return load_config(name, overrides)
 
 
@@ -308,17 +383,38 @@ def _frames_per_sample(config) -> int:
     return 2 if config.method_config().data == "static" else int(config.data.length)
 
 
+def _pretrain_folder(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+                     budget_s: float | None = None) -> tuple[Path, object]:
+    config = pretraining_config(method, seed, preset, budget_s)
+    return Path(cache) / "pretrain" / f"{method}-seed{seed}-{pretraining_digest(config)}", config
+
+
 def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
-                        progress: bool = False) -> Backbone:
-    """Pre-train ``method`` with seed ``seed`` under the preset's budget (resuming an interrupted run of the
-    same config) and export its 3D backbone; cached by (method, seed, config digest)."""
+                        progress: bool = False, budget_s: float | None = None) -> Backbone:
+    """Pre-train ``method`` with seed ``seed`` under the preset's budget, or ``budget_s`` (resuming an
+    interrupted run of the same config, or, for a longer budget, the finished run at the preset's budget:
+    its checkpoint and log are copied in and resumed, which gives the longer run because the schedule
+    depends on the step and the budget only stops it) and export its 3D backbone; cached by (method,
+    seed, config digest)."""
+    import shutil
+
     from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
 
-    config = pretraining_config(method, seed, preset)
+    out, config = _pretrain_folder(method, seed, preset, cache, budget_s)
     digest = pretraining_digest(config)
-    out = Path(cache) / "pretrain" / f"{method}-seed{seed}-{digest}"
+    label = method if budget_s is None else long_label(method, budget_s)
     cost_file, path = out / "cost.json", out / "backbone.pth"
     if not (path.is_file() and cost_file.is_file()):
+        shorter, _ = _pretrain_folder(method, seed, preset, cache)
+        if (budget_s is not None and not (out / CHECKPOINT).is_file() and (shorter / CHECKPOINT).is_file()
+                and (shorter / "cost.json").is_file()):
+            logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed,
+                        preset.pretrain_budget_s, shorter)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in (CHECKPOINT, "log.csv"):
+                if (shorter / name).is_file():
+                    shutil.copy2(shorter / name, out / f".{name}.tmp")
+                    os.replace(out / f".{name}.tmp", out / name)
         resume = (out / CHECKPOINT).is_file()
         logger.info("pre-training %s seed %d into %s%s", method, seed, out, " (resuming)" if resume else "")
         wall, cpu = time.perf_counter(), time.process_time()
@@ -329,23 +425,26 @@ def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: 
         steps = int(max((r["step"] for r in log if r.get("step") is not None), default=0))
         budget_used = max((r["budget_s"] for r in log if r.get("budget_s") is not None), default=None)
         samples = steps * config.data.batch_size * config.optim.accumulate
-        cost = {"method": method, "seed": seed, "config": PRETRAINING[method][0],
+        cost = {"method": label, "seed": seed, "config": PRETRAINING[method][0],
                 "pretrain_method": config.method, "config_digest": digest, "steps": steps,
                 "batch_size": config.data.batch_size * config.optim.accumulate,
                 "frames_per_sample": _frames_per_sample(config), "sequences": samples,
                 "frames": samples * _frames_per_sample(config),
-                "budget_s": preset.pretrain_budget_s, "budget_clock": preset.pretrain_budget_clock,
+                "budget_s": preset.pretrain_budget_s if budget_s is None else budget_s,
+                "budget_clock": preset.pretrain_budget_clock,
                 "budget_used_s": budget_used, "step_cap": preset.pretrain_steps,
                 "wall_s": wall, "cpu_s": cpu, "resumed": resume}
         atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
-    return Backbone(method, seed, path, file_digest(path), json.loads(cost_file.read_text()))
+    return Backbone(label, seed, path, file_digest(path), json.loads(cost_file.read_text()),
+                    preset.pretrain_budget_s if budget_s is None else budget_s)
 
 
-def _backbone(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+def _backbone(label: str, seed: int, preset: BenchmarkPreset, cache: Path,
               progress: bool = False) -> Backbone:
-    if method == "scratch":
+    if label == "scratch":
         return scratch_backbone(seed, preset, cache)
-    return pretrained_backbone(method, seed, preset, cache, progress)
+    method, budget = split_label(label)
+    return pretrained_backbone(method, seed, preset, cache, progress, budget)
 
 
 # --- cost estimate --------------------------------------------------------------------------------
@@ -394,8 +493,8 @@ def load_rooms(preset: BenchmarkPreset, split: str, room_cache: str | os.PathLik
     if split not in EVALUATION_SPLITS:
         raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     rc = ROOM_CACHE_DIR if room_cache is None else (Path(room_cache) if room_cache else None)
-    return (load_dataset("embedded", "train", rooms=preset.rooms, cache_dir=rc),
-            load_dataset("embedded", split, rooms=preset.rooms, cache_dir=rc))
+    kw = {"rooms": preset.rooms, "cache_dir": rc, "store_voxel": preset.store_voxel}
+    return load_dataset("embedded", "train", **kw), load_dataset("embedded", split, **kw)
 
 
 def csv_fields(class_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -420,7 +519,9 @@ def _row(result, *, split: str, mode: str, protocol: str, level: float, seed: in
            "finetune_steps": steps if mode == "finetune" else 0,
            "loaded": len(report.loaded) if report else 0, "skipped": len(report.skipped) if report else 0,
            "backbone": backbone.digest, "seconds": f"{result.seconds:.1f}",
-           "cpu_seconds": f"{result.cpu_seconds:.1f}"}
+           "cpu_seconds": f"{result.cpu_seconds:.1f}",
+           "pretrain_budget_s": "" if backbone.budget_s is None or backbone.method == "scratch"
+           else f"{backbone.budget_s:g}"}
     row.update({f"iou_{n}": f"{v:.4f}" for n, v in zip(class_names, m.iou, strict=True)})
     return row
 
@@ -459,8 +560,8 @@ def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, pr
     from fourdcontrast.downstream.segmentation import finetune
 
     train, evaluation = datasets or load_rooms(preset, split, room_cache)
-    cfg = _cell_config(_finetune_base(preset, preset.steps_for(protocol, level)), "finetune", protocol, level,
-                       seed)
+    base = _finetune_base(preset, preset.steps_for(protocol, level), preset.overrides_at(protocol, level))
+    cfg = _cell_config(base, "finetune", protocol, level, seed)
     state = {k: v.float() for k, v in read_state_dict(backbone.path).items()}
     result = finetune(cfg, train, evaluation, state, progress=False)
     return _row(result, split=split, mode="finetune", protocol=protocol, level=level, seed=seed,
@@ -560,8 +661,19 @@ def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
     0's), as plain JSON values."""
     digests = {m: pretraining_digest(pretraining_config(m, 0, preset)) for m in preset.methods
                if m != "scratch"}
-    spec = {"preset": asdict(preset), "split": split, "pretrain_config_digests": digests}
+    digests.update({long_label(m, preset.long_budget_s):
+                    pretraining_digest(pretraining_config(m, 0, preset, preset.long_budget_s))
+                    for m in preset.long_budget_methods})
+    fields_ = {k: v for k, v in asdict(preset).items()
+               if k not in PRESET_NEW_FIELD_DEFAULTS or v != PRESET_NEW_FIELD_DEFAULTS[k]}
+    spec = {"preset": fields_, "split": split, "pretrain_config_digests": digests}
     return json.loads(json.dumps(spec))
+
+
+PRESET_NEW_FIELD_DEFAULTS: dict = {"store_voxel": None, "finetune_overrides_at": (), "long_budget_s": None,
+                                   "long_budget_methods": (), "primary": ()}
+"""Preset fields added after the first grids, with the default that leaves a grid as it was: left out of the
+grid spec while at that default, so the committed grids stay resumable."""
 
 
 _SPEC_FREE = ("seeds", "threads")
@@ -624,7 +736,7 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         costs = {f"{k[0]}/seed{k[1]}": v.cost for k, v in sorted(backbones.items())}
         atomic_write_bytes(cost_path, json.dumps(costs, indent=2).encode())
 
-    tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in preset.methods for s in preset.seeds]
+    tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in preset.labels() for s in preset.seeds]
     _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
 
     # 2. downstream cells, the pre-declared primary cells first, then the rest seed by seed
@@ -635,12 +747,12 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     features: dict | None = {} if jobs <= 1 else None  # in this process: one backbone's at a time
     tasks = []
     for s in preset.seeds:
-        for m in preset.methods:
+        for m in preset.labels():
             levels = [lv for lv in preset.probe_levels if todo("linear", *lv, s, m)]
             if levels:
                 tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache, datasets,
                                                features)))
-    primary = {("scenes", 0.01), ("points", 20)}
+    primary = {(p, lv) for *_, p, lv in preset.primary} or {("scenes", 0.01), ("points", 20)}
     ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
     for protocol, level in ordered:
         for s in preset.seeds:

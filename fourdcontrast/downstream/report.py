@@ -23,6 +23,9 @@ from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
 __all__ = [
     "METRICS",
     "PRIMARY_COMPARISONS",
+    "budget_curve",
+    "budget_curve_lines",
+    "primary_comparisons",
     "Comparison",
     "SanityCheck",
     "compare",
@@ -75,6 +78,24 @@ PAPER = {
                                  "71.3 mIoU, +0.7, Table 2), not under limited data",
 }
 """What the paper says about each primary comparison (fine-tuning; it reports no linear probes)."""
+PAPER.update({
+    ("scratch", "scenes", 0.10): "the paper reports 4DContrast ahead of scratch at 10 % of ScanNet's scenes "
+                                 "(57.9 vs 49.3 mIoU, +8.6, Table 6)",
+    ("scratch", "scenes", 0.20): "the paper reports 4DContrast ahead of scratch at 20 % of ScanNet's scenes "
+                                 "(61.9 vs 54.6 mIoU, +7.3, Table 6)",
+})
+
+
+def primary_comparisons(spec: dict | None) -> tuple[Comparison, ...]:
+    """The grid's pre-declared primary comparisons: its preset's ``primary`` (``(a, b, mode, protocol,
+    level)`` tuples, written into the grid spec before the grid ran), else :data:`PRIMARY_COMPARISONS`."""
+    declared = (spec or {}).get("preset", {}).get("primary") or ()
+    return tuple(Comparison(a, b, mode, protocol, float(level)) for a, b, mode, protocol, level in declared) \
+        or PRIMARY_COMPARISONS
+
+
+def _base(label: str) -> str:
+    return label.partition("@")[0]
 
 
 def level_name(protocol: str, level: float) -> str:
@@ -157,7 +178,7 @@ def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU") -> 
     if d.n < 2:
         return head + f" from {d.n} seed(s): too few seeds for an interval, so no conclusion."
     head += f" [95 % CI {d.low:+.1f}, {d.high:+.1f}; n = {d.n} seeds]"
-    paper = PAPER[(c.b, c.protocol)]
+    paper = PAPER.get((_base(c.b), c.protocol, float(c.level)), PAPER[(_base(c.b), c.protocol)])
     if c.mode == "linear":
         paper = "the paper reports fine-tuning only, but its claim of better features implies a gain here"
     if d.low > 0:
@@ -170,21 +191,66 @@ def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU") -> 
     return f"{head} — {verdict}."
 
 
-def other_comparisons(rows: list[dict], metric: str = "miou") -> list[dict]:
-    """Every non-primary cell: each method − scratch, and 4DContrast − PointContrast, per mode and level,
-    with the paired t test's p-value and Holm's adjustment over these cells together."""
+def other_comparisons(rows: list[dict], metric: str = "miou",
+                      primary: tuple[Comparison, ...] = PRIMARY_COMPARISONS) -> list[dict]:
+    """Every non-primary cell: each method − scratch, and 4DContrast − PointContrast (at each pre-training
+    budget), per mode and level, with the paired t test's p-value and Holm's adjustment over these cells
+    together."""
     values = cell_values(rows, metric)
     cells = sorted({(mode, p, lv) for mode, p, lv, _ in values}, key=lambda k: (k[0], k[1] != "scenes", k[2]))
     methods = sorted({m for *_, m in values})
     comps = [Comparison(m, "scratch", mode, p, lv) for mode, p, lv in cells for m in methods
              if m != "scratch"]
-    comps += [Comparison("4dcontrast", "pointcontrast", mode, p, lv) for mode, p, lv in cells]
-    comps = [c for c in comps if c not in PRIMARY_COMPARISONS]
+    budgets = sorted({m.partition("@")[2] for m in methods if m.startswith("4dcontrast")
+                      and m.replace("4dcontrast", "pointcontrast", 1) in methods})
+    comps += [Comparison("4dcontrast" + (f"@{b}" if b else ""), "pointcontrast" + (f"@{b}" if b else ""),
+                         mode, p, lv) for b in budgets for mode, p, lv in cells]
+    comps = [c for c in comps if c not in primary]
     results = [(c, compare(values, c)) for c in comps]
     results = [(c, d) for c, d in results if d.n >= 2]
     adjusted = holm([d.p for _, d in results])
     return [{"comparison": c, "interval": d, "p_holm": float(p)} for (c, d), p in
             zip(results, adjusted, strict=True)]
+
+
+def budget_curve(rows: list[dict], default_budget_s: float | None, metric: str = "miou") -> dict:
+    """``{(mode, protocol, level, method): [(budget_s, PairedInterval of label − scratch)]}`` for every
+    method with rows at more than one pre-training budget (a label without ``@`` has the grid's
+    ``default_budget_s``), budgets ascending."""
+    values = cell_values(rows, metric)
+    out: dict = {}
+    for mode, protocol, level, label in values:
+        method, _, b = label.partition("@")
+        if method == "scratch":
+            continue
+        budget = float(b[:-1]) if b else default_budget_s
+        d = compare(values, Comparison(label, "scratch", mode, protocol, level))
+        if budget is not None and d.n:
+            out.setdefault((mode, protocol, level, method), []).append((budget, d))
+    return {k: sorted(v, key=lambda e: e[0]) for k, v in sorted(out.items(), key=str) if len(v) > 1}
+
+
+def budget_curve_lines(rows: list[dict], spec: dict | None) -> list[str]:
+    """The markdown section "gain over scratch against the pre-training budget" (empty when the grid has
+    one budget)."""
+    default = (spec or {}).get("preset", {}).get("pretrain_budget_s")
+    curve = budget_curve(rows, default)
+    if not curve:
+        return []
+    lines = ["## Gain over scratch against the pre-training budget", "",
+             "Δ mIoU (method − scratch, paired by seed) [95 % t interval] at each pre-training budget (CPU "
+             "seconds of the pre-training process): how far must pre-training go before fine-tuning keeps "
+             "its benefit?", "", "| mode | level | method | " + " | ".join(
+                 f"{b:g} s" for b in sorted({b for v in curve.values() for b, _ in v})) + " |"]
+    budgets = sorted({b for v in curve.values() for b, _ in v})
+    lines.append("|---|---|---|" + "---|" * len(budgets))
+    for (mode, protocol, level, method), entries in curve.items():
+        by = dict(entries)
+        cells = [(f"{by[b].mean:+.1f} [{by[b].low:+.1f}, {by[b].high:+.1f}] (n={by[b].n})" if by[b].n > 1
+                  else f"{by[b].mean:+.1f} (n=1)") if b in by else "–" for b in budgets]
+        lines.append(f"| {MODE_NAMES[mode]} | {short_level(protocol, level)} | {method} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 # --- sanity checks --------------------------------------------------------------------------------
@@ -322,10 +388,12 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   f"{p['rooms']['test']} **test** rooms (every tuning decision used the {p['rooms']['val']} "
                   f"validation rooms); {p['rooms']['train']} training rooms; seeds {p['seeds']} (seed s "
                   "pre-trains every method with seed s, draws the data subsets and fine-tunes with it).", ""]
+    primary = primary_comparisons(spec)
+    where = ("the grid's preset (`primary` in `fourdcontrast/downstream/benchmark.py`)" if primary is not
+             PRIMARY_COMPARISONS else "`fourdcontrast/downstream/report.py` (`PRIMARY_COMPARISONS`)")
     lines += ["## Pre-declared primary comparisons", "",
-              "Fixed in `fourdcontrast/downstream/report.py` (`PRIMARY_COMPARISONS`) before the grid ran:",
-              ""]
-    lines += [f"{i}. {c.name()}" for i, c in enumerate(PRIMARY_COMPARISONS, 1)]
+              f"Fixed in {where} before the grid ran:", ""]
+    lines += [f"{i}. {c.name()}" for i, c in enumerate(primary, 1)]
     lines += ["", "Metric: mIoU (%) over the 12 classes on the test rooms. Estimate: the mean of the paired "
               "differences over seeds with its 95 % t interval (n − 1 degrees of freedom); a comparison "
               "goes one way when its interval excludes 0. Every other cell (each method − scratch, and "
@@ -359,9 +427,10 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   "steps); the comparisons below need the replicated grid.", ""]
     values = cell_values(rows, "miou")
     lines += ["## Primary comparisons: results", ""]
-    for c in PRIMARY_COMPARISONS:
+    for c in primary:
         lines.append(f"- {primary_sentence(c, compare(values, c))}")
     lines.append("")
+    lines += budget_curve_lines(rows, spec)
     lines += ["## Sanity checks", ""]
     for chk in sanity_checks(rows):
         mark = {True: "holds", False: "**fails**", None: "not measured"}[chk.passed]
@@ -375,7 +444,7 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                           "Mean ± std over seeds (n); Δ: difference to scratch paired by seed "
                           "[95 % t interval].",
                           "", *table, ""]
-    others = other_comparisons(rows)
+    others = other_comparisons(rows, primary=primary)
     if others:
         sig = [o for o in others if o["p_holm"] <= 0.05]
         lines += ["## Other cells, Holm-corrected", "",

@@ -1,0 +1,129 @@
+"""The ScanNet-sized grid of issue 27: its levels, the pre-training budget column, the long budget resumed
+from the short one, the per-level recipe overrides, and the report's budget curve and declared primaries.
+
+Mutants tried (each turned a test here red): the long-budget run starting afresh instead of from the short
+run's checkpoint; ``_row`` writing the preset's budget for every backbone; ``primary_comparisons`` ignoring
+the spec's ``primary``; the new preset fields kept in the grid spec at their defaults (the committed grid
+then no longer resumes).
+"""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fourdcontrast.downstream.benchmark import (
+    PRESETS,
+    Backbone,
+    _finetune_base,
+    _row,
+    _same_grid,
+    grid_spec,
+    pretrained_backbone,
+    split_label,
+)
+from fourdcontrast.downstream.report import budget_curve, markdown_report, primary_comparisons
+from fourdcontrast.downstream.splits import scene_count
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def test_the_scannet_sized_preset_has_the_papers_levels_and_both_budgets():
+    p = PRESETS["cpu-scannet"]
+    assert p.rooms["train"] >= 1200 and p.rooms["val"] >= 50 and p.rooms["test"] >= 50
+    assert [scene_count(p.rooms["train"], f) for f in (0.01, 0.05, 0.10, 0.20)] == [12, 60, 120, 240]
+    assert {("scenes", f) for f in (0.01, 0.05, 0.10, 0.20)} | {("points", 20), ("points", 200)} <= set(
+        p.finetune_levels)
+    assert set(p.probe_levels) >= set(p.finetune_levels) - {("scenes", 1.0)}
+    assert p.labels()[-2:] == ("pointcontrast@3600s", "4dcontrast@3600s")
+    assert p.finetuned_methods("scenes", 1.0) == ("scratch",)
+    assert "4dcontrast@3600s" in p.finetuned_methods("scenes", 0.10)
+    assert split_label("4dcontrast@3600s") == ("4dcontrast", 3600.0) and split_label("scratch") == ("scratch",
+                                                                                                    None)
+    assert _finetune_base(p).data.store_voxel == p.store_voxel == 0.05
+
+
+def test_new_preset_fields_leave_the_committed_grid_resumable():
+    committed = json.loads((RESULTS / "downstream_grid.json").read_text())
+    assert _same_grid(committed, {**grid_spec(PRESETS["cpu"], "test"), "preset_name": "cpu"})
+    assert "long_budget_s" in grid_spec(PRESETS["cpu-scannet"], "val")["preset"]
+
+
+def test_per_level_overrides_reach_that_level_only():
+    p = replace(PRESETS["tiny"], finetune_overrides_at=(("points", 20, ("optim.recipe=lp-ft",)),))
+    assert p.overrides_at("points", 20) == ("optim.recipe=lp-ft",)
+    assert _finetune_base(p, 3, p.overrides_at("points", 20)).optim.recipe == "lp-ft"
+    assert _finetune_base(p, 3, p.overrides_at("scenes", 0.25)).optim.recipe == "paper"
+
+
+class _Metrics:
+    miou, macc, overall_accuracy, iou = 0.5, 0.5, 0.5, [0.5] * 12
+
+    def miou_without(self):
+        return 0.5
+
+
+class _Result:
+    metrics, load_report, train_scenes, seconds, cpu_seconds = _Metrics(), None, 1, 1.0, 1.0
+
+
+@pytest.mark.parametrize(("label", "budget", "expected"), [("4dcontrast@3600s", 3600.0, "3600"),
+                                                           ("4dcontrast", 300.0, "300"),
+                                                           ("scratch", 300.0, "")])
+def test_every_row_records_its_backbones_pretraining_budget(label, budget, expected):
+    from fourdcontrast.sources.classes import CLASS_NAMES
+
+    b = Backbone(label, 0, Path("x"), "d", {}, budget)
+    row = _row(_Result(), split="val", mode="finetune", protocol="points", level=20, seed=0, method=label,
+               backbone=b, steps=3, class_names=CLASS_NAMES)
+    assert row["pretrain_budget_s"] == expected and row["method"] == label
+
+
+def _rows(deltas: dict[str, list[float]], level=0.1):
+    rows = []
+    base = [30.0, 32.0, 31.0]
+    for method, d in {"scratch": [0, 0, 0], **deltas}.items():
+        for seed, (b, x) in enumerate(zip(base, d, strict=True)):
+            rows.append({"split": "test", "mode": "finetune", "protocol": "scenes", "level": f"{level:g}",
+                         "seed": str(seed), "method": method, "miou": f"{(b + x) / 100:.4f}",
+                         "miou_objects": "0.3", "format": 2})
+    return rows
+
+
+def test_the_report_uses_the_grids_declared_primaries_and_draws_the_budget_curve():
+    rows = _rows({"4dcontrast": [1.0, 2.0, 3.0], "4dcontrast@3600s": [4.0, 5.0, 6.0],
+                  "pointcontrast@3600s": [1.0, 1.0, 1.0]})
+    spec = {"preset": {**grid_spec(PRESETS["cpu-scannet"], "test")["preset"]}, "preset_name": "cpu-scannet"}
+    primary = primary_comparisons(spec)
+    assert primary[0].a == "4dcontrast@3600s" and primary[0].level == 0.10 and primary[0].mode == "finetune"
+    assert primary_comparisons(None)[0].a == "4dcontrast" and primary_comparisons(None)[0].level == 0.01
+    curve = budget_curve(rows, 300.0)
+    (budgets, deltas) = zip(*[(b, d.mean) for b, d in curve[("finetune", "scenes", 0.1, "4dcontrast")]],
+                            strict=True)
+    assert budgets == (300.0, 3600.0) and deltas == pytest.approx((2.0, 5.0))
+    text = markdown_report(rows, None, spec)
+    assert "4dcontrast@3600s − scratch, fine-tuned, 10 % of scenes: +5.0 mIoU points" in text
+    assert "57.9 vs 49.3" in text  # the paper's Table 6 figure at 10 %
+    assert "4dcontrast@3600s − pointcontrast@3600s, fine-tuned, 10 % of scenes: +4.0" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| fine-tuned | 10 % | 4dcontrast |"))
+    assert "+2.0 [" in line and "+5.0 [" in line
+
+
+@pytest.mark.slow
+def test_a_long_budget_continues_the_short_runs_checkpoint(tmp_path):
+    from fourdcontrast.train.pretrain import read_log
+
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), pretrain_budget_s=0.5,
+                pretrain_steps=1000, long_budget_s=1.5, long_budget_methods=("4dcontrast",))
+    short = pretrained_backbone("4dcontrast", 0, p, tmp_path)
+    long = pretrained_backbone("4dcontrast", 0, p, tmp_path, budget_s=1.5)
+    assert short.method == "4dcontrast" and long.method == "4dcontrast@1.5s"
+    assert long.cost["resumed"] and long.cost["budget_s"] == 1.5 and short.cost["budget_s"] == 0.5
+    assert long.cost["steps"] > short.cost["steps"] >= 1
+    short_log = read_log(short.path.parent / "log.csv")
+    long_log = read_log(long.path.parent / "log.csv")
+    first = [r["loss"] for r in short_log if r.get("loss") is not None]
+    assert [r["loss"] for r in long_log if r.get("loss") is not None][: len(first)] == first
+    assert not np.isclose(short.cost["budget_used_s"], long.cost["budget_used_s"])
