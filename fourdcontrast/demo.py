@@ -50,10 +50,11 @@ DEMO_WORKERS = 2
 """Generation worker processes."""
 DEMO_PRETRAIN_STEPS = 120
 """Pre-training steps of the demo (the recommended cpu-small preset, PointInfoNCE with motion-aware pairs:
-~2.9 s per step on one core of a 2-core Intel Xeon (Sapphire Rapids) VM, so ~3-6 minutes; 8.6 s per step, 17
-minutes, on a 2-vCPU AMD EPYC VM shared with a benchmark, where the whole demo took 20 minutes and held-out
-recall rose from 0.012 (random) to 0.092; in the pre-training study 31 steps already gave held-out recall 3x
-a random network's and +6 mIoU in the linear probe)."""
+~2.9 s per step on one core of a 2-core Intel Xeon (Sapphire Rapids) VM, so ~3-6 minutes; 8.6 s per step,
+17 minutes, on a 2-vCPU AMD EPYC VM (no AVX-512) shared with a benchmark, where the whole demo took 20
+minutes and held-out recall rose from 0.012 (random) to 0.092; in the pre-training study 31 steps (90 CPU-s
+on the Xeon) already gave held-out recall 3.3x a random network's and +5.4 mIoU in the linear probe, n = 2,
+95 % interval [-8.0, +18.8]: benchmarks/results/pretrain_study.md, arm simclr-infonce-motion)."""
 DEMO_FINETUNE_STEPS = 200
 """Fine-tuning steps of the demo (cpu fine-tuning preset, 2 crops per step; ~20 s)."""
 DEMO_ROOMS = {"train": 40, "val": 2, "test": 4}
