@@ -70,7 +70,7 @@ def _minkowski_backend() -> Backend:
     if ME is None:
         raise ImportError(
             "backend='minkowski' needs MinkowskiEngine; "
-            "install it with scripts/install_minkowski.sh (see README)"
+            "install it with scripts/install_minkowski.sh (see docs/sparse_engine.md)"
         )
 
     def generator(kernel_size, stride, dilation, dimension, region):
