@@ -253,6 +253,21 @@ def test_downstream_benchmark_end_to_end_tiny(tmp_path, capsys):
     # another preset must not append to this CSV
     with pytest.raises(ValueError, match="another grid"):
         bm.run_benchmark(replace(TINY, finetune_steps=3), out, cache, progress=False)
+    # --jobs 2 (how the committed grid ran): every task in a worker process, pre-training included (a
+    # cache of its own), gives the same rows as --jobs 1 in this process, timings aside
+    out2, cache2 = tmp_path / "results-jobs2", tmp_path / "cache-jobs2"
+    argv2 = ["benchmark", "downstream", "--preset", "tiny", "--out", str(out2), "--cache", str(cache2),
+             "--room-cache", str(tmp_path / "rooms"), "--no-progress", "--threads", "1", "--jobs", "2"]
+    assert main(argv2) == 0
+    timing = {"seconds", "cpu_seconds"}
+
+    def by_key(path):
+        return {bm._key(r): {k: v for k, v in r.items() if k not in timing}
+                for r in csv.DictReader(open(path))}
+
+    one, two = by_key(out / "downstream.csv"), by_key(out2 / "downstream.csv")
+    assert len(one) == len(two) == len(rows)  # (the order of the rows may differ: keys decide)
+    assert two == one
 
 
 def test_the_committed_grid_is_still_the_grid_the_cpu_preset_makes():
