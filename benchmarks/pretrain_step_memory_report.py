@@ -21,10 +21,11 @@ SUMMARY = """**Summary.** The paper step (MinkUNet34 3D at 2 cm on 4 frames + Mi
 varying load; the quietest round 1.33×), so with all four the time target holds only on the Xeon.
 `ckpt-all+fused-loss` meets both targets on both machines: 2.71 GiB per sequence at 1.29× (Xeon) and 1.06×
 (EPYC, 2 rounds) the unswitched step time. **4 sequences ×
-4 frames take 10.9 GiB** (three switches). The 4D U-Net at 2 cm alone: 1.38–1.46 GiB. **MinkowskiEngine in the
-same run** (2-vCPU AMD EPYC, ME 0.5.4 built here): the paper step at batch 1 takes 6.61 GiB and 341 s on ME,
+4 frames take 10.62 GiB** (three switches). The 4D U-Net at 2 cm alone: 1.35–1.43 GiB.
+**MinkowskiEngine in the same run** (2-vCPU AMD EPYC, ME 0.5.4 built here): the paper step at batch 1
+takes 6.61 GiB and 341 s on ME,
 6.41 GiB and 206 s on ours unswitched, **2.29 GiB (0.35× ME) and 255 s (0.75× ME's time, 1.24× ours
-unswitched)** with all four switches; the 4D U-Net at 2 cm takes 3.01 GiB on ME and **1.46 GiB on ours
+unswitched)** with all four switches; the 4D U-Net at 2 cm takes 2.94 GiB on ME and **1.43 GiB on ours
 switched (0.49× ME)**, in 0.45× ME's time. The paper step with the 4D U-Net at 2 cm (`paper-4d-2cm`): 8.60 →
 2.98 GiB per sequence (1.20× the time)."""
 
@@ -36,7 +37,7 @@ pre-training study (1 process), so the seconds are several times an idle core's 
 **memory** figures are exact (the resident-set high-water mark each setting's first step adds, in a fresh
 process of its own), the time ratios of the separate runs are rough, and the interleaved run (every setting in
 turn in one process) is the fair time comparison. MinkowskiEngine was not built on this VM: the sections
-marked *xeon* compare with its recorded figures (`MINKOWSKI_BACKBONE_MIB`, and 13.3 GiB for the paper step at
+marked *xeon* compare with its recorded figures (`MINKOWSKI_BACKBONE_MIB`, and 12.96 GiB for the paper step at
 batch 2 in `pretrain_step_paper_cpu.md`).""",
     "epyc": """Sections marked *epyc*: on 2026-12-02 (second session), a 2-vCPU AMD EPYC VM (no AVX-512),
 24 GiB, torch 2.13 CPU with our native kernels, one thread per process, with MinkowskiEngine 0.5.4 (CPU,
