@@ -1,5 +1,14 @@
 """The meta-architecture (Sec. 3.2, 3.3.1): forward+backward on real batches, gradient flow term by term,
-every baseline / ablation switch, and parity with MinkowskiEngine where it imports."""
+every baseline / ablation switch, and parity with MinkowskiEngine where it imports.
+
+Mutants tried (issue 30), each killed by the test named:
+
+- the object-pair weight put on the background pairs (``is_object`` → ``~is_object`` in ``_select_pairs``):
+  ``test_object_pair_weight_is_the_weighted_mean_within_groups`` (the former test only checked that the
+  weighted loss differs, which this mutant also does);
+- the backbone's effective rank taken of the projector output (``features.F`` → ``h.F`` in ``_branch``):
+  ``test_forward_reports_effective_ranks_and_object_pairs`` (the former ``1 <= erank <= d`` held).
+"""
 
 import math
 
