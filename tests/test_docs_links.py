@@ -58,8 +58,12 @@ def broken_links(document: Path, repo: Path = REPO) -> list[str]:
 
 @pytest.mark.parametrize("document", documents(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_and_image_resolves(document):
-    assert link_targets(document.read_text()), f"{document} links nothing: is the pattern still right?"
     assert broken_links(document) == []
+
+
+def test_the_link_pattern_still_finds_the_readmes_links():
+    targets = link_targets((REPO / "README.md").read_text())
+    assert {"docs/overview.png", "docs/img/nb01.png", "docs/pretraining.md"} <= set(targets)
 
 
 def test_the_readme_links_every_docs_page():
