@@ -473,14 +473,18 @@ def estimate_grid(preset: BenchmarkPreset, costs: RunCosts, jobs: int = 2, effic
         raise ValueError("estimate_grid needs a preset with a pre-training time budget")
     seeds, pretrained = len(preset.seeds), [m for m in preset.methods if m != "scratch"]
     pretrain = len(pretrained) * seeds * (preset.pretrain_budget_s + costs.pretrain_overhead)
+    if preset.long_budget_methods:  # continued from the short runs: only the extra budget
+        pretrain += len(preset.long_budget_methods) * seeds * (
+            preset.long_budget_s - preset.pretrain_budget_s + costs.pretrain_overhead)
     runs = [(len(preset.finetuned_methods(p, lv)) * seeds, preset.steps_for(p, lv))
             for p, lv in preset.finetune_levels]
     n_ft = sum(n for n, _ in runs)
     finetune = sum(n * (costs.finetune_fixed + costs.finetune_per_step * steps) for n, steps in runs)
-    probe = len(preset.methods) * seeds * costs.probe_per_backbone
+    probe = len(preset.labels()) * seeds * costs.probe_per_backbone
     cpu = pretrain + finetune + probe
-    return {"pretrain_runs": len(pretrained) * seeds, "pretrain_cpu_s": pretrain, "finetune_runs": n_ft,
-            "finetune_cpu_s": finetune, "probe_runs": len(preset.methods) * seeds * len(preset.probe_levels),
+    return {"pretrain_runs": (len(pretrained) + len(preset.long_budget_methods)) * seeds,
+            "pretrain_cpu_s": pretrain, "finetune_runs": n_ft, "finetune_cpu_s": finetune,
+            "probe_runs": len(preset.labels()) * seeds * len(preset.probe_levels),
             "probe_cpu_s": probe, "cpu_s": cpu, "wall_s": cpu / (max(jobs, 1) * efficiency)}
 
 

@@ -127,3 +127,15 @@ def test_a_long_budget_continues_the_short_runs_checkpoint(tmp_path):
     first = [r["loss"] for r in short_log if r.get("loss") is not None]
     assert [r["loss"] for r in long_log if r.get("loss") is not None][: len(first)] == first
     assert not np.isclose(short.cost["budget_used_s"], long.cost["budget_used_s"])
+
+
+def test_the_estimate_counts_only_the_extra_seconds_of_the_long_budget():
+    from fourdcontrast.downstream.benchmark import RunCosts, estimate_grid
+
+    p = PRESETS["cpu-scannet"]
+    est = estimate_grid(p, RunCosts(finetune_per_step=0.0, finetune_fixed=1.0, probe_per_backbone=1.0,
+                                    pretrain_overhead=0.0))
+    assert est["pretrain_cpu_s"] == 3 * 3 * 300 + 2 * 3 * (3600 - 300)
+    assert est["pretrain_runs"] == 5 * 3 and est["probe_cpu_s"] == 6 * 3
+    # 6 initialisations x 3 seeds at the 6 limited levels, scratch alone at 100 %
+    assert est["finetune_runs"] == 6 * 3 * 6 + 3
