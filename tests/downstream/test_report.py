@@ -5,9 +5,7 @@ Mutants tried (issue 30), each killed by the test named:
 
 - ``adjusted = holm(...)`` → ``adjusted = [d.p for _, d in results]`` (raw p-values reported as Holm's) in
   ``other_comparisons``: ``test_other_cells_are_holm_adjusted_over_the_family``;
-- the family built per mode instead of over every cell (``holm`` called per mode): the same test (m
-  differs);
-- ``p_holm <= 0.05`` → ``p <= 0.05`` in the markdown's count of significant cells:
+- ``o["p_holm"] <= 0.05`` → ``o["interval"].p <= 0.05`` in the markdown's count of significant cells:
   ``test_the_markdown_counts_the_cells_significant_after_holm``.
 """
 

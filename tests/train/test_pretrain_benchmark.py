@@ -7,9 +7,10 @@ Mutants tried (issue 30), each killed by the tests named:
   ``load_config``): ``test_measure_runs_each_setting_with_its_switches_and_saves_less_for_the_backward``
   (recorded switches and saved bytes) and
   ``test_pretrain_step_benchmark_runs_the_memory_switches_at_several_batches`` (recorded switches);
-- ``measure_interleaved`` sets the switches of the next setting (``switches[i + 1]``) or times the
-  setting before: ``test_interleaved_timing_charges_each_step_to_its_own_setting``;
-- ``switch_overrides`` sets ``model.checkpoint_4d`` to ``none``: the same tests as the first mutant;
+- ``measure_interleaved`` runs every step with the first setting's switches (``_unet_options(name)`` →
+  ``_unet_options(switches[0])``): ``test_interleaved_timing_charges_each_step_to_its_own_setting``;
+- ``switch_overrides`` sets ``model.checkpoint_4d`` to ``none``:
+  ``test_measure_runs_each_setting_with_its_switches_and_saves_less_for_the_backward``;
 - ``_fits`` fits through the first two batches instead of the first and last, or divides by the
   intercept instead of the slope: ``test_fits_gives_the_largest_batch_of_known_lines``.
 """

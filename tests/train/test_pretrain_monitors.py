@@ -12,8 +12,8 @@ Mutants tried (issue 30), each killed by the test named:
   re-armed): ``test_collapse_warning_rearms_after_a_recovery``;
 - ``autocast_context`` returning ``contextlib.nullcontext()`` on the CPU (bf16 silently float32):
   ``test_bf16_autocast_runs_the_convolutions_in_bfloat16``;
-- ``holdout_row`` logged from the model before the step at the end (``last``):
-  ``test_log_has_effective_ranks_and_budget``.
+- the held-out effective rank of a part of the features (``effective_rank(feats[:, :8], …)`` in
+  ``holdout_row``): ``test_log_has_effective_ranks_and_budget`` (the former ``holdout_erank > 1`` held).
 """
 
 import logging
