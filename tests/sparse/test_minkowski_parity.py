@@ -188,15 +188,21 @@ def test_float32_gradients_are_at_least_as_accurate_as_minkowskis(model_cls, dim
     """On one thread, against the float64 result: our compiled kernels' float32 output and gradients are
     within 2e-3 (relative to the largest entry) and no further off than MinkowskiEngine's float32; our
     PyTorch path (``FOURDCONTRAST_NATIVE=0``) does ME's arithmetic (gather, GEMM, scatter per offset) and is
-    within 1.5x of ME's error. Measured (2-vCPU AMD EPYC, ME 0.5.4 CPU, one thread), MinkUNet34: compiled
-    kernels 8.3e-5 (input gradient) / 7.8e-4 (weights), ME 4.2e-3 / 2.5e-2; the PyTorch path 4.2e-3 / 2.5e-2
-    (2-vCPU Intel Xeon) — which is why float32 parity with ME cannot be held to 1e-3 on the whole network.
+    within 1.5x of ME's error. Measured, MinkUNet34, one thread: compiled kernels 8.4e-5 (input gradient) /
+    7.8e-4 (weights), ME 4.2e-3 / 2.5e-2 (2-vCPU AMD EPYC without AVX-512, issue 29), the PyTorch path
+    4.2e-3 / 2.5e-2 (2-vCPU Intel Xeon, ``benchmarks/results/minkowski_float32_threads.md``) — which is why
+    float32 parity with ME cannot be held to 1e-3 on the whole network.
 
-    The comparison pins torch to one thread (and restores the caller's count): with two, the float32 batch
-    norm in training mode, a PyTorch op both engines share, dominates both engines' error (MinkUNet34: ours
-    1.37e-3 / 1.75e-2 with either kernel path on the Xeon, ME 1.33e-3 / 1.75e-2 on the EPYC, the same worst
-    layer), so "ours <= ME's" would compare that op with itself; with batch norm in eval mode the errors do
-    not depend on the thread count. The float64 test above holds at any thread count."""
+    Why one thread (pinned here, the caller's count restored): these whole-network errors are not rounding
+    (which stays below ~4e-6) but ReLU masks flipped by it — a ReLU input within float32 rounding of 0
+    (measured: 4e-9 at a channel scale of 0.1) lands on the other side of 0 than in float64, and that one row
+    moves a layer's weight gradient by ~1e-2. Which rows flip depends on the order of every sum, and the
+    thread count changes it (batch norm's statistics, GEMM blocking): at two threads both of our kernel paths
+    flip the same two rows of ``block8`` (1.37e-3 / 1.75e-2) and ME lands within a hair of that (1.33e-3 /
+    1.75e-2, EPYC), so "ours <= ME's" would be a coin flip. At one thread the rounding, and with it the
+    comparison, is reproducible (the same figures on the Xeon and the EPYC). If this fails after a library
+    update, look at the flipped masks (``benchmarks/minkowski_float32_threads.py``) before the kernels; the
+    float64 test above holds at any thread count."""
     from fourdcontrast.models.benchmark import kernels_of
 
     threads = torch.get_num_threads()
