@@ -105,7 +105,8 @@ class MethodConfig:
             frame); None (default, the paper) keeps all. With any motion-aware switch on,
             ``max_pairs_per_group`` must be None (the object pairs are never dropped).
         static_4d_pairs_per_group: at most this many L4D background pairs per time pair that join the same
-            (x, y, z) at two times (the static scene: 98–99 % of L4D pairs); 0 drops them, None (default)
+            (x, y, z) at two times (the static scene: 97.6 % of L4D pairs,
+            ``benchmarks/results/pair_shares.md``); 0 drops them, None (default)
             keeps them.
         object_pair_weight: weight of a pair touching the moving object in its group's mean (default 1: a
             plain mean, the paper); SimSiam terms only (the pair caps above also apply to the SimCLR,
