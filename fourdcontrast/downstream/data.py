@@ -141,11 +141,12 @@ def embedded_rooms(split: str, n: int | None = None, seed: int = EMBEDDED_ROOM_S
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("room cache %s unreadable (%s); regenerating", path, exc)
     logger.info("generating %d %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
-    rooms = default_rooms(n, seed=seed + _SPLIT_OFFSET[split])
-    rooms = [Scene(r.points, labels=r.labels, instances=r.instances, name=f"{split}_{r.name}",
-                   class_names=CLASS_NAMES) for r in rooms]
-    if store_voxel is not None:
-        rooms = [compact_scene(r, store_voxel) for r in rooms]
+    def named(r: Scene) -> Scene:
+        room = Scene(r.points, labels=r.labels, instances=r.instances, name=f"{split}_{r.name}",
+                     class_names=CLASS_NAMES)
+        return room if store_voxel is None else compact_scene(room, store_voxel)
+
+    rooms = default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=named)
     if path is not None:
         _save_rooms(path, rooms, store_voxel)
     return rooms

@@ -573,14 +573,18 @@ def make_room(rng: RngLike = None, config: RoomConfig | None = None,
 
 
 def default_rooms(n: int, seed: int = 0, furniture: list[ShapeObject] | None = None,
-                  **overrides) -> list[Scene]:
+                  transform=None, **overrides) -> list[Scene]:
     """``n`` rooms of mixed types, deterministic per ``seed`` (room i depends only on seed and i).
 
-    ``**overrides`` are :class:`RoomConfig` fields applied to every room.
+    ``transform`` (a ``Scene -> Scene`` function, e.g. a compaction) is applied to each room as it is made,
+    so only one full room is in memory at a time. ``**overrides`` are :class:`RoomConfig` fields applied to
+    every room.
     """
     furniture = load_furniture() if furniture is None else furniture
     seeds = np.random.SeedSequence(seed).spawn(n)
-    return [make_room(np.random.default_rng(s), furniture=furniture, name=f"room_{seed}_{i:04d}", **overrides)
+    transform = transform or (lambda room: room)
+    return [transform(make_room(np.random.default_rng(s), furniture=furniture, name=f"room_{seed}_{i:04d}",
+                                **overrides))
             for i, s in enumerate(tqdm(seeds, desc="rooms", leave=False, disable=n < 8))]
 
 
