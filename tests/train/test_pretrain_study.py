@@ -110,13 +110,15 @@ def test_targets_are_reported_per_machine_against_pointcontrast_of_that_machine(
 
     rows = [row("random", s, xeon, 15.0, budget=0.0, erank=12.0, recall=0.02) for s in (0, 1)]
     rows += [row("recommended", s, xeon, 20.0 + s) for s in (0, 1)]
-    rows += [row("pointcontrast", s, xeon, 19.0 + s) for s in (0, 1)]  # xeon: +1 on both seeds
+    rows += [row("pointcontrast", s, xeon, 19.0 + 0.5 * s) for s in (0, 1)]  # xeon: +1.0 and +1.5
     rows += [row("recommended", s, epyc, 18.0 + s, erank=7.0, recall=0.06) for s in (0, 1)]
     rows += [row("pointcontrast", s, epyc, 21.0 + s) for s in (0, 1)]  # epyc: −3 on both seeds
     md = study.write_report(rows, results=tmp_path).read_text()
     xeon_part = md.split("5 minutes of one core, xeon machine")[1].split("## ")[0]
     epyc_part = md.split("5 minutes of one core, epyc machine")[1].split("## ")[0]
-    assert "Δ = +1.00 [+1.00, +1.00] (n = 2)" in xeon_part and "(interval above 0)" in xeon_part
+    d = paired_t_interval([1.0, 1.5])  # the interval includes 0: met on the mean, not significantly
+    assert f"Δ = +1.25 [{d.low:+.2f}, {d.high:+.2f}] (n = 2)" in xeon_part and d.low < 0 < d.high
+    assert "**met** (interval includes 0)" in xeon_part
     assert "Δ = -3.00 [-3.00, -3.00] (n = 2)" in epyc_part
     assert "| 7.00 ± 0.00 (n = 2; per seed 7.00, 7.00) | **not met** |" in epyc_part
     assert "| 3.0× ± 0.0 | **not met** |" in epyc_part and "| 5.0× ± 0.0 | **met** |" in xeon_part
