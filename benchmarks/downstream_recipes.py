@@ -25,8 +25,14 @@ one recipe per level for every method, so no method gets a recipe of its own.
 
 Rows are appended to ``benchmarks/results/downstream_recipes.csv`` as each run finishes (atomically), so
 an interrupted screen resumes; ``report`` writes ``downstream_recipes.md``. Run with
-``python benchmarks/downstream_recipes.py run [--seeds 0]`` then ``... report``. One process, one thread;
-the CPU is recorded in every row.
+``python benchmarks/downstream_recipes.py run [--seeds 0]`` then ``... report``; one thread per process, at
+most one process per core, each with its own ``--part`` (and ``--inits``) so no two write one CSV. The CPU
+is recorded in every row.
+
+LP-FT's first version probed a scratch network with its initial batch-norm statistics (0 / 1), whose
+features are ~8x smaller in evaluation mode than in training mode; its one row (scratch, 20 points:
+4.6 mIoU) was dropped and the arm re-run after the fix (the probe now reads the backbone with statistics
+re-estimated on the training rooms; ``fit_probe_head``).
 """
 
 from __future__ import annotations
@@ -93,24 +99,34 @@ def init_states(seed: int) -> dict:
     return states
 
 
-def read_rows() -> list[dict]:
-    if not CSV_PATH.is_file():
-        return []
-    with CSV_PATH.open() as f:
-        return list(csv.DictReader(f))
+def _csv_path(part: str | None) -> Path:
+    return CSV_PATH if not part else CSV_PATH.with_name(f"{CSV_PATH.stem}_{part}.csv")
 
 
-def _write_rows(rows: list[dict]) -> None:
+def read_rows(part: str | None = None, every_part: bool = True) -> list[dict]:
+    """The rows of the screen's CSV (``part``: a part written by one process), or of it and every part."""
+    paths = [_csv_path(part)] if not every_part else sorted(RESULTS.glob(f"{CSV_PATH.stem}*.csv"))
+    rows = []
+    for path in paths:
+        if path.is_file():
+            with path.open() as f:
+                rows += list(csv.DictReader(f))
+    return rows
+
+
+def _write_rows(rows: list[dict], part: str | None) -> None:
     from fourdcontrast.io.atomic import atomic_write_bytes
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, FIELDS)
     w.writeheader()
     w.writerows(rows)
-    atomic_write_bytes(CSV_PATH, buf.getvalue().encode())
+    atomic_write_bytes(_csv_path(part), buf.getvalue().encode())
 
 
-def run(seeds: list[int], inits: list[str] | None) -> None:
+def run(seeds: list[int], inits: list[str] | None, part: str | None = None) -> None:
+    """Run the screen's missing arms (``inits``: only these initialisations), appending to the CSV of
+    ``part`` (one process per part; the report reads every part)."""
     import torch
 
     from fourdcontrast.downstream.config import load_finetune_config
@@ -120,8 +136,8 @@ def run(seeds: list[int], inits: list[str] | None) -> None:
     torch.set_num_threads(1)
     train = load_dataset("embedded", "train", rooms=ROOMS, store_voxel=STORE_VOXEL)
     val = load_dataset("embedded", "val", rooms=ROOMS, store_voxel=STORE_VOXEL)
-    rows = read_rows()
-    done = {(r["level"], r["init"], r["arm"], r["seed"]) for r in rows}
+    rows = read_rows(part, every_part=False)
+    done = {(r["level"], r["init"], r["arm"], r["seed"]) for r in read_rows()}
     for seed in seeds:
         states = init_states(seed)
         for protocol, level in LEVELS:
@@ -146,7 +162,7 @@ def run(seeds: list[int], inits: list[str] | None) -> None:
                                  "steps": 0 if arm == "probe" else STEPS, "miou": f"{100 * m.miou:.2f}",
                                  "oa": f"{100 * m.overall_accuracy:.2f}", "train_scenes": result.train_scenes,
                                  "cpu_s": f"{result.cpu_seconds:.0f}", "cpu": cpu_name()})
-                    _write_rows(rows)
+                    _write_rows(rows, part)
                     logging.info("%s %s %s seed %d: mIoU %.2f (%.0f CPU-s)", key[0], init, arm, seed,
                                  100 * m.miou, result.cpu_seconds)
 
@@ -210,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", choices=("run", "report"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--inits", nargs="+", default=None, help="only these initialisations")
+    p.add_argument("--part", default=None, help="write downstream_recipes_PART.csv (parallel processes)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "run":
-        run(args.seeds, args.inits)
+        run(args.seeds, args.inits, args.part)
     from fourdcontrast.io.atomic import atomic_write_bytes
 
     if read_rows():

@@ -179,7 +179,22 @@ def build_lpft_model(config: FinetuneConfig, num_classes: int,
 
 def fit_probe_head(model: ProbedNet, scenes: list[Scene], config: FinetuneConfig, num_classes: int) -> None:
     """LP-FT's first stage: the linear probe (:func:`train_probe`, the benchmark's probe) on the frozen
-    backbone's features of the training scenes, put in as ``model.final``."""
+    backbone's features of the training scenes, put in as ``model.final``.
+
+    The backbone's batch-norm statistics are first re-estimated on ``optim.bn_recalibration`` whole
+    augmented training scenes (:func:`recalibrate_batchnorm`, as after fine-tuning), so that the probe reads
+    the features fine-tuning starts from. Without it a scratch network's running statistics are the
+    initial 0 / 1, its evaluation-mode features ~8× smaller than the training-mode ones (std 0.15 vs 1.18
+    per channel, measured on an embedded room; a pre-trained backbone: 1.64 vs 1.75), and the probe's
+    standardisation then multiplies the first fine-tuning steps' features by ~8 (validation mIoU 4.6 vs
+    12.9 for the paper recipe, scratch at 20 points). With ``bn_recalibration: 0`` the head is exactly the
+    benchmark's linear probe of the backbone as loaded."""
+    if config.optim.bn_recalibration:
+        rng = np.random.default_rng(config.run.seed + 1)
+        whole = config.replace(data={"crop": None})
+        picks = rng.integers(len(scenes), size=config.optim.bn_recalibration)
+        samples = [_training_sample(scenes[i], whole, num_classes, rng) for i in picks]
+        recalibrate_batchnorm(model.net, samples, config.run.device)
     head = train_probe(extract_features(model.net, scenes, config), scenes, num_classes, config)
     for p in head.parameters():
         p.requires_grad_(True)

@@ -1,9 +1,10 @@
 """The shared fine-tuning loop: the recipes (LP-FT, backbone learning-rate scale), batch-norm handling, the
 ScanNet-sized split and its compact rooms.
 
-Mutants tried (each turned a test here red): LP-FT fitting the head on a fresh random backbone instead of
-the loaded one; ``optimizer_groups`` ignoring ``backbone_lr_scale``; ``set_train_mode`` ignoring
-``bn_mode``; ``compact_scene`` keeping the last point of a cell instead of the first.
+Mutants tried (each turned a test here red): LP-FT fitting the head on a fresh random backbone instead
+of the loaded one; LP-FT probing without re-estimating the batch-norm statistics first;
+``optimizer_groups`` ignoring ``backbone_lr_scale``; ``set_train_mode`` ignoring ``bn_mode``;
+``compact_scene`` keeping the last point of a cell instead of the first.
 """
 
 import numpy as np
@@ -49,6 +50,26 @@ def test_lp_ft_starts_fine_tuning_from_the_linear_probes_head(one_room, pretrain
         torch.testing.assert_close(a, b, msg=name)
     np.testing.assert_array_equal(lpft.metrics.confusion, probe.metrics.confusion)
     assert lpft.metrics.miou > 0
+
+
+def test_lp_ft_probes_a_scratch_backbone_with_statistics_of_the_training_rooms(one_room):
+    from fourdcontrast.downstream.segmentation import _training_sample, extract_features
+    from fourdcontrast.downstream.training import forward
+
+    state = random_backbone_state(BACKBONE, 3, 32, seed=3)  # running statistics still 0 / 1
+    cfg = _config("optim.recipe=lp-ft", "optim.steps=0", "optim.bn_recalibration=2")
+    net = finetune(cfg, one_room, one_room, state, progress=False).model.net
+    means = [v for k, v in net.state_dict().items() if k.endswith("running_mean")]
+    assert all(m.abs().sum() > 0 for m in means)
+    # the features the probe read (eval mode) are on the scale fine-tuning starts from (train mode)
+    f_eval = extract_features(net, one_room.scenes, cfg)[0][0]
+    coords, feats, _ = _training_sample(one_room.scenes[0], cfg.replace(data={"crop": None}), 12,
+                                        np.random.default_rng(0))
+    net.train()
+    with torch.no_grad():
+        f_train = forward(net, [coords], [feats], "cpu").features
+    ratio = (f_train.std(0).mean() / f_eval.std(0).mean()).item()
+    assert 0.5 < ratio < 2.0
 
 
 def test_lp_ft_fine_tunes_everything_after_the_probe(one_room, pretrained_state):
