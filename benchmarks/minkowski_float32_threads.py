@@ -1,7 +1,7 @@
 """How far each engine's float32 whole-U-Net pass is from the float64 result, at one and at two threads.
 
-The figures behind ``tests/sparse/test_minkowski_parity.py::test_float32_gradients_are_at_least_as_accurate_
-as_minkowskis`` (which pins one thread): for MinkUNet14 4D and MinkUNet34 3D on the test's room-like input,
+The figures behind ``tests/sparse/test_minkowski_parity.py::test_float32_whole_networks_differ_from_float64_
+only_where_rounding_flips_a_relu``: for MinkUNet14 4D and MinkUNet34 3D on the test's room-like input,
 the relative error (max |float32 − float64| / max |float64|) of the output, the input gradient and the worst
 layer's weight gradient, for our engine (compiled kernels, and the PyTorch path) and MinkowskiEngine, with
 batch norm in training mode (as in the test) and in eval mode — and the ReLU inputs whose sign differs from
@@ -65,6 +65,8 @@ def sorted_pass(model_cls, dimension, coords, state, dtype, backend, train_bn=Tr
     def keep(name):
         def hook(module, inputs):  # a block calls its ReLU twice: keys "name", "name#2"
             x = inputs[0]
+            if not hasattr(x, "C"):  # the plain torch ReLU inside MinkowskiReLU
+                return
             rows = torch.as_tensor(np.lexsort(x.C.long().numpy().T[::-1]))
             calls = sum(1 for key in relu_inputs if key.split("#")[0] == name)
             relu_inputs[name if calls == 0 else f"{name}#{calls + 1}"] = x.F.detach().double()[rows]
@@ -142,7 +144,11 @@ def markdown(rows: list[dict]) -> str:
         + (f", MinkowskiEngine {me.__version__}" if me is not None else ", without MinkowskiEngine") + ". "
         "Relative error = max |float32 − float64| / max |float64| (float64 of our engine, one thread); "
         "weight gradient: the worst layer. `native`: our compiled kernels; `pytorch`: our PyTorch path "
-        "(`FOURDCONTRAST_NATIVE=0`); batch norm in training mode (as in the parity test) or eval mode.",
+        "(`FOURDCONTRAST_NATIVE=0`); batch norm in training mode (as in the parity test) or eval mode. "
+        "`threads`: torch's thread count (ME's OpenBLAS GEMMs follow `OMP_NUM_THREADS` / "
+        "`OPENBLAS_NUM_THREADS` of the environment instead). Last column: the ReLU inputs whose sign differs "
+        "from the float64 pass's (`name#2`: a block's second call of its ReLU) — every error above ~4e-6 "
+        "comes with one.",
         "",
         "| network | batch norm | threads | engine | output | input gradient | weight gradient "
         "| worst layer | ReLU masks flipped |",
