@@ -230,6 +230,16 @@ def report() -> str:
         lines.append("")
     for level, (arm, _) in pick(rows).items():
         lines.append(f"- **{level}: the rule picks `{arm}`.**")
+    lines += ["", "## Sanity: the best fine-tuned arm against the probe of the same initialisation", ""]
+    for level in dict.fromkeys(r["level"] for r in rows):
+        for init in inits:
+            sel = {r["arm"]: float(r["miou"]) for r in rows if (r["level"], r["init"]) == (level, init)}
+            tuned = {a: v for a, v in sel.items() if a != "probe"}
+            if "probe" in sel and tuned:
+                best = max(tuned, key=tuned.get)
+                verdict = "≥" if tuned[best] >= sel["probe"] else "**<**"
+                lines.append(f"- {level}, {init}: best fine-tuned `{best}` {tuned[best]:.1f} {verdict} probe "
+                             f"{sel['probe']:.1f} (seed 0 rows)")
     lines.append("")
     return "\n".join(lines)
 
