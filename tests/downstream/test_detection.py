@@ -34,6 +34,11 @@ def test_box_targets_are_the_boxes_of_the_thing_instances():
         np.testing.assert_allclose(b, np.r_[p.min(0), p.max(0)])
     # The tables (class 3) are 0.9 m tall, the chairs 0.6 m: their heights set the box tops.
     assert boxes[1, 5] > 0.85 and boxes[0, 5] < 0.61
+    # By hand: every point counts, the first and the last too; the floor (stuff) gets no box.
+    pts = np.array([[0.0, 0, 0], [0.5, 0.5, 0.5], [1, 2, 3], [4, 4, 0]])
+    boxes, classes, ids = box_targets(pts, np.array([2, 2, 2, 1]), np.array([5, 5, 5, 0]), stuff=(0, 1))
+    np.testing.assert_array_equal(boxes, [[0, 0, 0, 1, 2, 3]])
+    assert classes.tolist() == [2] and ids.tolist() == [5]
 
 
 def test_vote_targets_point_each_object_voxel_at_its_box_centre():
@@ -112,7 +117,8 @@ def _logit(p):
 def test_voting_nms_and_map_agree_with_a_hand_worked_case():
     """Two tables (class 3) and one chair (class 2); four proposals:
     P0 = table A exactly (P(object) .9), P1 = table A shifted 0.1 m in x (.8; IoU with P0 0.9/1.1),
-    P2 = table B exactly (.7), P3 = a chair box 0.5 m off its chair (.6; IoU 0 with it).
+    P2 = table B exactly (.7), P3 = a chair box 0.5 m off its chair (.6; IoU 0 with it), with class
+    probabilities chair 3/4, table 1/4: score .6 x 3/4 = .45.
     With NMS P1 goes: tables rank TP, TP -> AP 1; chairs FP -> AP 0; mAP 0.5.
     Without NMS: tables TP, FP, TP: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> AP 1/2 + 1/2 * 2/3."""
     gt = {"gt_boxes": np.array([[0, 0, 0, 1, 1, 1], [3, 0, 0, 4, 1, 1], [0, 3, 0, 0.5, 3.5, 0.8]]),
@@ -124,9 +130,9 @@ def test_voting_nms_and_map_agree_with_a_hand_worked_case():
     class_logits = np.full((4, 4), -30.0)
     class_logits[:, 0] = 30.0          # stuff ("wall") is the most likely: decoding picks among things
     class_logits[[0, 1, 2], 3] = 20.0
-    class_logits[3, 2] = 20.0
+    class_logits[3, 2], class_logits[3, 3] = 20.0 + np.log(3), 20.0
     boxes, classes, scores = decode_proposals(centres, np.log(sizes), objectness, class_logits, (2, 3))
-    np.testing.assert_allclose(scores, [0.9, 0.7, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(scores, [0.9, 0.7, 0.45], rtol=1e-6)
     np.testing.assert_array_equal(classes, [3, 3, 2])
     np.testing.assert_allclose(boxes[0], [0, 0, 0, 1, 1, 1])
     m = box_map([{"pred_boxes": boxes, "pred_classes": classes, "pred_scores": scores, **gt}], NAMES)
@@ -144,12 +150,13 @@ def test_voting_nms_and_map_agree_with_a_hand_worked_case():
     assert (m.ap25["chair"], m.ap50["chair"]) == (1.0, 0.0)
 
 
-def _hand_output(vote_error=0.0, proposal_xyz=None, centre_error=0.0):
-    """A batch of one sample, two seeds on one box (centre (1, 1, 0.5), size 1 x 2 x 1)."""
+def _hand_output(vote_error=0.0, proposal_xyz=None, centre_error=0.0, objectness=None):
+    """A batch of one sample, two seeds on one box (centre (1, 1, 0.5), size 1 x 2 x 1); proposal 0 says
+    "object", proposal 1 "no object" unless ``objectness`` says otherwise."""
     seed_xyz = torch.tensor([[0.8, 1.0, 0.5], [1.2, 1.0, 0.5]])
     vote_xyz = torch.tensor([[1.0, 1.0, 0.5], [1.0, 1.0, 0.5]]) + vote_error
     prop = torch.tensor([[1.0, 1.0, 0.5], [3.0, 3.0, 0.5]] if proposal_xyz is None else proposal_xyz)
-    objectness = torch.tensor([[-20.0, 20.0], [20.0, -20.0]])
+    objectness = torch.tensor([[-20.0, 20.0], [20.0, -20.0]] if objectness is None else objectness)
     centres = torch.tensor([[1.0, 1.0, 0.5], [3.0, 3.0, 0.5]]) + centre_error
     log_sizes = torch.log(torch.tensor([[1.0, 2.0, 1.0], [1.0, 1.0, 1.0]]))
     classes = torch.tensor([[-20.0, -20, 20, -20], [0.0, 0, 0, 0]])
@@ -167,9 +174,15 @@ def test_detection_loss_vanishes_at_the_target_and_each_term_sees_its_error():
         assert getattr(losses, name).item() < 1e-6, name
     assert detection_loss(*_hand_output(vote_error=0.1), [0]).vote.item() == pytest.approx(0.3, abs=1e-5)
     assert detection_loss(*_hand_output(centre_error=0.5), [0]).centre.item() > 1.0
-    # A proposal 0.45 m from the centre is neither positive nor negative: nothing to learn from it.
-    ignored = detection_loss(*_hand_output(proposal_xyz=[[1.45, 1.0, 0.5], [3.0, 3.0, 0.5]]), [0])
+    # A proposal 0.45 m from the centre is neither positive nor negative: nothing to learn from it, even
+    # when it says "no object" with confidence.
+    ignored = detection_loss(*_hand_output(proposal_xyz=[[1.45, 1.0, 0.5], [3.0, 3.0, 0.5]],
+                                           objectness=[[20.0, -20.0], [20.0, -20.0]]), [0])
     assert ignored.centre.item() == 0.0 and ignored.objectness.item() < 1e-6
+    # 0.25 m from it, the proposal is positive: saying "no object" costs.
+    near = detection_loss(*_hand_output(proposal_xyz=[[1.25, 1.0, 0.5], [3.0, 3.0, 0.5]],
+                                        objectness=[[20.0, -20.0], [20.0, -20.0]]), [0])
+    assert near.objectness.item() > 5
     # Far from every box, the object-like proposal 0 becomes a confident false positive.
     far = detection_loss(*_hand_output(proposal_xyz=[[5.0, 5.0, 0.5], [3.0, 3.0, 0.5]]), [0])
     assert far.objectness.item() > 5

@@ -79,16 +79,17 @@ def test_cluster_instances_splits_by_distance_and_class_and_drops_stuff_and_spec
     a = rng.normal([0, 0, 0], 0.01, (20, 3))
     b = rng.normal([1, 0, 0], 0.01, (30, 3))
     c = rng.normal([0, 0, 0], 0.01, (10, 3))    # same place as a, other class
-    d = rng.normal([3, 0, 0], 0.01, (3, 3))     # a speck below min_voxels
+    d = rng.normal([3, 0, 0], 0.01, (4, 3))     # a speck below min_voxels
     e = rng.normal([5, 0, 0], 0.01, (40, 3))    # stuff
-    shifted = np.concatenate([a, b, c, d, e])
-    sem = np.repeat([2, 2, 3, 2, 1], [20, 30, 10, 3, 40])
+    f = rng.normal([7, 0, 0], 0.01, (5, 3))     # exactly min_voxels: kept
+    shifted = np.concatenate([a, b, c, d, e, f])
+    sem = np.repeat([2, 2, 3, 2, 1, 3], [20, 30, 10, 4, 40, 5])
     probs = np.full((len(sem), 4), 0.1)
     probs[np.arange(len(sem)), sem] = 0.7
     probs[:20, 2] = 0.9
     clusters = cluster_instances(shifted, sem, probs, radius=0.1, min_voxels=5, stuff=(0, 1))
     got = sorted((c["class"], len(c["voxels"]), round(c["score"], 6)) for c in clusters)
-    assert got == [(2, 20, 0.9), (2, 30, 0.7), (3, 10, 0.7)]
+    assert got == [(2, 20, 0.9), (2, 30, 0.7), (3, 5, 0.7), (3, 10, 0.7)]
     members = {len(c["voxels"]): set(c["voxels"].tolist()) for c in clusters}
     assert members[20] == set(range(20)) and members[30] == set(range(20, 50))
 
