@@ -212,3 +212,4 @@ def test_finetune_command_trains_and_evaluates_detection(tmp_path, capsys):
 
     payload = run_task_command("detection", tmp_path, capsys)
     assert payload["metrics"]["map50"] >= 0
+
