@@ -139,3 +139,12 @@ def test_the_estimate_counts_only_the_extra_seconds_of_the_long_budget():
     assert est["pretrain_runs"] == 5 * 3 and est["probe_cpu_s"] == 6 * 3
     # 6 initialisations x 3 seeds at the 6 limited levels, scratch alone at 100 %
     assert est["finetune_runs"] == 6 * 3 * 6 + 3
+
+
+def test_the_scannet_grid_fine_tunes_with_the_recipes_the_validation_rule_picked():
+    p = PRESETS["cpu-scannet"]
+    at_points = _finetune_base(p, 500, p.overrides_at("points", 20)).optim
+    assert (at_points.recipe, at_points.backbone_lr_scale, at_points.batch_size) == ("lp-ft", 0.1, 8)
+    for level in (0.01, 0.05, 0.10, 0.20, 1.0):
+        o = _finetune_base(p, 1000, p.overrides_at("scenes", level)).optim
+        assert (o.recipe, o.backbone_lr_scale, o.batch_size) == ("lp-ft", 1.0, 2)
