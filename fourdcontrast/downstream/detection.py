@@ -50,18 +50,18 @@ from torch import nn
 
 from fourdcontrast.downstream.instance import (
     MapMetrics,
-    _majority,
     _voxelize,
     backbone_width,
     instance_classes,
     load_backbone,
+    map_metrics,
     predict_instances,
     sample_points,
     stuff_ids,
     thing_ids,
 )
 from fourdcontrast.downstream.metrics import box_iou_3d, detection_map
-from fourdcontrast.downstream.training import Task, input_features
+from fourdcontrast.downstream.training import Task, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
 
@@ -146,7 +146,7 @@ def vote_targets(centres: np.ndarray, inverse: np.ndarray, instances: np.ndarray
         return out
     pos = np.searchsorted(ids, instances)
     inside = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == instances)
-    winner = _majority(inverse, np.where(inside, pos, -1), m, len(ids))
+    winner = voxel_labels(inverse, np.where(inside, pos, -1), m, len(ids))
     has = winner >= 0
     box_centre = (boxes[:, :3] + boxes[:, 3:]) / 2
     out[has] = box_centre[winner[has]] - centres[has]
@@ -402,13 +402,7 @@ def predict_boxes(model: DetectionNet, scene, config, things: tuple[int, ...],
 
 def box_map(records: list[dict], class_names: tuple[str, ...]) -> MapMetrics:
     """:class:`~.instance.MapMetrics` of per-scene records as :func:`~.metrics.detection_map` takes them."""
-    things = list(thing_ids(class_names))
-    k = len(class_names)
-    r50, r25 = detection_map(records, k, 0.5, things), detection_map(records, k, 0.25, things)
-    return MapMetrics(r50["map"], r25["map"], {class_names[c]: v for c, v in r50["ap"].items()},
-                      {class_names[c]: v for c, v in r25["ap"].items()},
-                      sum(len(r["pred_classes"]) for r in records),
-                      sum(len(r["gt_classes"]) for r in records), kind="boxes")
+    return map_metrics(records, class_names, detection_map, "boxes")
 
 
 def _ground_truth(scene, stuff):

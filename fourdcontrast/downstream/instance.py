@@ -37,7 +37,7 @@ from torch import nn
 
 from fourdcontrast.downstream.loading import load_guarded
 from fourdcontrast.downstream.metrics import IGNORE_LABEL, STRUCTURAL_CLASSES, instance_map
-from fourdcontrast.downstream.training import Task, augment_points, crop_indices, input_features
+from fourdcontrast.downstream.training import Task, augment_points, crop_indices, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
 from fourdcontrast.sparse.tensor import sparse_collate
@@ -95,16 +95,6 @@ def thing_ids(class_names: tuple[str, ...]) -> tuple[int, ...]:
 
 
 # --- targets --------------------------------------------------------------------------------------
-def _majority(inverse: np.ndarray, values: np.ndarray, n_voxels: int, num_values: int) -> np.ndarray:
-    """(n_voxels,) the most frequent of ``values`` in [0, num_values) among each voxel's points (-1: none)."""
-    keep = values != IGNORE_LABEL
-    counts = np.bincount(inverse[keep] * num_values + values[keep], minlength=n_voxels * num_values)
-    counts = counts.reshape(n_voxels, num_values)
-    out = counts.argmax(1)
-    out[counts.sum(1) == 0] = IGNORE_LABEL
-    return out
-
-
 def instance_classes(labels: np.ndarray, instances: np.ndarray) -> dict[int, int]:
     """Instance id → the most frequent label of its labelled points (lowest on ties; ids of unlabelled
     instances and ``-1`` are left out)."""
@@ -137,7 +127,7 @@ def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarra
         majority instance id of each voxel among thing instances (-1 otherwise).
     """
     m = len(centres)
-    semantic = _majority(inverse, labels, m, num_classes)
+    semantic = voxel_labels(inverse, labels, m, num_classes)
     classes = instance_classes(labels, instances)
     things = np.array(sorted(i for i, c in classes.items() if c not in stuff), dtype=np.int64)
     offsets = np.full((m, 3), np.nan, dtype=np.float32)
@@ -147,7 +137,7 @@ def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarra
     pos = np.searchsorted(things, instances)
     is_thing = (pos < len(things)) & (things[np.minimum(pos, len(things) - 1)] == instances)
     local = np.where(is_thing, pos, IGNORE_LABEL)
-    winner = _majority(inverse, local, m, len(things))
+    winner = voxel_labels(inverse, local, m, len(things))
     for k, i in enumerate(things):
         vox = winner == k
         if vox.any():
@@ -328,15 +318,22 @@ class MapMetrics:
         return "\n".join(lines)
 
 
-def mask_map(records: list[dict], class_names: tuple[str, ...]) -> MapMetrics:
-    """:class:`MapMetrics` of per-scene records as :func:`~.metrics.instance_map` takes them."""
+def map_metrics(records: list[dict], class_names: tuple[str, ...], map_fn=instance_map,
+                kind: str = "masks") -> MapMetrics:
+    """:class:`MapMetrics` at IoU 0.5 and 0.25 of per-scene records, scored by ``map_fn``
+    (:func:`~.metrics.instance_map` for masks, :func:`~.metrics.detection_map` for boxes)."""
     things = list(thing_ids(class_names))
     k = len(class_names)
-    r50, r25 = instance_map(records, k, 0.5, things), instance_map(records, k, 0.25, things)
+    r50, r25 = map_fn(records, k, 0.5, things), map_fn(records, k, 0.25, things)
     return MapMetrics(r50["map"], r25["map"], {class_names[c]: v for c, v in r50["ap"].items()},
                       {class_names[c]: v for c, v in r25["ap"].items()},
                       sum(len(r["pred_classes"]) for r in records),
-                      sum(len(r["gt_classes"]) for r in records))
+                      sum(len(r["gt_classes"]) for r in records), kind=kind)
+
+
+def mask_map(records: list[dict], class_names: tuple[str, ...]) -> MapMetrics:
+    """:class:`MapMetrics` of per-scene records as :func:`~.metrics.instance_map` takes them."""
+    return map_metrics(records, class_names, instance_map, "masks")
 
 
 def evaluate_instances(model: InstanceNet, scenes: list, config, class_names: tuple[str, ...],

@@ -38,6 +38,7 @@ from fourdcontrast.downstream.training import (  # noqa: F401  (re-exported: the
     prepare_training_scenes,
     recalibrate_batchnorm,
     run_finetune,
+    voxel_labels,
 )
 from fourdcontrast.downstream.training import finetune as _finetune
 from fourdcontrast.models.resunet import build_backbone
@@ -65,17 +66,6 @@ __all__ = [
 
 
 # --- voxel data -----------------------------------------------------------------------------------
-def voxel_labels(inverse: np.ndarray, labels: np.ndarray, n_voxels: int, num_classes: int) -> np.ndarray:
-    """(n_voxels,) the most frequent label of each voxel's labelled points (lowest class on ties;
-    ``IGNORE_LABEL`` for voxels without labelled points)."""
-    keep = labels != IGNORE_LABEL
-    counts = np.bincount(inverse[keep] * num_classes + labels[keep], minlength=n_voxels * num_classes)
-    counts = counts.reshape(n_voxels, num_classes)
-    out = counts.argmax(1)
-    out[counts.sum(1) == 0] = IGNORE_LABEL
-    return out
-
-
 # --- models ---------------------------------------------------------------------------------------
 def build_segmentation_model(config: FinetuneConfig, num_classes: int,
                              state: dict | None = None) -> tuple[torch.nn.Module, LoadReport | None]:

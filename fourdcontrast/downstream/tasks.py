@@ -13,7 +13,7 @@ from pathlib import Path
 from fourdcontrast.downstream.config import FinetuneConfig, load_finetune_config
 from fourdcontrast.downstream.training import Task, run_finetune
 from fourdcontrast.errors import InputError
-from fourdcontrast.train.run_folder import FINETUNE_RUN, prepare_run_folder
+from fourdcontrast.train.run_folder import FINETUNE_RUN, add_run_folder_arguments, prepare_run_folder
 
 __all__ = ["TASK_NAMES", "add_cli_arguments", "get_task", "run_cli"]
 
@@ -49,12 +49,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set model.init=backbone.pth --set model.mode=linear")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/finetune/CONFIG)")
-    runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--resume", action="store_true",
-                      help="keep the finished run in OUT and print its metrics (nothing is redone)")
-    runs.add_argument("--overwrite", action="store_true",
-                      help="start again in an OUT that holds a run, deleting that run's files first")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_folder_arguments(parser, "keep the finished run in OUT and print its metrics (nothing is redone)")
 
 
 def _print_finished(out: Path) -> None:

@@ -68,6 +68,7 @@ __all__ = [
     "recalibrate_batchnorm",
     "run_finetune",
     "set_train_mode",
+    "voxel_labels",
 ]
 
 # --- augmentation ---------------------------------------------------------------------------------
@@ -138,6 +139,17 @@ def input_features(scene: Scene, index: np.ndarray, features: str, channels: int
             raise ValueError(f"data.features 'color' but scene {scene.name} has no colours")
         return scene.colors[index].astype(np.float32)
     return np.ones((len(index), channels), dtype=np.float32)
+
+
+def voxel_labels(inverse: np.ndarray, labels: np.ndarray, n_voxels: int, num_classes: int) -> np.ndarray:
+    """(n_voxels,) the most frequent label of each voxel's labelled points (lowest class on ties;
+    ``IGNORE_LABEL`` for voxels without labelled points)."""
+    keep = labels != IGNORE_LABEL
+    counts = np.bincount(inverse[keep] * num_classes + labels[keep], minlength=n_voxels * num_classes)
+    counts = counts.reshape(n_voxels, num_classes)
+    out = counts.argmax(1)
+    out[counts.sum(1) == 0] = IGNORE_LABEL
+    return out
 
 
 def prepare_training_scenes(dataset: LabelledDataset, config: FinetuneConfig) -> list[Scene]:

@@ -58,7 +58,7 @@ from fourdcontrast.train.distributed import (
     convert_sync_batchnorm,
     setup_distributed,
 )
-from fourdcontrast.train.run_folder import PRETRAIN_RUN, prepare_run_folder
+from fourdcontrast.train.run_folder import PRETRAIN_RUN, add_run_folder_arguments, prepare_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -606,12 +606,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set optim.steps=200 --set data.workers=0")
     parser.add_argument("--out", default=None, help="output folder (default: outputs/pretrain/CONFIG)")
-    runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--resume", action="store_true",
-                      help="continue the run in OUT from its checkpoint.pt (an error when there is none)")
-    runs.add_argument("--overwrite", action="store_true",
-                      help="start again in an OUT that holds a run, deleting that run's files first")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_folder_arguments(parser, "continue the run in OUT from its checkpoint.pt (an error when there is "
+                                     "none)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "PRETRAIN_RUN",
     "RunInfo",
     "RunLayout",
+    "add_run_folder_arguments",
     "find_run",
     "prepare_run_folder",
 ]
@@ -195,3 +196,13 @@ def prepare_run_folder(folder: str | os.PathLike, layout: RunLayout, resume: boo
         logger.info("--overwrite: removed the %s run in %s (%s): %s", layout.kind, folder,
                     f"step {info.step}" if info.step is not None else "step unknown", ", ".join(removed))
     return info
+
+
+def add_run_folder_arguments(parser, resume_help: str) -> None:
+    """The run-folder options every long command shares: ``--resume`` (``resume_help`` says what it does
+    for that command) or ``--overwrite`` (one of them), and ``--no-progress``."""
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help=resume_help)
+    runs.add_argument("--overwrite", action="store_true",
+                      help="start again in an OUT that holds a run, deleting that run's files first")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
