@@ -48,7 +48,6 @@ import argparse
 import csv
 import io
 import logging
-import platform
 import sys
 from pathlib import Path
 
@@ -77,16 +76,6 @@ STEPS = 500
 TIE_MIOU = 1.0
 """An arm within this many mIoU points of the best, earlier in :data:`ARMS`, wins (the rule)."""
 FIELDS = ("split", "level", "init", "arm", "seed", "steps", "miou", "oa", "train_scenes", "cpu_s", "cpu")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def level_name(protocol: str, level: float) -> str:
@@ -144,6 +133,7 @@ def run(seeds: list[int], inits: list[str] | None, part: str | None = None,
     from fourdcontrast.downstream.config import load_finetune_config
     from fourdcontrast.downstream.data import load_dataset
     from fourdcontrast.downstream.segmentation import finetune, linear_probe
+    from fourdcontrast.machine import cpu_model
 
     torch.set_num_threads(1)
     train = load_dataset("embedded", "train", rooms=ROOMS, store_voxel=STORE_VOXEL)
@@ -174,7 +164,7 @@ def run(seeds: list[int], inits: list[str] | None, part: str | None = None,
                     rows.append({"split": "val", "level": key[0], "init": init, "arm": arm, "seed": seed,
                                  "steps": 0 if arm == "probe" else STEPS, "miou": f"{100 * m.miou:.2f}",
                                  "oa": f"{100 * m.overall_accuracy:.2f}", "train_scenes": result.train_scenes,
-                                 "cpu_s": f"{result.cpu_seconds:.0f}", "cpu": cpu_name()})
+                                 "cpu_s": f"{result.cpu_seconds:.0f}", "cpu": cpu_model()})
                     _write_rows(rows, part)
                     logging.info("%s %s %s seed %d: mIoU %.2f (%.0f CPU-s)", key[0], init, arm, seed,
                                  100 * m.miou, result.cpu_seconds)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 
 import numpy as np
 import torch
 
+from fourdcontrast.machine import cpu_model
 from fourdcontrast.models.resunet import MinkUNet14, MinkUNet34
 from fourdcontrast.sparse import SparseTensor, minkowski_engine, native
 
@@ -132,9 +132,7 @@ def measure(threads_list=(1, 2)) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    with open("/proc/cpuinfo") as fh:
-        names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-    cpu = names[0] if names else platform.processor()
+    cpu = cpu_model()
     me = minkowski_engine()
     lines = [
         "# float32 against float64, whole U-Nets, one and two threads",

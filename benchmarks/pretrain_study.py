@@ -44,12 +44,12 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fourdcontrast.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -356,16 +356,6 @@ def paired_interval(a: list[dict], b: list[dict], key: str) -> tuple[float, floa
         return m, float("nan"), float("nan"), n
     h = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
     return m, m - h, m + h, n
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def write_report(rows: list[dict], results: Path = RESULTS, budget: float | None = None) -> Path:

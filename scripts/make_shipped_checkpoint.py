@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from fourdcontrast.demo import SHIPPED_BACKBONE, load_backbone  # noqa: E402
+from fourdcontrast.machine import cpu_model  # noqa: E402
 from fourdcontrast.metrics import batch_feature_match_recall, effective_rank  # noqa: E402
 from fourdcontrast.sparse import SparseTensor  # noqa: E402
 from fourdcontrast.train.checkpoint import load_checkpoint  # noqa: E402
@@ -35,13 +35,6 @@ from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, holdout_ba
 HELD_OUT = 4
 SAMPLES = 3000
 THRESHOLDS = (0.05, 0.10, 0.20)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def recalls(batch, path) -> dict:

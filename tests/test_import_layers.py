@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fourdcontrast"
 
 FLOORS: dict[str, int] = {
     "errors": 0,
-    "records": 1, "tensor_checks": 1, "geometry": 1, "config_fields": 1,
+    "records": 1, "tensor_checks": 1, "geometry": 1, "config_fields": 1, "machine": 1,
     "io": 2,
     "sparse": 3, "losses": 3, "metrics": 3, "sources": 3,
     "data": 4, "models": 4,

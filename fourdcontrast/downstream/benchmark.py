@@ -662,15 +662,9 @@ def machine_description() -> str:
     """CPU model, cores, OS and torch version (for the report)."""
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+    from fourdcontrast.machine import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
 
 
 def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
