@@ -149,11 +149,11 @@ def eval_batch():
 
 def probe_setup():
     from fourdcontrast.downstream.config import load_finetune_config
-    from fourdcontrast.downstream.segmentation import _datasets
+    from fourdcontrast.downstream.training import datasets
 
     config = load_finetune_config(PROBE_CONFIG, ["data.eval_split=val", f"data.limited_points={PROBE_POINTS}",
                                                  "model.mode=linear", "run.threads=1"])
-    train, val = _datasets(config)
+    train, val = datasets(config)
     return config, train, val
 
 

@@ -145,12 +145,12 @@ def test_export_backbone_of_a_missing_or_truncated_checkpoint(tmp_path, capsys):
 @pytest.fixture
 def no_data(monkeypatch):
     """Fail the test if a fine-tuning command starts making or reading rooms."""
-    from fourdcontrast.downstream import segmentation
+    from fourdcontrast.downstream import training
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the data were loaded before the inputs were checked")
 
-    monkeypatch.setattr(segmentation, "_datasets", forbidden)
+    monkeypatch.setattr(training, "datasets", forbidden)
 
 
 def test_finetune_checks_the_init_file_before_making_any_room(tmp_path, capsys, no_data):

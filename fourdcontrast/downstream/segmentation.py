@@ -29,7 +29,6 @@ from fourdcontrast.downstream.training import (  # noqa: F401  (re-exported: the
     augment_points,
     check_data_paths,
     crop_indices,
-    datasets,
     elastic_distortion,
     forward,
     input_features,
@@ -307,10 +306,6 @@ def linear_probe(config: FinetuneConfig, train: LabelledDataset, evaluation: Lab
 
 
 # --- entry points ---------------------------------------------------------------------------------
-def _datasets(config: FinetuneConfig) -> tuple[LabelledDataset, LabelledDataset]:
-    return datasets(config)
-
-
 def run_segmentation(config: FinetuneConfig, out: str | Path | None = None, progress: bool = True,
                      datasets: tuple[LabelledDataset, LabelledDataset] | None = None,
                      overwrite: bool = False) -> FinetuneResult:
