@@ -37,7 +37,7 @@ from torch import nn
 
 from fourdcontrast.downstream.loading import load_guarded
 from fourdcontrast.downstream.metrics import IGNORE_LABEL, STRUCTURAL_CLASSES, instance_map
-from fourdcontrast.downstream.training import Task, augment_points, crop_indices, input_features, voxel_labels
+from fourdcontrast.downstream.training import Task, crop_and_augment, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
 from fourdcontrast.sparse.tensor import sparse_collate
@@ -389,26 +389,15 @@ def build_instance_model(config, num_classes: int, state: dict | None = None):
 
 
 def sample_points(scene, config, rng: np.random.Generator, rotate_z: bool | None = None):
-    """One training sample's points: crop (``data.crop``), then augmentation (``augment``; ``rotate_z``
-    False swaps the free rotation about z for one by a multiple of 90°).
+    """One training sample's points (:func:`~.training.crop_and_augment`; ``rotate_z`` False: rotations
+    about z by multiples of 90° only) of a scene that has labels and instances.
 
     Returns:
         ``(points (n, 3) float32 metres, index (n,) into the scene's points)``.
     """
-    import dataclasses
-
     if scene.labels is None or scene.instances is None:
         raise ValueError(f"scene {scene.name}: instance and detection tasks need labels and instances")
-    idx = crop_indices(scene.points, scene.labels, config.data.crop, rng) if config.data.crop else \
-        np.arange(len(scene.points))
-    pts = scene.points[idx]
-    aug = config.augment
-    if rotate_z is False and aug.rotate_z:
-        c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][int(rng.integers(4))]
-        centre = pts.mean(0)
-        pts = (pts - centre) @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32).T + centre
-        aug = dataclasses.replace(aug, rotate_z=False)
-    return augment_points(pts, aug, rng), idx
+    return crop_and_augment(scene, config, rng, quarter_turns=rotate_z is False)
 
 
 def instance_training_sample(scene, config, num_classes: int, rng: np.random.Generator):

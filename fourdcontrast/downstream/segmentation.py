@@ -28,7 +28,7 @@ from fourdcontrast.downstream.training import (  # noqa: F401  (re-exported: the
     Task,
     augment_points,
     check_data_paths,
-    crop_indices,
+    crop_and_augment,
     elastic_distortion,
     forward,
     input_features,
@@ -36,6 +36,7 @@ from fourdcontrast.downstream.training import (  # noqa: F401  (re-exported: the
     poly_lr,
     prepare_training_scenes,
     recalibrate_batchnorm,
+    recalibrate_on_scenes,
     run_finetune,
     voxel_labels,
 )
@@ -118,17 +119,10 @@ def evaluate_segmentation(model: torch.nn.Module, scenes: list[Scene], config: F
 # --- fine-tuning ------------------------------------------------------------------------------------
 def _training_sample(scene: Scene, config: FinetuneConfig, num_classes: int, rng: np.random.Generator):
     """(voxel coordinates, input features, voxel labels) of one augmented (cropped) training scene."""
-    pts, labels = scene.points, scene.labels
-    if config.data.crop:
-        idx = crop_indices(pts, labels, config.data.crop, rng)
-        pts, labels = pts[idx], labels[idx]
-        colors_idx = idx
-    else:
-        colors_idx = np.arange(len(pts))
-    pts = augment_points(pts, config.augment, rng)
+    pts, idx = crop_and_augment(scene, config, rng)
     q = quantize(pts, config.data.voxel_size)
-    feats = input_features(scene, colors_idx[q.index], config.data.features, config.model.in_channels)
-    return q.coordinates, feats, voxel_labels(q.inverse, labels, len(q), num_classes)
+    feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)
+    return q.coordinates, feats, voxel_labels(q.inverse, scene.labels[idx], len(q), num_classes)
 
 
 def segmentation_loss(output, targets: list[np.ndarray], x=None) -> torch.Tensor | None:
@@ -179,28 +173,13 @@ def fit_probe_head(model: ProbedNet, scenes: list[Scene], config: FinetuneConfig
     12.9 for the paper recipe, scratch at 20 points). With ``bn_recalibration: 0`` the head is exactly the
     benchmark's linear probe of the backbone as loaded."""
     if config.optim.bn_recalibration:
-        rng = np.random.default_rng(config.run.seed + 1)
-        whole = config.replace(data={"crop": None})
-        picks = rng.integers(len(scenes), size=config.optim.bn_recalibration)
-        samples = [_training_sample(scenes[i], whole, num_classes, rng) for i in picks]
-        recalibrate_batchnorm(model.net, samples, config.run.device)
+        recalibrate_on_scenes(model.net, _training_sample, scenes, config, num_classes,
+                              np.random.default_rng(config.run.seed + 1))
     head = train_probe(extract_features(model.net, scenes, config), scenes, num_classes, config)
     for p in head.parameters():
         p.requires_grad_(True)
     model.final = head.to(config.run.device)
 
-
-def _evaluate(model, scenes, config, class_names):
-    return evaluate_segmentation(model, scenes, config, class_names)
-
-
-SEGMENTATION = Task(name="segmentation", build_model=lambda c, k, s: build_segmentation_model(c, k, s),
-                    training_sample=_training_sample, loss=segmentation_loss, evaluate=_evaluate,
-                    head_prefixes=("final.",), fit_head=fit_probe_head,
-                    build_lpft_model=build_lpft_model,
-                    probe=lambda c, tr, ev, s, progress=True: linear_probe(c, tr, ev, s, progress))
-"""Semantic segmentation as a :class:`~fourdcontrast.downstream.training.Task`: the U-Net's ``final`` layer
-is the head (paper recipe); under LP-FT the probe's head sits on the pre-trained output layer."""
 
 SegmentationResult = FinetuneResult
 """What a segmentation run produced (the shared :class:`~.training.FinetuneResult`)."""
@@ -303,6 +282,14 @@ def linear_probe(config: FinetuneConfig, train: LabelledDataset, evaluation: Lab
                                     features=feats(evaluation.scenes))
     return SegmentationResult(metrics, [], report, len(scenes), time.perf_counter() - start,
                               time.process_time() - cpu_start, model, head)
+
+
+SEGMENTATION = Task(name="segmentation", build_model=build_segmentation_model,
+                    training_sample=_training_sample, loss=segmentation_loss, evaluate=evaluate_segmentation,
+                    head_prefixes=("final.",), fit_head=fit_probe_head, build_lpft_model=build_lpft_model,
+                    probe=linear_probe)
+"""Semantic segmentation as a :class:`~fourdcontrast.downstream.training.Task`: the U-Net's ``final`` layer
+is the head (paper recipe); under LP-FT the probe's head sits on the pre-trained output layer."""
 
 
 # --- entry points ---------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Fine-tuning shared by every downstream task: one loop (config → data → model → optimiser → step → log),
-the training augmentation and crops, the data-efficient subsets, batch-norm handling, the run folder and
-the ``fourdcontrast finetune`` command line. A task (semantic segmentation, instance segmentation,
-detection) is a :class:`Task`: how to build its network, make one training sample, form its loss and
-evaluate; nothing else is written twice.
+the training augmentation and crops, the data-efficient subsets, batch-norm handling and the run folder
+(the ``fourdcontrast finetune`` command line and the tasks by name are :mod:`.tasks`). A task (semantic
+segmentation, instance segmentation, detection) is a :class:`Task`: how to build its network, make one
+training sample, form its loss and evaluate; nothing else is written twice.
 
 **Recipes** (``optim.recipe``; issue 27). The same recipe is used for every method at a level:
 
@@ -57,6 +57,7 @@ __all__ = [
     "Task",
     "augment_points",
     "check_data_paths",
+    "crop_and_augment",
     "crop_indices",
     "elastic_distortion",
     "finetune",
@@ -66,6 +67,7 @@ __all__ = [
     "poly_lr",
     "prepare_training_scenes",
     "recalibrate_batchnorm",
+    "recalibrate_on_scenes",
     "run_finetune",
     "set_train_mode",
     "voxel_labels",
@@ -131,6 +133,29 @@ def crop_indices(points: np.ndarray, labels: np.ndarray, size: float, rng: np.ra
     return np.flatnonzero(inside)
 
 
+def crop_and_augment(scene: Scene, config: FinetuneConfig, rng: np.random.Generator,
+                     quarter_turns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One training sample's points: a crop (``data.crop``, :func:`crop_indices`), then the augmentation
+    (``augment``, :func:`augment_points`). ``quarter_turns`` swaps the free rotation about z for one by a
+    multiple of 90° (axis-aligned boxes stay axis-aligned).
+
+    Returns:
+        ``(points (n, 3) float32 metres, index (n,) into the scene's points)``.
+    """
+    import dataclasses
+
+    idx = crop_indices(scene.points, scene.labels, config.data.crop, rng) if config.data.crop else \
+        np.arange(len(scene.points))
+    pts = scene.points[idx]
+    aug = config.augment
+    if quarter_turns and aug.rotate_z:
+        c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][int(rng.integers(4))]
+        centre = pts.mean(0)
+        pts = (pts - centre) @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32).T + centre
+        aug = dataclasses.replace(aug, rotate_z=False)
+    return augment_points(pts, aug, rng), idx
+
+
 def input_features(scene: Scene, index: np.ndarray, features: str, channels: int) -> np.ndarray:
     """(len(index), channels) float32 network inputs of the scene's points ``index``: ones
     (``occupancy``, as in pre-training) or the points' colours (``color``)."""
@@ -175,7 +200,7 @@ class Task:
     """What a downstream task adds to the shared fine-tuning loop.
 
     Attributes:
-        name: one of :data:`TASK_NAMES`.
+        name: one of :data:`~fourdcontrast.downstream.tasks.TASK_NAMES`.
         build_model: ``(config, num_classes, state | None) -> (module, LoadReport | None)``; the module's
             forward takes a :class:`~fourdcontrast.sparse.tensor.SparseTensor`. ``state`` loads into
             everything but the head (:func:`~fourdcontrast.downstream.loading.load_guarded`).
@@ -265,6 +290,17 @@ def recalibrate_batchnorm(model: torch.nn.Module, samples: list, device: str) ->
     model.eval()
 
 
+def recalibrate_on_scenes(model: torch.nn.Module, training_sample: Callable, scenes: list[Scene],
+                          config: FinetuneConfig, num_classes: int, rng: np.random.Generator) -> None:
+    """:func:`recalibrate_batchnorm` on ``optim.bn_recalibration`` training scenes drawn with ``rng``, whole
+    (no crop: the statistics of whole scenes, as evaluated) and augmented by ``training_sample`` (a task's
+    ``training_sample``)."""
+    whole = config.replace(data={"crop": None})
+    picks = rng.integers(len(scenes), size=config.optim.bn_recalibration)
+    recalibrate_batchnorm(model, [training_sample(scenes[i], whole, num_classes, rng) for i in picks],
+                          config.run.device)
+
+
 @dataclass
 class FinetuneResult:
     """What a fine-tuning or probing run produced (``seconds``: wall-clock; ``cpu_seconds``: CPU time of this
@@ -349,10 +385,7 @@ def finetune(config: FinetuneConfig, train: LabelledDataset, evaluation: Labelle
     groups = optimizer_groups(model, task.head_prefixes, o.lr, o.backbone_lr_scale)
     rows += _train_steps(model, task, scenes, config, k, rng, groups, o.steps, "ft", progress)
     if o.steps and o.bn_recalibration and o.bn_mode == "train":
-        whole = config.replace(data={"crop": None})  # statistics of whole scenes, as evaluated
-        recalibrate_batchnorm(model, [task.training_sample(scenes[i], whole, k, rng)
-                                      for i in rng.integers(len(scenes), size=o.bn_recalibration)],
-                              config.run.device)
+        recalibrate_on_scenes(model, task.training_sample, scenes, config, k, rng)
     model.eval()
     metrics = task.evaluate(model, evaluation.scenes, config, evaluation.class_names)
     return FinetuneResult(metrics, rows, report, len(scenes), time.perf_counter() - start,
