@@ -39,11 +39,11 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from fourdcontrast.downstream.methods import METHODS, PRETRAINING  # re-exported: the benchmark's names
-from fourdcontrast.io.atomic import atomic_write_bytes
+from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -243,20 +243,19 @@ LPFT_POINTS: tuple[str, ...] = ("optim.recipe=lp-ft", "optim.backbone_lr_scale=0
 """The recipe at the limited-annotation levels: what the rule picked at 20 points (LP-FT, backbone at 0.1×
 the head's learning rate, 8 crops a step: 28.3 vs 14.7 for the paper recipe)."""
 
+_SCANNET_LEVELS: tuple[tuple[str, float], ...] = (
+    ("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("points", 20), ("points", 200),
+    ("scenes", 1.0))
+
 PRESETS["cpu-scannet"] = BenchmarkPreset(
     methods=("scratch", "pointcontrast", "4dcontrast", "4dcontrast-paper-literal"),
     rooms={"train": 1200, "val": 60, "test": 60}, store_voxel=0.05,
-    probe_levels=(("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("scenes", 1.0),
-                  ("points", 20), ("points", 200)),
-    finetune_levels=(("scenes", 0.01), ("scenes", 0.05), ("scenes", 0.10), ("scenes", 0.20), ("points", 20),
-                     ("points", 200), ("scenes", 1.0)),
+    probe_levels=_SCANNET_LEVELS, finetune_levels=_SCANNET_LEVELS,
     finetune_steps=1000, finetune_steps_at=(("points", 20, 500), ("points", 200, 500), ("scenes", 1.0, 4000)),
     finetune_methods_at=(("scenes", 1.0, ("scratch",)),),
     long_budget_s=3600.0, long_budget_methods=("pointcontrast", "4dcontrast"),
-    finetune_overrides_at=tuple((p, lv, LPFT_SCENES) for p, lv in (("scenes", 0.01), ("scenes", 0.05),
-                                                                   ("scenes", 0.10), ("scenes", 0.20),
-                                                                   ("scenes", 1.0)))
-    + tuple((p, lv, LPFT_POINTS) for p, lv in (("points", 20), ("points", 200))),
+    finetune_overrides_at=tuple((p, lv, LPFT_POINTS if p == "points" else LPFT_SCENES)
+                                for p, lv in _SCANNET_LEVELS),
     primary=tuple(("4dcontrast@3600s", b, "finetune", p, lv) for b in ("scratch", "pointcontrast@3600s")
                   for p, lv in (("scenes", 0.10), ("scenes", 0.20), ("points", 20))))
 """``cpu-scannet``: the grid of issue 27 — ScanNet-sized (1200 / 60 / 60 rooms at 5 cm cells, so 1 % of the
@@ -423,11 +422,10 @@ def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: 
                 and (shorter / "cost.json").is_file()):
             logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed,
                         preset.pretrain_budget_s, shorter)
-            out.mkdir(parents=True, exist_ok=True)
             for name in (CHECKPOINT, "log.csv"):
                 if (shorter / name).is_file():
-                    shutil.copy2(shorter / name, out / f".{name}.tmp")
-                    os.replace(out / f".{name}.tmp", out / name)
+                    with atomic_path(out / name) as tmp:
+                        shutil.copy2(shorter / name, tmp)
         resume = (out / CHECKPOINT).is_file()
         logger.info("pre-training %s seed %d into %s%s", method, seed, out, " (resuming)" if resume else "")
         wall, cpu = time.perf_counter(), time.process_time()
@@ -675,16 +673,16 @@ def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
     digests.update({long_label(m, preset.long_budget_s):
                     pretraining_digest(pretraining_config(m, 0, preset, preset.long_budget_s))
                     for m in preset.long_budget_methods})
-    fields_ = {k: v for k, v in asdict(preset).items()
-               if k not in PRESET_NEW_FIELD_DEFAULTS or v != PRESET_NEW_FIELD_DEFAULTS[k]}
+    defaults = {f.name: f.default for f in fields(BenchmarkPreset) if f.name in PRESET_NEW_FIELDS}
+    fields_ = {k: v for k, v in asdict(preset).items() if k not in defaults or v != defaults[k]}
     spec = {"preset": fields_, "split": split, "pretrain_config_digests": digests}
     return json.loads(json.dumps(spec))
 
 
-PRESET_NEW_FIELD_DEFAULTS: dict = {"store_voxel": None, "finetune_overrides_at": (), "long_budget_s": None,
-                                   "long_budget_methods": (), "primary": ()}
-"""Preset fields added after the first grids, with the default that leaves a grid as it was: left out of the
-grid spec while at that default, so the committed grids stay resumable."""
+PRESET_NEW_FIELDS: tuple[str, ...] = ("store_voxel", "finetune_overrides_at", "long_budget_s",
+                                      "long_budget_methods", "primary")
+"""Preset fields added after the first grids; their defaults leave a grid as it was, and they are left out of
+the grid spec while at their default, so the committed grids stay resumable."""
 
 
 _SPEC_FREE = ("seeds", "threads")
