@@ -45,8 +45,6 @@ re-estimated on the training rooms; ``fit_probe_head``).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import sys
 from pathlib import Path
@@ -105,23 +103,16 @@ def _csv_path(part: str | None) -> Path:
 
 def read_rows(part: str | None = None, every_part: bool = True) -> list[dict]:
     """The rows of the screen's CSV (``part``: a part written by one process), or of it and every part."""
+    from fourdcontrast.downstream.benchmark import read_rows as read_csv
+
     paths = [_csv_path(part)] if not every_part else sorted(RESULTS.glob(f"{CSV_PATH.stem}*.csv"))
-    rows = []
-    for path in paths:
-        if path.is_file():
-            with path.open() as f:
-                rows += list(csv.DictReader(f))
-    return rows
+    return [row for path in paths for row in read_csv(path)]
 
 
 def _write_rows(rows: list[dict], part: str | None) -> None:
-    from fourdcontrast.io.atomic import atomic_write_bytes
+    from fourdcontrast.downstream.benchmark import _write_rows as write_csv
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(_csv_path(part), buf.getvalue().encode())
+    write_csv(_csv_path(part), rows, FIELDS)
 
 
 def run(seeds: list[int], inits: list[str] | None, part: str | None = None,

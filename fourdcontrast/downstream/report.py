@@ -237,13 +237,13 @@ def budget_curve_lines(rows: list[dict], spec: dict | None) -> list[str]:
     curve = budget_curve(rows, default)
     if not curve:
         return []
+    budgets = sorted({b for v in curve.values() for b, _ in v})
     lines = ["## Gain over scratch against the pre-training budget", "",
              "Δ mIoU (method − scratch, paired by seed) [95 % t interval] at each pre-training budget (CPU "
              "seconds of the pre-training process): how far must pre-training go before fine-tuning keeps "
-             "its benefit?", "", "| mode | level | method | " + " | ".join(
-                 f"{b:g} s" for b in sorted({b for v in curve.values() for b, _ in v})) + " |"]
-    budgets = sorted({b for v in curve.values() for b, _ in v})
-    lines.append("|---|---|---|" + "---|" * len(budgets))
+             "its benefit?", "",
+             "| mode | level | method | " + " | ".join(f"{b:g} s" for b in budgets) + " |",
+             "|---|---|---|" + "---|" * len(budgets)]
     for (mode, protocol, level, method), entries in curve.items():
         by = dict(entries)
         cells = [(f"{by[b].mean:+.1f} [{by[b].low:+.1f}, {by[b].high:+.1f}] (n={by[b].n})" if by[b].n > 1
