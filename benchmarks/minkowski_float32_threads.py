@@ -25,29 +25,11 @@ import numpy as np
 import torch
 
 from fourdcontrast.machine import cpu_model
+from fourdcontrast.models.benchmark import room_like_voxels
 from fourdcontrast.models.resunet import MinkUNet14, MinkUNet34
 from fourdcontrast.sparse import SparseTensor, minkowski_engine, native
 
 NETWORKS = [(MinkUNet14, 4, 1500), (MinkUNet34, 3, 2500)]  # the parity test's networks and sizes
-
-
-def room_like(rng, n_points, dimension, batch=2, extent=24):
-    """The parity test's input: unique voxels on a floor, two walls and a box per batch item."""
-    parts = []
-    for b in range(batch):
-        pts = rng.uniform(0, extent, size=(n_points, 3))
-        kind = rng.integers(0, 4, n_points)
-        pts[kind == 0, 2] = 0
-        pts[kind == 1, 0] = 0
-        pts[kind == 2, 1] = extent - 1
-        box = kind == 3
-        pts[box] = pts[box] * 0.3 + extent * 0.4
-        pts[box, rng.integers(0, 3)] = extent * 0.4
-        vox = np.floor(pts).astype(np.int64)
-        if dimension == 4:
-            vox = np.concatenate([vox, rng.integers(0, 4, (n_points, 1))], axis=1)
-        parts.append(np.concatenate([np.full((n_points, 1), b), vox], axis=1))
-    return np.unique(np.concatenate(parts), axis=0)
 
 
 def sorted_pass(model_cls, dimension, coords, state, dtype, backend, train_bn=True):
@@ -109,7 +91,7 @@ def measure(threads_list=(1, 2)) -> list[dict]:
     for model_cls, dimension, n_points in NETWORKS:
         torch.manual_seed(0)
         state = model_cls(3, 20, dimension=dimension, backend="torch").state_dict()
-        coords = room_like(np.random.default_rng(1), n_points, dimension)
+        coords = room_like_voxels(np.random.default_rng(1), n_points, dimension)
         for train_bn in (True, False):
             torch.set_num_threads(1)
             truth = sorted_pass(model_cls, dimension, coords, state, torch.float64, "torch", train_bn)

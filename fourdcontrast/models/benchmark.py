@@ -106,6 +106,38 @@ def room_points(voxel_size: float, rng=0) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def room_like_voxels(rng: np.random.Generator, n_points: int, dimension: int, batch: int = 2,
+                     extent: int = 24) -> np.ndarray:
+    """Unique voxels on a floor, two walls and a box per batch item (a surface, not a random cloud): the
+    input of the MinkowskiEngine parity tests and of ``benchmarks/minkowski_float32_threads.py``.
+
+    Args:
+        rng: the generator.
+        n_points: points drawn per batch item before voxelisation.
+        dimension: 3, or 4 (a random frame index in [0, 4) appended).
+        batch: batch items.
+        extent: room side in voxels.
+
+    Returns:
+        (N, 1 + dimension) int64 unique coordinates, batch index first.
+    """
+    parts = []
+    for b in range(batch):
+        pts = rng.uniform(0, extent, size=(n_points, 3))
+        kind = rng.integers(0, 4, n_points)
+        pts[kind == 0, 2] = 0  # floor
+        pts[kind == 1, 0] = 0  # wall
+        pts[kind == 2, 1] = extent - 1  # wall
+        box = kind == 3
+        pts[box] = pts[box] * 0.3 + extent * 0.4
+        pts[box, rng.integers(0, 3)] = extent * 0.4
+        vox = np.floor(pts).astype(np.int64)
+        if dimension == 4:
+            vox = np.concatenate([vox, rng.integers(0, 4, (n_points, 1))], axis=1)
+        parts.append(np.concatenate([np.full((n_points, 1), b), vox], axis=1))
+    return np.unique(np.concatenate(parts), axis=0)
+
+
 def room_coordinates(voxel_size: float = VOXEL_3D, frames: int = 0, rng=0) -> np.ndarray:
     """Batched integer coordinates of the benchmark room.
 

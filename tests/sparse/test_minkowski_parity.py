@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fourdcontrast.models.benchmark import room_like_voxels
 from fourdcontrast.models.resunet import MinkUNet14, MinkUNet34
 from fourdcontrast.sparse import SparseTensor, get_backend, minkowski_engine
 
@@ -22,25 +23,6 @@ RTOL = 1e-4
 # Measured with ME 0.5.4 CPU: a HYPER_CROSS KernelGenerator yields an empty kernel map (the output is the
 # bias alone) and RegionType.CUSTOM offsets fail in KernelGenerator.__init__, so there is no reference.
 ME_CROSS_DEFECT = "MinkowskiEngine 0.5.4 (CPU) builds empty HYPER_CROSS kernel maps; no reference to compare"
-
-
-def room_like(rng, n_points, dimension, batch=2, extent=24):
-    """Unique voxels on a floor, two walls and a box per batch item (a surface, not a random cloud)."""
-    parts = []
-    for b in range(batch):
-        pts = rng.uniform(0, extent, size=(n_points, 3))
-        kind = rng.integers(0, 4, n_points)
-        pts[kind == 0, 2] = 0  # floor
-        pts[kind == 1, 0] = 0  # wall
-        pts[kind == 2, 1] = extent - 1  # wall
-        box = kind == 3
-        pts[box] = pts[box] * 0.3 + extent * 0.4
-        pts[box, rng.integers(0, 3)] = extent * 0.4
-        vox = np.floor(pts).astype(np.int64)
-        if dimension == 4:
-            vox = np.concatenate([vox, rng.integers(0, 4, (n_points, 1))], axis=1)
-        parts.append(np.concatenate([np.full((n_points, 1), b), vox], axis=1))
-    return np.unique(np.concatenate(parts), axis=0)
 
 
 def pair_inputs(coords, channels, dtype=torch.float32, seed=0):
@@ -98,7 +80,7 @@ def layer_pair(kind, *args, **kwargs):
 )
 def test_conv_parity(dimension, kernel_size, stride, region):
     rng = np.random.default_rng(dimension)
-    coords = room_like(rng, 600, dimension)
+    coords = room_like_voxels(rng, 600, dimension)
     if kernel_size == "spatial":
         kernel_size = [3, 3, 3] + [1] * (dimension - 3)
     pair = layer_pair("Conv", 4, 5, kernel_size=kernel_size, stride=stride, dimension=dimension,
@@ -109,7 +91,7 @@ def test_conv_parity(dimension, kernel_size, stride, region):
 @pytest.mark.parametrize("dimension", [3, 4])
 def test_strided_then_transposed_parity(dimension):
     rng = np.random.default_rng(7)
-    coords = room_like(rng, 600, dimension)
+    coords = room_like_voxels(rng, 600, dimension)
     down = layer_pair("Conv", 4, 6, kernel_size=2, stride=2, dimension=dimension)
     sub = layer_pair("Conv", 6, 6, kernel_size=3, dimension=dimension)
     up = layer_pair("ConvTranspose", 6, 3, kernel_size=2, stride=2, dimension=dimension)
@@ -134,7 +116,7 @@ def test_whole_network_parity_and_state_dict_round_trip(model_cls, dimension, n_
     ours.load_state_dict(me_net.state_dict())  # strict: identical keys and shapes
     ours.memory = memory_options(memory)
     rng = np.random.default_rng(1)
-    coords = room_like(rng, n_points, dimension)
+    coords = room_like_voxels(rng, n_points, dimension)
     me_x, our_x = pair_inputs(coords, 3, dtype=torch.float64)
     me_y, our_y = me_net(me_x), ours(our_x)
     p = align(our_y.C, me_y.C.long())
@@ -228,7 +210,7 @@ def test_float32_whole_networks_differ_from_float64_only_where_rounding_flips_a_
     to 1e-3 on a whole network; the float64 test above compares the engines to 1e-10."""
     torch.manual_seed(0)
     state = model_cls(3, 20, dimension=dimension, backend="torch").state_dict()
-    coords = room_like(np.random.default_rng(1), n_points, dimension)
+    coords = room_like_voxels(np.random.default_rng(1), n_points, dimension)
     y64, dx64, dw64, relu64 = _sorted_pass(model_cls, dimension, coords, state, torch.float64, "torch")
     for backend in ("torch", "minkowski"):
         y, dx, dw, relu = _sorted_pass(model_cls, dimension, coords, state, torch.float32, backend)
