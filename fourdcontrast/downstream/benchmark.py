@@ -736,40 +736,23 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     _write_rows(csv_path, rows, fields)
     done = {_key(r) for r in rows}
 
-    # 1. backbones (scratch: random networks here; pre-training: tasks)
+    # Stages: the preset's budget first (pre-training, then its probes and fine-tuning), then the long
+    # budget (its pre-training continues the first stage's runs), so an interrupted grid has committed
+    # complete rows of the short budget before the long pre-trainings start.
     backbones: dict[tuple[str, int], Backbone] = {}
     cost_path = out / f"{stem}_pretrain_cost.json"
+    datasets = load_rooms(preset, split, room_cache) if jobs <= 1 else None
+    features: dict | None = {} if jobs <= 1 else None  # in this process: one backbone's at a time
+    primary = {(p, lv) for *_, p, lv in preset.primary} or {("scenes", 0.01), ("points", 20)}
+    ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
 
     def keep_backbone(i: int, b: Backbone) -> None:
         backbones[(b.method, b.seed)] = b
         costs = {f"{k[0]}/seed{k[1]}": v.cost for k, v in sorted(backbones.items())}
         atomic_write_bytes(cost_path, json.dumps(costs, indent=2).encode())
 
-    tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in preset.labels() for s in preset.seeds]
-    _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
-
-    # 2. downstream cells, the pre-declared primary cells first, then the rest seed by seed
     def todo(mode, protocol, level, seed, method):
         return (split, mode, protocol, f"{float(level):g}", seed, method) not in done
-
-    datasets = load_rooms(preset, split, room_cache) if jobs <= 1 else None
-    features: dict | None = {} if jobs <= 1 else None  # in this process: one backbone's at a time
-    tasks = []
-    for s in preset.seeds:
-        for m in preset.labels():
-            levels = [lv for lv in preset.probe_levels if todo("linear", *lv, s, m)]
-            if levels:
-                tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache, datasets,
-                                               features)))
-    primary = {(p, lv) for *_, p, lv in preset.primary} or {("scenes", 0.01), ("points", 20)}
-    ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
-    for protocol, level in ordered:
-        for s in preset.seeds:
-            for m in preset.finetuned_methods(protocol, level):
-                if todo("finetune", protocol, level, s, m):
-                    tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
-                                                   room_cache, datasets)))
-    logger.info("downstream grid (%s split): %d tasks to do, %d runs done", split, len(tasks), len(done))
 
     def keep_rows(i: int, new: list[dict]) -> None:
         rows.extend(new)
@@ -779,7 +762,30 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                         r["protocol"], r["level"], r["seed"], 100 * float(r["miou"]),
                         100 * float(r["miou_objects"]))
 
-    _run_tasks(tasks, jobs, keep_rows, progress, "downstream")
+    long_labels = preset.labels()[len(preset.methods):]
+    for stage, labels in enumerate((preset.methods, long_labels)):
+        if not labels:
+            continue
+        # 1. backbones (scratch: random networks here; pre-training: tasks)
+        tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in labels for s in preset.seeds]
+        _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
+        # 2. downstream cells: probes, then the pre-declared primary fine-tuning cells first, seed by seed
+        tasks = []
+        for s in preset.seeds:
+            for m in labels:
+                levels = [lv for lv in preset.probe_levels if todo("linear", *lv, s, m)]
+                if levels:
+                    tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
+                                                datasets, features)))
+        for protocol, level in ordered:
+            for s in preset.seeds:
+                for m in preset.finetuned_methods(protocol, level):
+                    if m in labels and todo("finetune", protocol, level, s, m):
+                        tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
+                                                       room_cache, datasets)))
+        logger.info("downstream grid (%s split), stage %d (%s): %d tasks to do, %d runs done", split,
+                    stage + 1, ", ".join(labels), len(tasks), len(rows))
+        _run_tasks(tasks, jobs, keep_rows, progress, "downstream")
     if split == "test":
         from fourdcontrast.downstream.report import write_report
 
