@@ -83,6 +83,14 @@ pre-training seed (it also draws the subsets and seeds the fine-tuning); ``pretr
 pre-training budget of the row's backbone (empty for scratch and for rows of grids older than the column);
 a backbone pre-trained at the preset's long budget is the method ``<method>@<budget>s``."""
 
+MAP_TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "instance": ("map50", "map25", "cluster_boxes_map50", "cluster_boxes_map25"),
+    "detection": ("map50", "map25"),
+}
+"""The metric columns of the instance and detection grids (fractions): mask mAP@0.5 / @0.25 and the
+baseline "boxes from instance clusters" (:func:`~fourdcontrast.downstream.instance.evaluate_instances`);
+box mAP@0.5 / @0.25. Followed by ``ap50_<class>`` and ``ap25_<class>`` per thing class."""
+
 
 @dataclass(frozen=True)
 class BenchmarkPreset:
@@ -146,8 +154,14 @@ class BenchmarkPreset:
     long_budget_s: float | None = None
     long_budget_methods: tuple[str, ...] = ()
     primary: tuple[tuple[str, str, str, str, float], ...] = ()
+    task: str = "segmentation"
 
     def __post_init__(self) -> None:
+        if self.task not in ("segmentation", *MAP_TASK_FIELDS):
+            raise ValueError(f"task must be one of segmentation, {', '.join(MAP_TASK_FIELDS)}; got "
+                             f"{self.task!r}")
+        if self.task != "segmentation" and self.probe_levels:
+            raise ValueError(f"task {self.task!r} has no linear probe: probe_levels must be empty")
         if not set(self.long_budget_methods) <= set(self.methods) - {"scratch"} or (
                 self.long_budget_methods and (self.long_budget_s is None or self.pretrain_budget_s is None)):
             raise ValueError(f"long_budget_methods {self.long_budget_methods} must be pre-trained methods of "
@@ -267,6 +281,37 @@ screen ``benchmarks/downstream_recipes.py`` (:data:`LPFT_SCENES` at the scene le
 the point levels), picked by its rule before any test room was touched. Pre-declared primary comparisons:
 4DContrast − scratch and 4DContrast − PointContrast, fine-tuned, at 10 % and 20 % of the scenes and at 20
 points, at the long budget."""
+
+
+_TABLE7_LEVELS: tuple[tuple[str, float], ...] = (
+    ("scenes", 0.10), ("scenes", 0.20), ("scenes", 0.40), ("scenes", 0.80), ("scenes", 1.0))
+"""The data-efficient levels of the paper's Table 7 (detection) plus all scenes."""
+
+
+def _map_task_preset(task: str) -> BenchmarkPreset:
+    scannet = PRESETS["cpu-scannet"]
+    every = ("scratch", "pointcontrast", "4dcontrast", "4dcontrast-paper-literal")
+    return BenchmarkPreset(
+        task=task, methods=every, rooms=dict(scannet.rooms), store_voxel=scannet.store_voxel,
+        probe_levels=(), finetune_levels=_TABLE7_LEVELS, finetune_config=f"cpu-{task}",
+        finetune_steps=1000, finetune_steps_at=(), finetune_overrides=("optim.bn_recalibration=8",),
+        finetune_methods_at=tuple(("scenes", lv, ("scratch", "4dcontrast")) for lv in (0.40, 0.80, 1.0)),
+        long_budget_s=scannet.long_budget_s, long_budget_methods=scannet.long_budget_methods,
+        primary=tuple(("4dcontrast@3600s", b, "finetune", "scenes", lv)
+                      for b in ("scratch", "pointcontrast@3600s") for lv in (0.10, 0.20)))
+
+
+PRESETS["cpu-instance"] = _map_task_preset("instance")
+PRESETS["cpu-detection"] = _map_task_preset("detection")
+"""``cpu-instance`` / ``cpu-detection``: the grids of issue 28 — instance segmentation (PointGroup-style,
+``configs/finetune/cpu-instance.yaml``) and detection (VoteNet-style, ``cpu-detection.yaml``), 1000 steps
+each, on the ``cpu-scannet`` rooms (1200 / 60 / 60 at 5 cm cells) and its pre-trainings (the same configs and
+budgets, so the semantic grid's cached backbones are reused): scratch, PointContrast, 4DContrast and the
+paper-literal preset at 10 % and 20 % of the scenes (the levels where Table 7 shows the gains), scratch and
+4DContrast also at 40, 80 and 100 % (Table 7's other levels and the ceiling); PointContrast and
+4DContrast again at 3600 CPU-s at 10 % and 20 %. No linear probe (the task heads are not linear).
+Pre-declared primary comparisons: 4DContrast − scratch and 4DContrast − PointContrast at 10 % and 20 % of
+the scenes, long budget, mAP@0.5."""
 
 
 # --- backbones ------------------------------------------------------------------------------------
@@ -512,9 +557,19 @@ def load_rooms(preset: BenchmarkPreset, split: str, room_cache: str | os.PathLik
     return load_dataset("embedded", "train", **kw), load_dataset("embedded", split, **kw)
 
 
-def csv_fields(class_names: tuple[str, ...]) -> tuple[str, ...]:
-    """The CSV columns: :data:`CSV_BASE_FIELDS` and one ``iou_<class>`` per class."""
-    return CSV_BASE_FIELDS + tuple(f"iou_{n}" for n in class_names)
+def csv_fields(class_names: tuple[str, ...], task: str = "segmentation") -> tuple[str, ...]:
+    """The CSV columns: :data:`CSV_BASE_FIELDS` and one ``iou_<class>`` per class (segmentation); for
+    instance and detection the same columns with :data:`MAP_TASK_FIELDS` in place of the IoU metrics and
+    ``ap50_<class>``, ``ap25_<class>`` per thing class."""
+    if task == "segmentation":
+        return CSV_BASE_FIELDS + tuple(f"iou_{n}" for n in class_names)
+    from fourdcontrast.downstream.instance import thing_ids
+
+    things = [class_names[i] for i in thing_ids(class_names)]
+    base = tuple(f for f in CSV_BASE_FIELDS if f not in ("miou", "miou_objects", "macc", "oa"))
+    i = base.index("method") + 1
+    return (base[:i] + MAP_TASK_FIELDS[task] + base[i:] + tuple(f"ap50_{n}" for n in things)
+            + tuple(f"ap25_{n}" for n in things))
 
 
 def _cell_config(base, mode: str, protocol: str, level: float, seed: int):
@@ -529,14 +584,20 @@ def _row(result, *, split: str, mode: str, protocol: str, level: float, seed: in
          backbone: Backbone, steps: int, class_names: tuple[str, ...]) -> dict:
     m, report = result.metrics, result.load_report
     row = {"split": split, "mode": mode, "protocol": protocol, "level": f"{level:g}", "seed": seed,
-           "method": method, "miou": f"{m.miou:.4f}", "miou_objects": f"{m.miou_without():.4f}",
-           "macc": f"{m.macc:.4f}", "oa": f"{m.overall_accuracy:.4f}", "train_scenes": result.train_scenes,
+           "method": method, "train_scenes": result.train_scenes,
            "finetune_steps": steps if mode == "finetune" else 0,
            "loaded": len(report.loaded) if report else 0, "skipped": len(report.skipped) if report else 0,
            "backbone": backbone.digest, "seconds": f"{result.seconds:.1f}",
            "cpu_seconds": f"{result.cpu_seconds:.1f}",
            "pretrain_budget_s": "" if backbone.budget_s is None or backbone.method == "scratch"
            else f"{backbone.budget_s:g}"}
+    if hasattr(m, "map50"):  # instance / detection: MapMetrics
+        row.update({k: f"{v:.4f}" for k, v in {"map50": m.map50, "map25": m.map25, **m.extra}.items()})
+        row.update({f"ap50_{n}": f"{v:.4f}" for n, v in m.ap50.items()})
+        row.update({f"ap25_{n}": f"{v:.4f}" for n, v in m.ap25.items()})
+        return row
+    row.update({"miou": f"{m.miou:.4f}", "miou_objects": f"{m.miou_without():.4f}", "macc": f"{m.macc:.4f}",
+                "oa": f"{m.overall_accuracy:.4f}"})
     row.update({f"iou_{n}": f"{v:.4f}" for n, v in zip(class_names, m.iou, strict=True)})
     return row
 
@@ -570,15 +631,17 @@ def probe_cells(backbone: Backbone, levels: list[tuple[str, float]], seed: int, 
 
 def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, preset: BenchmarkPreset,
                   split: str, datasets=None, room_cache=None) -> dict:
-    """One fine-tuning of ``backbone`` (every tensor but the head loaded) at one level, one row."""
+    """One fine-tuning of ``backbone`` (every tensor but the head loaded) for the preset's task at one
+    level, one row."""
     from fourdcontrast.downstream.loading import read_state_dict
-    from fourdcontrast.downstream.segmentation import finetune
+    from fourdcontrast.downstream.tasks import get_task
+    from fourdcontrast.downstream.training import finetune
 
     train, evaluation = datasets or load_rooms(preset, split, room_cache)
     base = _finetune_base(preset, preset.steps_for(protocol, level), preset.overrides_at(protocol, level))
     cfg = _cell_config(base, "finetune", protocol, level, seed)
     state = {k: v.float() for k, v in read_state_dict(backbone.path).items()}
-    result = finetune(cfg, train, evaluation, state, progress=False)
+    result = finetune(cfg, train, evaluation, state, progress=False, task=get_task(preset.task))
     return _row(result, split=split, mode="finetune", protocol=protocol, level=level, seed=seed,
                 method=backbone.method, backbone=backbone, steps=cfg.optim.steps,
                 class_names=evaluation.class_names)
@@ -680,7 +743,7 @@ def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
 
 
 PRESET_NEW_FIELDS: tuple[str, ...] = ("store_voxel", "finetune_overrides_at", "long_budget_s",
-                                      "long_budget_methods", "primary")
+                                      "long_budget_methods", "primary", "task")
 """Preset fields added after the first grids; their defaults leave a grid as it was, and they are left out of
 the grid spec while at their default, so the committed grids stay resumable."""
 
@@ -721,7 +784,7 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     stem = "downstream" if split == "test" else f"downstream_{split}"
     csv_path, spec_path = out / f"{stem}.csv", out / f"{stem}_grid.json"
     spec = {**grid_spec(preset, split), "preset_name": preset_name}  # fails early on a missing config
-    fields = csv_fields(CLASS_NAMES)
+    fields = csv_fields(CLASS_NAMES, preset.task)
     rows = [] if fresh else read_rows(csv_path)
     if rows:
         if "split" not in rows[0]:
@@ -758,9 +821,13 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         rows.extend(new)
         _write_rows(csv_path, rows, fields)
         for r in new:
-            logger.info("%s %s %s=%s seed %s: mIoU %.1f, non-structural %.1f", r["mode"], r["method"],
-                        r["protocol"], r["level"], r["seed"], 100 * float(r["miou"]),
-                        100 * float(r["miou_objects"]))
+            if "miou" in r:
+                scores = (f"mIoU {100 * float(r['miou']):.1f}, "
+                          f"non-structural {100 * float(r['miou_objects']):.1f}")
+            else:
+                scores = f"mAP@0.5 {100 * float(r['map50']):.1f}, @0.25 {100 * float(r['map25']):.1f}"
+            logger.info("%s %s %s=%s seed %s: %s", r["mode"], r["method"], r["protocol"], r["level"],
+                        r["seed"], scores)
 
     long_labels = preset.labels()[len(preset.methods):]
     for stage, labels in enumerate((preset.methods, long_labels)):

@@ -20,6 +20,7 @@ __all__ = [
     "BN_MODES",
     "BN_RECALIBRATION",
     "FINETUNE_RECIPES",
+    "OPTIMIZERS",
     "LP_STEPS",
     "AUGMENT_SCALE",
     "AUGMENT_TILT_DEG",
@@ -58,6 +59,10 @@ FINETUNE_WEIGHT_DECAY: float = 1e-4
 FINETUNE_RECIPES: tuple[str, ...] = ("paper", "lp-ft")
 """Fine-tuning recipes (``optim.recipe``, :mod:`~fourdcontrast.downstream.training`): ``paper`` (fresh head,
 one learning rate) and ``lp-ft`` (the head fitted on frozen features first; Kumar et al., ICLR 2022)."""
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+"""Fine-tuning optimisers (``optim.optimizer``): ``sgd`` (momentum ``optim.momentum``; the paper's semantic
+and instance fine-tuning) and ``adamw`` (betas 0.9 / 0.999, decoupled ``optim.weight_decay``; VoteNet trains
+detection with Adam at lr 0.001, and so does the paper's detection fine-tuning)."""
 BN_MODES: tuple[str, ...] = ("train", "frozen")
 """Batch-norm handling while fine-tuning (``optim.bn_mode``, :mod:`~fourdcontrast.downstream.training`)."""
 LP_STEPS: int = 100
@@ -150,6 +155,9 @@ class ModelSection:
 class OptimSection:
     """Optimiser settings (see the module constants for whose setting each default is).
 
+    ``optimizer`` (:data:`OPTIMIZERS`; ``sgd`` by default) and ``grad_clip`` (clip the gradients' global L2
+    norm to this before each step; None, no clipping, by default).
+
     ``probe_max_voxels``: the linear probe fits on at most this many labelled voxels, drawn uniformly with
     the run's seed (None: all; a CPU economy, our choice: with every training room labelled the full batch
     holds ~1.5 M voxels for a 32 × 12 classifier).
@@ -174,6 +182,8 @@ class OptimSection:
     backbone_lr_scale: float = 1.0
     bn_mode: str = "train"
     lp_steps: int = LP_STEPS
+    optimizer: str = "sgd"
+    grad_clip: float | None = None
 
 
 @dataclass
@@ -217,6 +227,9 @@ class FinetuneConfig:
             choice("model.task", self.model.task, ("segmentation", "instance", "detection")),
             choice("optim.recipe", self.optim.recipe, FINETUNE_RECIPES),
             choice("optim.bn_mode", self.optim.bn_mode, BN_MODES),
+            choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS),
+            (self.optim.grad_clip is None or self.optim.grad_clip > 0,
+             f"optim.grad_clip must be null or > 0, got {self.optim.grad_clip}"),
             choice("model.backbone", self.model.backbone, tuple(BACKBONES)),
             (self.data.voxel_size > 0, f"data.voxel_size must be > 0, got {self.data.voxel_size}"),
             (self.optim.steps >= 0 and self.optim.batch_size >= 1,

@@ -60,7 +60,7 @@ from fourdcontrast.downstream.instance import (
     stuff_ids,
     thing_ids,
 )
-from fourdcontrast.downstream.metrics import box_iou_3d, detection_map
+from fourdcontrast.downstream.metrics import IGNORE_LABEL, box_iou_3d, detection_map
 from fourdcontrast.downstream.training import Task, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
@@ -101,6 +101,11 @@ NUM_SEEDS: int = 1024
 """Seeds per sample (VoteNet: 1024)."""
 NUM_PROPOSALS: int = 128
 """Vote clusters (proposals) per sample (VoteNet: 256 on ScanNet; rooms here hold < 10 objects)."""
+PROPOSAL_SAMPLINGS: tuple[str, ...] = ("seed", "vote")
+"""Where the proposals sit: ``seed`` (VoteNet's ``seed_fps``: the votes of the farthest-point sample of the
+seeds) or ``vote`` (VoteNet's default ``vote_fps``: farthest-point sampling of the votes)."""
+PROPOSAL_SAMPLING: str = "seed"
+"""Default sampling (our choice; measured in ``benchmarks/results/detection_overfit.md``)."""
 GROUP_RADIUS: float = 0.3
 """Vote-grouping radius in metres (VoteNet's vote aggregation radius)."""
 GROUP_SAMPLES: int = 16
@@ -113,9 +118,11 @@ OBJECTNESS_WEIGHTS: tuple[float, float] = (0.2, 0.8)
 """Cross-entropy weights of negative / positive proposals (VoteNet)."""
 NMS_IOU: float = 0.25
 """Box IoU above which the lower-scored of two boxes of one class is suppressed (VoteNet's 3D NMS)."""
-LOSS_WEIGHTS: dict[str, float] = {"vote": 1.0, "objectness": 0.5, "centre": 1.0, "size": 1.0, "class": 1.0}
+LOSS_WEIGHTS: dict[str, float] = {"vote": 1.0, "objectness": 0.5, "centre": 1.0, "size": 1.0, "class": 1.0,
+                                  "seed_class": 1.0}
 """Weights of the loss terms (VoteNet: vote 1, objectness 0.5, box 1, class 0.1; ours gives the class
-term 1, our choice: with few steps it learns the class faster)."""
+term 1, our choice: with few steps it learns the class faster). ``seed_class``: the seed classification
+term, not in VoteNet (module docstring); 0 turns it off."""
 
 
 # --- targets --------------------------------------------------------------------------------------
@@ -156,11 +163,13 @@ def vote_targets(centres: np.ndarray, inverse: np.ndarray, instances: np.ndarray
 @dataclass
 class DetectionTarget:
     """One training sample's targets: ``votes`` (M, 3) per-voxel vote offsets (metres, NaN: no object),
-    ``boxes`` (G, 6) axis-aligned boxes (metres), ``classes`` (G,)."""
+    ``boxes`` (G, 6) axis-aligned boxes (metres), ``classes`` (G,), and ``labels`` (M,) the per-voxel
+    semantic label (``IGNORE_LABEL``: none) of the seed classification term (None: no such term)."""
 
     votes: np.ndarray
     boxes: np.ndarray
     classes: np.ndarray
+    labels: np.ndarray | None = None
 
 
 # --- sampling and grouping ------------------------------------------------------------------------
@@ -197,8 +206,9 @@ def radius_group(centres: torch.Tensor, points: torch.Tensor, radius: float,
 class DetectionOutput:
     """Per sample of the batch (lists, one entry each): ``seeds`` (S,) indices of the seed voxels among the
     batch's voxels, ``seed_xyz`` / ``vote_xyz`` (S, 3) metres, ``proposal_xyz`` (K, 3) the sampled votes,
-    ``objectness`` (K, 2) logits, ``centres`` (K, 3) metres, ``log_sizes`` (K, 3) log metres,
-    ``classes`` (K, num_classes) logits."""
+    ``objectness`` (K, 2) logits, ``centres`` (K, 3) metres, ``log_sizes`` (K, num_classes, 3) log metres
+    (one box size per class: the size of the proposal as an object of that class), ``classes``
+    (K, num_classes) logits, ``seed_classes`` (S, num_classes) logits of the seeds."""
 
     seeds: list[torch.Tensor]
     seed_xyz: list[torch.Tensor]
@@ -208,6 +218,7 @@ class DetectionOutput:
     centres: list[torch.Tensor]
     log_sizes: list[torch.Tensor]
     classes: list[torch.Tensor]
+    seed_classes: list[torch.Tensor]
 
 
 def _mlp(*widths: int, last_plain: bool = True) -> nn.Sequential:
@@ -226,8 +237,11 @@ class DetectionNet(nn.Module):
     def __init__(self, backbone: str, in_channels: int, num_classes: int, voxel_size: float,
                  feature_dim: int = 32, width: int = 64, num_seeds: int = NUM_SEEDS,
                  num_proposals: int = NUM_PROPOSALS, radius: float = GROUP_RADIUS,
-                 samples: int = GROUP_SAMPLES) -> None:
+                 samples: int = GROUP_SAMPLES, sampling: str = PROPOSAL_SAMPLING) -> None:
         super().__init__()
+        if sampling not in PROPOSAL_SAMPLINGS:
+            raise ValueError(f"sampling must be one of {PROPOSAL_SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
         self.num_classes, self.voxel_size = num_classes, float(voxel_size)
         self.num_seeds, self.num_proposals = num_seeds, num_proposals
         self.radius, self.samples = radius, samples
@@ -237,7 +251,8 @@ class DetectionNet(nn.Module):
             "norm": nn.Sequential(nn.BatchNorm1d(c), nn.ReLU()),
             "vote": _mlp(c, c, 3 + c),
             "group": _mlp(3 + c, width, width, last_plain=False),
-            "proposal": _mlp(width, width, 2 + 3 + 3 + num_classes),
+            "proposal": _mlp(width, width, 2 + 3 + 3 * num_classes + num_classes),
+            "seed_class": nn.Linear(c, num_classes),
         })
 
     def forward(self, x) -> DetectionOutput:
@@ -245,21 +260,26 @@ class DetectionNet(nn.Module):
         coords = x.coordinates.to(f.device)
         xyz = (coords[:, 1:].to(f.dtype) + 0.5) * self.voxel_size
         batch = coords[:, 0]
-        out = DetectionOutput(*([] for _ in range(8)))
+        out = DetectionOutput(*([] for _ in range(9)))
         seeds, items = [], []
         for b in range(int(batch.max()) + 1 if len(batch) else 0):
             idx = torch.nonzero(batch == b).flatten()
             seeds.append(idx[farthest_point_sample(xyz[idx], self.num_seeds)])
             items.append(len(seeds[-1]))
         all_seeds = torch.cat(seeds)
+        seed_logits = self.head["seed_class"](f[all_seeds])
         v = self.head["vote"](f[all_seeds])
         vote_xyz_all = xyz[all_seeds] + v[:, :3]
         vote_feat_all = F.normalize(f[all_seeds] + v[:, 3:], dim=1)
         start = 0
         for s, n in zip(seeds, items, strict=True):
+            out.seed_classes.append(seed_logits[start:start + n])
             vote_xyz, vote_feat = vote_xyz_all[start:start + n], vote_feat_all[start:start + n]
             start += n
-            pick = farthest_point_sample(vote_xyz.detach(), self.num_proposals)
+            if self.sampling == "seed":  # seeds are in FPS order: the first K are the FPS of K seeds
+                pick = torch.arange(min(self.num_proposals, n), device=vote_xyz.device)
+            else:
+                pick = farthest_point_sample(vote_xyz.detach(), self.num_proposals)
             centre = vote_xyz[pick].detach()  # the votes learn from the vote loss only (docstring)
             index, valid = radius_group(centre, vote_xyz.detach(), self.radius, self.samples)
             rel = (vote_xyz.detach()[index] - centre[:, None]) / self.radius
@@ -274,8 +294,8 @@ class DetectionNet(nn.Module):
             out.proposal_xyz.append(centre)
             out.objectness.append(p[:, :2])
             out.centres.append(centre + p[:, 2:5])
-            out.log_sizes.append(p[:, 5:8])
-            out.classes.append(p[:, 8:])
+            out.log_sizes.append(p[:, 5:5 + 3 * self.num_classes].reshape(k, self.num_classes, 3))
+            out.classes.append(p[:, 5 + 3 * self.num_classes:])
         return out
 
 
@@ -290,6 +310,7 @@ class DetectionLosses:
     centre: torch.Tensor
     size: torch.Tensor
     classes: torch.Tensor
+    seed_class: torch.Tensor
 
 
 def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxel_offsets: list[int],
@@ -303,7 +324,7 @@ def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxe
         weights: loss weights (default :data:`LOSS_WEIGHTS`).
     """
     w = {**LOSS_WEIGHTS, **(weights or {})}
-    terms = {k: [] for k in ("vote", "objectness", "centre", "size", "class")}
+    terms = {k: [] for k in ("vote", "objectness", "centre", "size", "class", "seed_class")}
     zero = output.objectness[0].sum() * 0
     for b, t in enumerate(targets):
         dev = output.vote_xyz[b].device
@@ -311,6 +332,12 @@ def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxe
         ok = ~torch.isnan(vt).any(1)
         pred_off = output.vote_xyz[b] - output.seed_xyz[b]
         terms["vote"].append((pred_off[ok] - vt[ok]).abs().sum(1).mean() if ok.any() else zero)
+        seed_term = zero
+        if t.labels is not None:
+            lab = torch.as_tensor(t.labels, device=dev)[output.seeds[b] - voxel_offsets[b]]
+            if (lab != IGNORE_LABEL).any():
+                seed_term = F.cross_entropy(output.seed_classes[b], lab, ignore_index=IGNORE_LABEL)
+        terms["seed_class"].append(seed_term)
         obj = output.objectness[b]
         if len(t.boxes) == 0:
             target = torch.zeros(len(obj), dtype=torch.long, device=dev)
@@ -336,9 +363,9 @@ def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxe
             terms["centre"].append(F.smooth_l1_loss(output.centres[b][pos], gt_centre[j], beta=0.05,
                                                     reduction="none").sum(1).mean())
             log_gt = torch.log(gt_size[j].clamp_min(1e-2))
-            terms["size"].append(F.smooth_l1_loss(output.log_sizes[b][pos], log_gt, beta=0.1,
-                                                  reduction="none").sum(1).mean())
             cls = torch.as_tensor(t.classes, device=dev)[j]
+            size = output.log_sizes[b][pos][torch.arange(len(cls), device=dev), cls]  # the true class's size
+            terms["size"].append(F.smooth_l1_loss(size, log_gt, beta=0.1, reduction="none").sum(1).mean())
             terms["class"].append(F.cross_entropy(output.classes[b][pos], cls))
         else:
             for k in ("centre", "size", "class"):
@@ -346,7 +373,7 @@ def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxe
     mean = {k: torch.stack(v).mean() for k, v in terms.items()}
     total = sum(w[k] * mean[k] for k in mean)
     return DetectionLosses(total, mean["vote"], mean["objectness"], mean["centre"], mean["size"],
-                           mean["class"])
+                           mean["class"], mean["seed_class"])
 
 
 # --- prediction -----------------------------------------------------------------------------------
@@ -373,7 +400,8 @@ def decode_proposals(centres: np.ndarray, log_sizes: np.ndarray, objectness: np.
     """Proposals → boxes after per-class NMS.
 
     Each proposal becomes one box (centre ± size / 2, metres) of its most probable thing class, scored
-    ``P(object) · P(class)`` (class probabilities: softmax over the thing classes' logits only).
+    ``P(object) · P(class)`` (class probabilities: softmax over the thing classes' logits only), with the
+    size predicted for that class (``log_sizes`` (K, num_classes, 3); a (K, 3) array is one size for all).
 
     Returns:
         ``(boxes (P, 6), classes (P,), scores (P,))``, highest score first.
@@ -383,7 +411,10 @@ def decode_proposals(centres: np.ndarray, log_sizes: np.ndarray, objectness: np.
     best = probs.argmax(1)
     classes = np.asarray(things, dtype=np.int64)[best]
     scores = obj * probs[np.arange(len(best)), best]
-    size = np.exp(np.asarray(log_sizes, dtype=np.float64))
+    log_sizes = np.asarray(log_sizes, dtype=np.float64)
+    if log_sizes.ndim == 3:
+        log_sizes = log_sizes[np.arange(len(best)), classes]
+    size = np.exp(log_sizes)
     boxes = np.concatenate([centres - size / 2, centres + size / 2], axis=1)
     keep = nms_3d(boxes, scores, iou, classes)
     return boxes[keep], classes[keep], scores[keep]
@@ -453,8 +484,9 @@ def detection_training_sample(scene, config, num_classes: int, rng: np.random.Ge
     instances = scene.instances[idx]
     boxes, classes, ids = box_targets(pts, scene.labels[idx], instances, stuff_ids(scene.class_names))
     votes = vote_targets((q.coordinates + 0.5) * vs, q.inverse, instances, boxes, ids)
+    labels = voxel_labels(q.inverse, scene.labels[idx], len(q.coordinates), num_classes)
     feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)
-    return q.coordinates, feats, DetectionTarget(votes, boxes, classes)
+    return q.coordinates, feats, DetectionTarget(votes, boxes, classes, labels)
 
 
 def detection_task_loss(output: DetectionOutput, targets: list[DetectionTarget], x=None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from fourdcontrast.downstream.stats import PairedInterval, holm, paired_t_interv
 from fourdcontrast.io.atomic import atomic_path, atomic_write_bytes
 
 __all__ = [
+    "MAP_METRICS",
     "METRICS",
     "PRIMARY_COMPARISONS",
     "budget_curve",
@@ -29,6 +30,8 @@ __all__ = [
     "Comparison",
     "SanityCheck",
     "compare",
+    "map_markdown_report",
+    "map_sanity_checks",
     "markdown_report",
     "other_comparisons",
     "plot_figure4",
@@ -41,6 +44,27 @@ __all__ = [
 
 METRICS: dict[str, str] = {"miou": "mIoU", "miou_objects": "mIoU without wall and floor"}
 """CSV metric columns reported (``miou`` is the primary metric)."""
+MAP_METRICS: dict[str, str] = {"map50": "mAP@0.5", "map25": "mAP@0.25",
+                               "cluster_boxes_map50": "box mAP@0.5 of the instance clusters (baseline)",
+                               "cluster_boxes_map25": "box mAP@0.25 of the instance clusters (baseline)"}
+"""The instance and detection grids' metric columns (``map50`` is the primary metric)."""
+TASK_TITLES: dict[str, str] = {
+    "instance": "instance segmentation (PointGroup-style, mask mAP)",
+    "detection": "3D object detection (VoteNet-style, box mAP)"}
+PAPER_MAP: dict[tuple[str, str, float], str] = {
+    ("detection", "scratch", 0.10): "the paper reports 4DContrast ahead of scratch at 10 % of ScanNet's "
+                                    "scenes (20.0 vs 15.5 mAP@0.5, +4.5, Table 7)",
+    ("detection", "scratch", 0.20): "the paper reports 4DContrast ahead of scratch at 20 % of ScanNet's "
+                                    "scenes (29.5 vs 23.6 mAP@0.5, +5.9, Table 7)",
+    ("detection", "pointcontrast", 0.10): "the paper compares detection with PointContrast only on all of "
+                                          "ScanNet (39.3 vs 38.0 mAP@0.5, +1.3, Table 4)",
+    ("instance", "scratch", 0.10): "the paper reports instance segmentation on all of ScanNet only (57.6 vs "
+                                   "53.4 mAP@0.5, +4.2, Table 3)",
+    ("instance", "pointcontrast", 0.10): "the paper reports instance segmentation on all of ScanNet only "
+                                         "(57.6 vs 55.8 mAP@0.5 for PointContrast, +1.8, Table 3)",
+}
+"""What the paper says about each primary comparison of the instance and detection grids (keyed by task,
+baseline and level; 20 % falls back to 10 %'s text where the paper has no separate number)."""
 
 MODE_NAMES = {"finetune": "fine-tuned", "linear": "linear probe"}
 
@@ -170,15 +194,17 @@ def summarise(rows: list[dict], metric: str = "miou") -> dict:
 
 
 # --- comparisons ----------------------------------------------------------------------------------
-def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU") -> str:
-    """One plain sentence: which way ``c`` went and whether that agrees with the paper."""
+def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU", paper: str | None = None) -> str:
+    """One plain sentence: which way ``c`` went and whether that agrees with the paper (``paper``: what the
+    paper says about it; default: :data:`PAPER`'s text for semantic segmentation)."""
     if d.n == 0:
         return f"{c.name()}: not run in this grid."
     head = f"{c.name()}: {d.mean:+.1f} {metric} points"
     if d.n < 2:
         return head + f" from {d.n} seed(s): too few seeds for an interval, so no conclusion."
     head += f" [95 % CI {d.low:+.1f}, {d.high:+.1f}; n = {d.n} seeds]"
-    paper = PAPER.get((_base(c.b), c.protocol, float(c.level)), PAPER[(_base(c.b), c.protocol)])
+    if paper is None:
+        paper = PAPER.get((_base(c.b), c.protocol, float(c.level)), PAPER[(_base(c.b), c.protocol)])
     if c.mode == "linear":
         paper = "the paper reports fine-tuning only, but its claim of better features implies a gain here"
     if d.low > 0:
@@ -479,6 +505,98 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
     return "\n".join(lines)
 
 
+def map_sanity_checks(rows: list[dict], chance_floor: float = 50.0) -> list[SanityCheck]:
+    """The instance / detection grid's sanity checks: scratch fine-tuned, more scenes ≥ fewer (mAP@0.5 and
+    @0.25), and scratch on 100 % of the scenes clearly above chance: mAP@0.25 ≥ ``chance_floor`` (issue
+    28's bar on the embedded rooms)."""
+    checks = []
+    for metric in ("map50", "map25"):
+        more = [c for c in sanity_checks(rows, metric)
+                if c.name.startswith("scratch fine-tuned: more scenes")]
+        checks += [SanityCheck(f"{c.name} ({MAP_METRICS[metric]})", c.passed, c.detail) for c in more]
+    ceiling = summarise(rows, "map25").get(("finetune", "scenes", 1.0, "scratch"))
+    checks.append(SanityCheck(
+        f"scratch on 100 % of the scenes: mAP@0.25 ≥ {chance_floor:g}",
+        None if ceiling is None else ceiling["mean"] >= chance_floor,
+        "not run" if ceiling is None else f"{ceiling['mean']:.1f} ± {ceiling['std']:.1f} (n={ceiling['n']})"))
+    return checks
+
+
+def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, spec: dict | None = None,
+                        preset_name: str = "") -> str:
+    """The results markdown of an instance or detection grid: setup, the pre-declared primary comparisons
+    (mAP@0.5, paired 95 % t intervals), sanity checks, tables of every metric (mean ± std over seeds, Δ to
+    scratch with its interval), the other cells Holm-corrected, per-class AP@0.5 and the costs."""
+    methods = _method_order(rows, METHODS)
+    lines = [f"# Downstream benchmark: {TASK_TITLES[task]} on the embedded rooms", ""]
+    if spec:
+        p = spec["preset"]
+        lines += [f"Grid `{spec.get('preset_name', preset_name)}` of `fourdcontrast benchmark downstream`, "
+                  f"on {spec.get('machine', 'an unrecorded machine')}. Evaluated once per configuration on "
+                  f"the {p['rooms']['test']} **test** rooms (every tuning decision used the "
+                  f"{p['rooms']['val']} validation rooms); {p['rooms']['train']} training rooms; seeds "
+                  f"{p['seeds']} (seed s pre-trains every method with seed s, draws the scene subset and "
+                  "fine-tunes with it). "
+                  f"Fine-tuning: {_steps_text(p)} of `configs/finetune/{p['finetune_config']}.yaml` "
+                  f"({', '.join(p['finetune_overrides']) or 'no overrides'}); pre-training as in the "
+                  "semantic grid (the same configs and budgets, the same cached backbones).", ""]
+    primary = primary_comparisons(spec)
+    lines += ["## Pre-declared primary comparisons", "",
+              "Fixed in the grid's preset (`primary` in `fourdcontrast/downstream/benchmark.py`) before the "
+              "grid ran:", ""]
+    lines += [f"{i}. {c.name()}" for i, c in enumerate(primary, 1)]
+    lines += ["", "Metric: mAP@0.5 (%) over the thing classes on the test rooms; the mean of the paired "
+              "differences over seeds with its 95 % t interval. Every other cell is tested with the paired t "
+              "test, Holm-corrected over those cells together (α = 0.05).", ""]
+    lines += _cost_lines(costs or {}, rows, None)
+    values = cell_values(rows, "map50")
+    lines += ["## Primary comparisons: results", ""]
+    for c in primary:
+        paper = PAPER_MAP.get((task, _base(c.b), float(c.level))) or PAPER_MAP.get((task, _base(c.b), 0.10),
+                                                                                  "the paper")
+        lines.append(f"- {primary_sentence(c, compare(values, c), 'mAP@0.5', paper)}")
+    lines.append("")
+    lines += ["## Sanity checks", ""]
+    for chk in map_sanity_checks(rows):
+        mark = {True: "holds", False: "**fails**", None: "not measured"}[chk.passed]
+        lines.append(f"- {chk.name}: {mark} — {chk.detail}")
+    lines.append("")
+    for metric, title in MAP_METRICS.items():
+        table = _table(rows, "finetune", metric, methods)
+        if table and any(r.get(metric) not in (None, "") for r in rows):
+            lines += [f"## Fine-tuned: {title} (%)", "",
+                      "Mean ± std over seeds (n); Δ: difference to scratch paired by seed [95 % t interval].",
+                      "", *table, ""]
+    others = other_comparisons(rows, "map50", primary=primary)
+    if others:
+        sig = [o for o in others if o["p_holm"] <= 0.05]
+        lines += ["## Other cells, Holm-corrected", "",
+                  f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
+                  "| comparison | Δ mAP@0.5 [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
+        for o in others:
+            d = o["interval"]
+            lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
+                         f"{d.p:.3f} | {o['p_holm']:.3f} |")
+        lines.append("")
+    ap_cols = [k for k in (rows[0] if rows else {}) if k.startswith("ap50_")]
+    if ap_cols:
+        levels = sorted({float(r["level"]) for r in rows})
+        lines += ["## Per-class AP@0.5 (%), mean over seeds", "",
+                  "| method | level | " + " | ".join(c[5:] for c in ap_cols) + " |",
+                  "|---|---|" + "---|" * len(ap_cols)]
+        for m in methods:
+            for lv in levels:
+                sel = [r for r in rows if r["method"] == m and float(r["level"]) == lv]
+                if sel:
+                    present = [[100 * float(r[c]) for r in sel if r.get(c) not in (None, "", "nan")]
+                               for c in ap_cols]  # a class absent from the test rooms has no AP
+                    means = [float(np.mean(v)) if v else np.nan for v in present]
+                    lines.append(f"| {m} | {short_level('scenes', lv)} | "
+                                 + " | ".join("–" if np.isnan(v) else f"{v:.1f}" for v in means) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # --- plots ----------------------------------------------------------------------------------------
 def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou",
                  methods: tuple[str, ...] | None = None, min_span: float = 20.0) -> None:
@@ -495,10 +613,12 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
     if not modes:
         return
     order = _method_order(rows, methods or METHODS)
-    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 3.8 * len(modes)), squeeze=False)
+    protocols = [p for p in ("scenes", "points") if any(k[1] == p for k in s)]
+    fig, axes = plt.subplots(len(modes), len(protocols), figsize=(5.5 * len(protocols), 3.8 * len(modes)),
+                             squeeze=False)
     for i, mode in enumerate(modes):
         lo, hi = math.inf, -math.inf
-        for j, protocol in enumerate(("scenes", "points")):
+        for j, protocol in enumerate(protocols):
             ax = axes[i, j]
             levels = sorted({k[2] for k in s if k[0] == mode and k[1] == protocol})
             for m in order:
@@ -518,7 +638,7 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
                     max(hi, *(a + b for a, b in zip(y, err, strict=True)))
             ax.set_xticks(range(len(levels)), [short_level(protocol, lv) for lv in levels])
             ax.set_xlabel("share of training scenes" if protocol == "scenes" else "labelled points per scene")
-            ax.set_ylabel(f"{METRICS[metric]} (%), test rooms")
+            ax.set_ylabel(f"{({**METRICS, **MAP_METRICS})[metric]} (%), test rooms")
             limited = "scene reconstructions" if protocol == "scenes" else "annotations"
             ax.set_title(f"{MODE_NAMES[mode]}: limited {limited}", fontsize=10)
             ax.grid(alpha=0.3)
@@ -546,6 +666,12 @@ def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> 
     if costs and not all(isinstance(v, dict) and "method" in v for v in costs.values()):
         costs = None  # the earlier format's cost file
     spec = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+    task = (spec or {}).get("preset", {}).get("task") or getattr(preset, "task", "segmentation")
+    if task != "segmentation":
+        text = map_markdown_report(rows, task, costs, spec, preset_name)
+        atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
+        plot_figure4(rows, out / "downstream_figure4.png", "map50")
+        return
     text = markdown_report(rows, costs, spec, preset, preset_name)
     atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
     plot_figure4(rows, out / "downstream_figure4.png", "miou")

@@ -317,12 +317,22 @@ class FinetuneResult:
     head: torch.nn.Module | None = None
 
 
+def make_optimizer(groups: list[dict], optim) -> torch.optim.Optimizer:
+    """The optimiser ``optim.optimizer`` names over ``groups`` (:func:`optimizer_groups`): SGD with
+    ``optim.momentum`` or AdamW (betas 0.9 / 0.999), both with ``optim.weight_decay``."""
+    if optim.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=optim.weight_decay)
+    return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=optim.momentum,
+                           weight_decay=optim.weight_decay)
+
+
 def _train_steps(model, task: Task, scenes: list[Scene], config: FinetuneConfig, k: int,
                  rng: np.random.Generator, groups: list[dict], steps: int, stage: str,
                  progress: bool) -> list[dict]:
-    """``steps`` SGD steps with polynomial decay of every group's ``base_lr``; returns the log rows."""
+    """``steps`` optimiser steps (``optim.optimizer``, gradients clipped to ``optim.grad_clip``) with
+    polynomial decay of every group's ``base_lr``; returns the log rows."""
     o = config.optim
-    opt = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=o.momentum, weight_decay=o.weight_decay)
+    opt = make_optimizer(groups, o)
     rows, skipped = [], 0
     bar = tqdm(range(steps), desc=f"finetune ({stage})" if stage != "ft" else "finetune", leave=False,
                disable=not progress)
@@ -338,6 +348,8 @@ def _train_steps(model, task: Task, scenes: list[Scene], config: FinetuneConfig,
             continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if o.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], o.grad_clip)
         opt.step()
         if step % config.run.log_every == 0 or step == steps - 1:
             rows.append({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "stage": stage})

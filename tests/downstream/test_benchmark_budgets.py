@@ -148,3 +148,39 @@ def test_the_scannet_grid_fine_tunes_with_the_recipes_the_validation_rule_picked
     for level in (0.01, 0.05, 0.10, 0.20, 1.0):
         o = _finetune_base(p, 1000, p.overrides_at("scenes", level)).optim
         assert (o.recipe, o.backbone_lr_scale, o.batch_size) == ("lp-ft", 1.0, 2)
+
+
+def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_trainings(tmp_path, monkeypatch):
+    """Stages: an interrupted cpu-scannet grid must hold complete short-budget rows before the 6 CPU-h of
+    long pre-trainings (and every long run finds the short checkpoint it continues)."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = []
+
+    def pretrain(label, seed, preset, cache):
+        calls.append(("pretrain", label))
+        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}")
+
+    def cell(kind):
+        def run(backbone, *args, **kwargs):
+            calls.append((kind, backbone.method))
+            level = args[0][0][1] if kind == "probe" else args[1]
+            return [{"split": "val", "mode": "linear" if kind == "probe" else "finetune", "protocol": "scenes",
+                     "level": f"{float(level):g}", "seed": backbone.seed, "method": backbone.method,
+                     "miou": "0.1", "miou_objects": "0.1"}]
+        return run
+
+    monkeypatch.setattr(bm, "_pretrain_task", pretrain)
+    monkeypatch.setattr(bm, "_probe_task", cell("probe"))
+    monkeypatch.setattr(bm, "_finetune_task", lambda b, *a: cell("finetune")(b, *a))
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, None))
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0,), pretrain_budget_s=1.0,
+                long_budget_s=2.0, long_budget_methods=("4dcontrast",),
+                probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.25),), finetune_steps_at=())
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
+    first_long = calls.index(("pretrain", "4dcontrast@2s"))
+    assert {c for c in calls[:first_long]} == {("pretrain", "scratch"), ("pretrain", "4dcontrast"),
+                                               ("probe", "scratch"), ("probe", "4dcontrast"),
+                                               ("finetune", "scratch"), ("finetune", "4dcontrast")}
+    assert set(calls[first_long:]) == {("pretrain", "4dcontrast@2s"), ("probe", "4dcontrast@2s"),
+                                      ("finetune", "4dcontrast@2s")}

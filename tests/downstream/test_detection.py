@@ -150,28 +150,37 @@ def test_voting_nms_and_map_agree_with_a_hand_worked_case():
     assert (m.ap25["chair"], m.ap50["chair"]) == (1.0, 0.0)
 
 
-def _hand_output(vote_error=0.0, proposal_xyz=None, centre_error=0.0, objectness=None):
-    """A batch of one sample, two seeds on one box (centre (1, 1, 0.5), size 1 x 2 x 1); proposal 0 says
-    "object", proposal 1 "no object" unless ``objectness`` says otherwise."""
+def _hand_output(vote_error=0.0, proposal_xyz=None, centre_error=0.0, objectness=None, seed_label=2,
+                 size_slot=2):
+    """A batch of one sample, two seeds on one box (centre (1, 1, 0.5), size 1 x 2 x 1, class 2); proposal 0
+    says "object", proposal 1 "no object" unless ``objectness`` says otherwise; the seeds are labelled
+    ``seed_label`` and classified as class 2; the box's size is predicted in class ``size_slot``'s slot (the
+    other slots say 1 x 1 x 1)."""
     seed_xyz = torch.tensor([[0.8, 1.0, 0.5], [1.2, 1.0, 0.5]])
     vote_xyz = torch.tensor([[1.0, 1.0, 0.5], [1.0, 1.0, 0.5]]) + vote_error
     prop = torch.tensor([[1.0, 1.0, 0.5], [3.0, 3.0, 0.5]] if proposal_xyz is None else proposal_xyz)
     objectness = torch.tensor([[-20.0, 20.0], [20.0, -20.0]] if objectness is None else objectness)
     centres = torch.tensor([[1.0, 1.0, 0.5], [3.0, 3.0, 0.5]]) + centre_error
-    log_sizes = torch.log(torch.tensor([[1.0, 2.0, 1.0], [1.0, 1.0, 1.0]]))
+    log_sizes = torch.zeros(2, 4, 3)
+    log_sizes[0, size_slot] = torch.log(torch.tensor([1.0, 2.0, 1.0]))
     classes = torch.tensor([[-20.0, -20, 20, -20], [0.0, 0, 0, 0]])
+    seed_classes = torch.tensor([[-20.0, -20, 20, -20], [-20.0, -20, 20, -20]])
     out = DetectionOutput([torch.tensor([0, 1])], [seed_xyz], [vote_xyz], [prop], [objectness], [centres],
-                          [log_sizes], [classes])
+                          [log_sizes], [classes], [seed_classes])
     target = DetectionTarget(np.array([[0.2, 0, 0], [-0.2, 0, 0]], np.float32),
-                             np.array([[0.5, 0.0, 0.0, 1.5, 2.0, 1.0]]), np.array([2]))
+                             np.array([[0.5, 0.0, 0.0, 1.5, 2.0, 1.0]]), np.array([2]),
+                             np.array([seed_label, -1]))
     return out, [target]
 
 
 def test_detection_loss_vanishes_at_the_target_and_each_term_sees_its_error():
     out, t = _hand_output()
     losses = detection_loss(out, t, [0])
-    for name in ("vote", "objectness", "centre", "size", "classes"):
+    for name in ("vote", "objectness", "centre", "size", "classes", "seed_class"):
         assert getattr(losses, name).item() < 1e-6, name
+    # the size is read from the true class's slot, the seed term from the labelled seed only
+    assert detection_loss(*_hand_output(size_slot=1), [0]).size.item() > 0.5
+    assert detection_loss(*_hand_output(seed_label=1), [0]).seed_class.item() == pytest.approx(40, abs=1e-3)
     assert detection_loss(*_hand_output(vote_error=0.1), [0]).vote.item() == pytest.approx(0.3, abs=1e-5)
     assert detection_loss(*_hand_output(centre_error=0.5), [0]).centre.item() > 1.0
     # A proposal 0.45 m from the centre is neither positive nor negative: nothing to learn from it, even
@@ -198,6 +207,7 @@ def test_detection_net_forward_and_gradients_reach_the_backbone():
     assert [len(s) for s in out.seeds] == [256, 256]
     assert out.seeds[1].min() >= len(q.coordinates)         # the second sample's seeds index its voxels
     assert out.classes[0].shape == (32, 4) and out.centres[1].shape == (32, 3)
+    assert out.log_sizes[0].shape == (32, 4, 3) and out.seed_classes[1].shape == (256, 4)
     xyz = (torch.as_tensor(q.coordinates[:300]) + 0.5) * VOXEL
     torch.testing.assert_close(out.seed_xyz[1], xyz[out.seeds[1] - len(q.coordinates)].float())
     boxes, classes, ids = box_targets(scene.points, scene.labels, scene.instances, (0, 1))
@@ -213,3 +223,36 @@ def test_finetune_command_trains_and_evaluates_detection(tmp_path, capsys):
     payload = run_task_command("detection", tmp_path, capsys)
     assert payload["metrics"]["map50"] >= 0
 
+
+
+@pytest.mark.parametrize("sampling", ["seed", "vote"])
+def test_proposals_sit_on_the_first_seeds_votes_or_on_the_votes_farthest_point_sample(sampling):
+    torch.manual_seed(0)
+    model = DetectionNet("MinkUNet14A", 3, 4, VOXEL, num_seeds=64, num_proposals=8, sampling=sampling)
+    coords = np.random.default_rng(0).integers(0, 30, size=(300, 3))
+    q = quantize(coords * VOXEL, VOXEL)
+    x = sparse_collate([q.coordinates], [np.ones((len(q.coordinates), 3), np.float32)])
+    out = model.eval()(x)
+    votes = out.vote_xyz[0].detach()
+    pick = torch.arange(8) if sampling == "seed" else farthest_point_sample(votes, 8)
+    torch.testing.assert_close(out.proposal_xyz[0], votes[pick])
+    assert len(torch.unique(out.proposal_xyz[0], dim=0)) == 8
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        DetectionNet("MinkUNet14A", 3, 4, VOXEL, sampling="random")
+
+
+@pytest.mark.slow
+def test_detection_heads_overfit_two_rooms():
+    """The heads learn two rooms (4 boxes): 200 steps at lr 0.02 with seed-sampled proposals gave
+    mAP@0.5 = mAP@0.25 = 1.0 (82 s on the 2-core Xeon under load); with VoteNet's vote-FPS proposals the
+    same run gave 0.10 / 0.16 (2-4 positive proposals a step, ~1 per object, against 10-18)."""
+    from test_instance import overfit_config, two_rooms
+
+    from fourdcontrast.downstream.detection import DETECTION
+    from fourdcontrast.downstream.training import finetune
+
+    data = two_rooms()
+    cfg = overfit_config(200, 0.02, 2).replace(model={"task": "detection"})
+    result = finetune(cfg, data, data, progress=False, task=DETECTION)
+    assert result.metrics.map50 >= 0.9, result.metrics.table()
+    assert result.rows[-1]["loss"] < result.rows[0]["loss"]

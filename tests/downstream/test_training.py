@@ -153,3 +153,31 @@ def test_compact_rooms_are_cached_and_read_back_equal(tmp_path):
         assert a.name == b.name
     full = embedded_rooms("val", 2, cache_dir=None)
     assert all(len(c) < len(f) / 2 for c, f in zip(made, full, strict=True))
+
+
+def test_the_optimizer_switch_builds_sgd_or_adamw():
+    from fourdcontrast.downstream.training import make_optimizer
+    from fourdcontrast.models.resunet import build_backbone
+
+    net = build_backbone(BACKBONE, 3, 5)
+    for name, kind in (("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)):
+        optim = _config(f"optim.optimizer={name}", "optim.weight_decay=0.01").optim
+        opt = make_optimizer(optimizer_groups(net, ("final.",), 0.1, 0.5), optim)
+        assert type(opt) is kind
+        assert [g["lr"] for g in opt.param_groups] == [0.1, 0.05]
+        assert all(g["weight_decay"] == 0.01 for g in opt.param_groups)
+    with pytest.raises(ValueError, match="optim.optimizer must be one of sgd, adamw"):
+        _config("optim.optimizer=adam")
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_gradient_clipping_bounds_the_first_steps_update(one_room, pretrained_state, clip):
+    """One plain SGD step (no momentum history, no weight decay) moves the weights by lr × the gradient:
+    with the global norm clipped to 1e-3 the whole update's norm is at most lr × 1e-3."""
+    cfg = _config("optim.steps=1", "optim.lr=0.1", "optim.weight_decay=0", "optim.poly_power=0",
+                  *([f"optim.grad_clip={clip}"] if clip else []))
+    model = finetune(cfg, one_room, one_room, pretrained_state, progress=False).model
+    after = dict(model.named_parameters())
+    moved = torch.sqrt(sum(((after[k].detach() - pretrained_state[k]) ** 2).sum()
+                           for k in pretrained_state if k in after and not k.startswith("final.")))
+    assert (moved <= 0.1 * 1e-3 * 1.001) if clip else (moved > 0.1 * 1e-3 * 10)
