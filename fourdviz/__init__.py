@@ -15,6 +15,9 @@ Usage::
     fv.SequenceExplorer(seq, feats)                              # notebook: slider, toggles, click → heatmap
     fv.TrajectoryExplorer(scene, obj)                            # notebook: sampler parameters on sliders
     fv.EmbeddingExplorer(points, {"random": xy0, "pre-trained": xy1}, colorings)  # select ↔ highlight in 3D
+    fv.plot_detection_comparison(points, {"ground truth": {"instances": ids, "boxes": boxes, "classes": c},
+                                          "predicted": {...}})   # instances and boxes side by side
+    fv.boxes_figure(points, boxes, classes, scores)              # notebook: plotly box wireframes
     fv.plot_pretrain_log(read_log("run/log.csv"))                 # loss terms, collapse monitor, recall
     fv.show(seq, feats)                                          # desktop window (polyscope)
     fv.screenshot(seq, feats, path="seq.png")                    # the same, headless (EGL) to PNG
@@ -64,6 +67,17 @@ _LAZY = {
     "plot_linked_selection": "fourdviz.embedding",
     "plot_selection_across": "fourdviz.embedding",
     "plot_similarity_rows": "fourdviz.embedding",
+    # instances and boxes: predictions vs ground truth (matplotlib, plotly)
+    "plot_instances": "fourdviz.instances",
+    "plot_boxes": "fourdviz.instances",
+    "plot_detection_comparison": "fourdviz.instances",
+    "instances_figure": "fourdviz.instances",
+    "boxes_figure": "fourdviz.instances",
+    "instance_colors": "fourdviz.instances",
+    "match_instances": "fourdviz.instances",
+    "masks_to_ids": "fourdviz.instances",
+    "box_corners": "fourdviz.instances",
+    "box_segments": "fourdviz.instances",
     # pre-training pictures (matplotlib)
     "plot_meta_architecture": "fourdviz.pretraining",
     "plot_pretrain_log": "fourdviz.pretraining",
