@@ -369,7 +369,8 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
         panels: ``{title: {"instances": (N,) ids, "boxes": (K, 6), "classes": (K,), "scores": (K,)}}``,
             every key optional (e.g. ``{"ground truth": {...}, "scratch": {...}, "4DContrast": {...}}``).
             In the boxes row the first panel's boxes (the ground truth) are drawn dashed black under
-            every other panel's.
+            every other panel's. From above, every panel shows the points' extent (boxes reaching
+            beyond it are cut off).
         class_names: names indexed by class (legends).
         view: ``"top"`` or ``"3d"``.
         match_colors: colour every other panel's instances like the first panel's instance they overlap
@@ -423,6 +424,11 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
                 plot_boxes(ax, panel["boxes"], panel.get("classes"), panel.get("scores"), class_names,
                            legend=j == 0, title=f"{name}: {_count(k, 'box', 'boxes')}")
                 _style(ax, p, None)
+            if view == "top" and len(p):  # the room's extent: a stray box does not shrink the room
+                lo, hi = p[:, :2].min(0), p[:, :2].max(0)
+                pad = 0.04 * max(float((hi - lo).max()), 1e-3)
+                ax.set_xlim(lo[0] - pad, hi[0] + pad)
+                ax.set_ylim(lo[1] - pad, hi[1] + pad)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

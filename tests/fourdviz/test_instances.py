@@ -217,6 +217,11 @@ def test_detection_comparison_lays_out_panels_and_matches_colours():
     assert len(dashed) == 2 and all(p.get_edgecolor()[:3] == (0, 0, 0) for p in dashed)
     assert len([p for p in axes[5].patches if p.get_linestyle() == "--"]) == 2
     assert len(axes[3].patches) == 2  # ground truth: its own boxes only
+    # every panel shows the room, however far a predicted box strays
+    stray = {**panels, "4DContrast": {"boxes": np.array([[-30.0, -30, 0, -29, -29, 1]]), "classes": [3]}}
+    for ax in I.plot_detection_comparison(pts, stray).axes:
+        if ax.axison:
+            assert ax.get_xlim()[0] > -1 and ax.get_ylim()[0] > -1 and ax.get_xlim()[1] < 5
     fig3d = I.plot_detection_comparison(pts, panels, view="3d")
     assert all(a.name == "3d" for a in fig3d.axes)
 
