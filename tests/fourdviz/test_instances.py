@@ -150,11 +150,24 @@ def test_plot_instances_colours_each_instance_and_greys_stuff():
     assert (figure_to_rgba(fig)[..., :3] < 240).any()
 
 
-def test_plot_instances_subsamples_and_says_so():
+def test_plot_instances_subsamples_instances_first_and_says_so():
     pts, ids = room()
     fig = I.plot_instances(pts, ids, max_points=100)
-    assert len(fig.axes[0].collections[0].get_offsets()) == 100
-    assert "100 of 400 points" in fig.axes[0].get_title()
+    index, _ = drawn_colours(fig.axes[0].collections[0], pts)
+    assert len(index) == 100 and len(set(index.tolist())) == 100
+    assert (ids[index] >= 0).sum() == 75  # 3/4 of the budget to the instances, the rest to stuff
+    assert "100 of 400 points, instances first" in fig.axes[0].get_title()
+
+
+def test_instances_first_gives_unused_budget_to_the_other_side():
+    ids = np.array([-1] * 10 + [3] * 90)
+    keep = I.instances_first(ids, 50, rng=0)
+    assert len(keep) == 50 and (ids[keep] >= 0).sum() == 40  # 3/4 of 50 rounded down = 37, but only 10 stuff
+    ids = np.array([-1] * 90 + [3] * 10)
+    keep = I.instances_first(ids, 50, rng=0)
+    assert (ids[keep] >= 0).sum() == 10 and len(keep) == 50  # every instance point, stuff fills the rest
+    assert I.instances_first(ids, None).tolist() == list(range(100))
+    assert I.instances_first(ids, 500).tolist() == list(range(100))
 
 
 def test_plot_boxes_top_down_draws_one_rectangle_per_box_in_its_class_colour():
@@ -194,7 +207,7 @@ def test_plot_boxes_draws_on_a_given_axes():
     assert len(ax.patches) == 1 and ax.get_legend() is None
 
 
-def test_detection_comparison_lays_out_panels_and_matches_colours():
+def test_detection_comparison_lays_out_panels_and_matches_colours(caplog):
     pts, gt = room()
     pred = gt.copy()
     pred[gt == 5] = 40  # the same object under another id → drawn in the colour of ground-truth 5
@@ -219,7 +232,11 @@ def test_detection_comparison_lays_out_panels_and_matches_colours():
     assert len(axes[3].patches) == 2  # ground truth: its own boxes only
     # every panel shows the room, however far a predicted box strays
     stray = {**panels, "4DContrast": {"boxes": np.array([[-30.0, -30, 0, -29, -29, 1]]), "classes": [3]}}
-    for ax in I.plot_detection_comparison(pts, stray).axes:
+    fig = I.plot_detection_comparison(pts, stray)
+    with caplog.at_level("WARNING", logger="matplotlib"):
+        figure_to_rgba(fig)  # fixed limits with an equal aspect: no "Ignoring fixed x limits" warnings
+    assert not [r for r in caplog.records if "Ignoring fixed" in r.getMessage()]
+    for ax in fig.axes:
         if ax.axison:
             assert ax.get_xlim()[0] > -1 and ax.get_ylim()[0] > -1 and ax.get_xlim()[1] < 5
     fig3d = I.plot_detection_comparison(pts, panels, view="3d")
