@@ -33,6 +33,7 @@ __all__ = [
     "boxes_figure",
     "check_boxes",
     "class_color",
+    "clip_boxes",
     "instance_colors",
     "instances_first",
     "instances_figure",
@@ -107,6 +108,17 @@ def box_segments(boxes) -> np.ndarray:
     """(K, 12, 2, 3) the 12 edges of every box as segments (start, end), metres (:data:`BOX_EDGES`)."""
     corners = box_corners(boxes)
     return corners[:, BOX_EDGES]
+
+
+def clip_boxes(boxes, points) -> np.ndarray:
+    """(K, 6) boxes cut at the axis-aligned bounding box of ``points`` (N, 3) — for display: a box wholly
+    outside becomes flat on the border nearest to it."""
+    b, _, _ = check_boxes(boxes)
+    p = _check_points(points)
+    if not len(p):
+        return b
+    lo, hi = p.min(0), p.max(0)
+    return np.concatenate([np.clip(b[:, :3], lo, hi), np.clip(b[:, 3:], lo, hi)], axis=1)
 
 
 def _check_points(points, what: str = "points") -> np.ndarray:
@@ -358,7 +370,7 @@ def plot_boxes(ax_or_points, boxes, classes=None, scores=None, class_names=None,
             anchor = b[k, [3, 4]]
         seen.setdefault(int(cls[k]), artist)
         if sc is not None and show_scores:
-            kw = dict(fontsize=8, color="k", zorder=5,
+            kw = dict(fontsize=8, color="k", zorder=5, clip_on=True,
                       bbox=dict(facecolor=col, alpha=0.55, pad=1.0, linewidth=0))
             if _is_3d(ax):
                 ax.text(*anchor, f"{sc[k]:.2f}", **kw)
@@ -392,8 +404,8 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
         panels: ``{title: {"instances": (N,) ids, "boxes": (K, 6), "classes": (K,), "scores": (K,)}}``,
             every key optional (e.g. ``{"ground truth": {...}, "scratch": {...}, "4DContrast": {...}}``).
             In the boxes row the first panel's boxes (the ground truth) are drawn dashed black under
-            every other panel's. From above, every panel shows the points' extent (boxes reaching
-            beyond it are cut off).
+            every other panel's. Every panel shows the points' extent: boxes are cut at the points'
+            bounding box (:func:`clip_boxes`), so a stray prediction lies flat on its border.
         class_names: names indexed by class (legends).
         view: ``"top"`` or ``"3d"``.
         match_colors: colour every other panel's instances like the first panel's instance they overlap
@@ -417,7 +429,7 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
         raise ValueError("panels: no panel has 'instances' or 'boxes' to draw")
     from fourdviz.static import _axes3d, _figure
 
-    fig = _figure(4.2 * len(names), 4.0 * len(rows) + 0.4)
+    fig = _figure(4.2 * len(names), 4.0 * len(rows) + (0.9 if view == "3d" else 0.4))
     reference = panels[names[0]].get("instances")
     reference = None if reference is None else _check_ids(reference, len(p), f"panel {names[0]!r} instances")
     ref_boxes = panels[names[0]].get("boxes")
@@ -441,11 +453,11 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
                 _draw_points(ax, p, np.tile(np.float32(C.SCENE_COLOR), (len(p), 1)), max_points, rng,
                              point_size)
                 if j > 0 and ref_boxes is not None:
-                    plot_boxes(ax, ref_boxes, color=(0.0, 0.0, 0.0), linestyle="--", linewidth=0.9,
-                               legend=False)
-                k = len(check_boxes(panel["boxes"], what=f"panel {name!r} boxes")[0])
-                plot_boxes(ax, panel["boxes"], panel.get("classes"), panel.get("scores"), class_names,
-                           legend=j == 0, title=f"{name}: {_count(k, 'box', 'boxes')}")
+                    plot_boxes(ax, clip_boxes(ref_boxes, p), color=(0.0, 0.0, 0.0), linestyle="--",
+                               linewidth=0.9, legend=False)
+                b = clip_boxes(check_boxes(panel["boxes"], what=f"panel {name!r} boxes")[0], p)
+                plot_boxes(ax, b, panel.get("classes"), panel.get("scores"), class_names,
+                           legend=j == 0, title=f"{name}: {_count(len(b), 'box', 'boxes')}")
                 _style(ax, p, None)
             if view == "top" and len(p):  # the room's extent: a stray box does not shrink the room
                 lo, hi = p[:, :2].min(0), p[:, :2].max(0)

@@ -121,6 +121,12 @@ def test_match_instances_uses_each_reference_instance_once():
     assert I.match_instances(pred, ref, iou=0.2).tolist() == [1, 1, 1, 2]
 
 
+def test_clip_boxes_cuts_at_the_points_extent():
+    pts = np.array([[0.0, 0, 0], [4, 4, 2]])
+    boxes = np.array([[-1.0, 1, 0.5, 2, 5, 3], [1, 1, 0, 2, 2, 1], [9, 9, 9, 10, 10, 10]])
+    assert I.clip_boxes(boxes, pts).tolist() == [[0, 1, 0.5, 2, 4, 2], [1, 1, 0, 2, 2, 1], [4, 4, 2, 4, 4, 2]]
+
+
 def test_masks_to_ids():
     masks = np.array([[1, 1, 0, 0], [0, 0, 1, 0]], dtype=bool)
     assert I.masks_to_ids(masks).tolist() == [0, 0, 1, -1]
@@ -239,6 +245,8 @@ def test_detection_comparison_lays_out_panels_and_matches_colours(caplog):
     for ax in fig.axes:
         if ax.axison:
             assert ax.get_xlim()[0] > -1 and ax.get_ylim()[0] > -1 and ax.get_xlim()[1] < 5
+    (flat,) = [r for r in fig.axes[5].patches if r.get_linestyle() == "-"]  # the stray box, cut at the room
+    assert flat.get_xy() == pytest.approx(pts[:, :2].min(0)) and flat.get_width() == 0
     fig3d = I.plot_detection_comparison(pts, panels, view="3d")
     assert all(a.name == "3d" for a in fig3d.axes)
 
