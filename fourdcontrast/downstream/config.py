@@ -108,6 +108,10 @@ class DataSection:
         crop: side in metres of a square xy crop around a labelled point per training sample (None: whole
             scenes); a CPU economy, our choice.
         cache_dir: room cache folder (None: default, ``""``: no cache).
+        complete_instances: the instance and detection targets of a training crop (instance centres,
+            boxes, votes) are those of the *whole* thing instances it cuts — their points outside the crop
+            are augmented with it but not input — as at evaluation on whole rooms and as VoteNet's amodal
+            boxes; False: of the instances' points inside the crop. Semantic segmentation ignores it.
         store_voxel: keep one point per cell of this size (metres) of every embedded room — the first
             point of the cell, with its label and instance — so that ScanNet-sized splits (> 1000 rooms)
             fit in memory and in the cache (None: every point, as generated). Evaluation is then over the
@@ -127,6 +131,7 @@ class DataSection:
     crop: float | None = None
     cache_dir: str | None = None
     store_voxel: float | None = None
+    complete_instances: bool = True
 
 
 @dataclass
@@ -198,6 +203,27 @@ class AugmentConfig:
 
 
 @dataclass
+class DetectionSection:
+    """VoteNet-style detection (``model.task: detection``; :mod:`~fourdcontrast.downstream.detection`).
+
+    Attributes:
+        proposals: vote clusters (proposals) per sample (VoteNet: 256 on ScanNet).
+        sampling: where proposals sit: ``seed`` (the votes of the seeds' farthest-point sample, VoteNet's
+            ``seed_fps``) or ``vote`` (farthest-point sampling of the votes, VoteNet's default).
+        seed_class_weight: weight of the seed classification term (not in VoteNet; 0 turns it off).
+        seed_class_prior: add the log of the group's mean seed class probabilities to each proposal's class
+            logits (not in VoteNet).
+
+    The defaults are what the validation screen picked (``benchmarks/results/detection_recipes.md``).
+    """
+
+    proposals: int = 128
+    sampling: str = "seed"
+    seed_class_weight: float = 1.0
+    seed_class_prior: bool = True
+
+
+@dataclass
 class RunSection:
     seed: int = 0
     log_every: int = 10
@@ -212,6 +238,7 @@ class FinetuneConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     run: RunSection = field(default_factory=RunSection)
+    detection: DetectionSection = field(default_factory=DetectionSection)
 
     def __post_init__(self) -> None:
         from fourdcontrast.models.resunet import BACKBONES
@@ -228,8 +255,7 @@ class FinetuneConfig:
             choice("optim.recipe", self.optim.recipe, FINETUNE_RECIPES),
             choice("optim.bn_mode", self.optim.bn_mode, BN_MODES),
             choice("optim.optimizer", self.optim.optimizer, OPTIMIZERS),
-            (self.optim.grad_clip is None or self.optim.grad_clip > 0,
-             f"optim.grad_clip must be null or > 0, got {self.optim.grad_clip}"),
+            choice("detection.sampling", self.detection.sampling, ("seed", "vote")),
             choice("model.backbone", self.model.backbone, tuple(BACKBONES)),
             (self.data.voxel_size > 0, f"data.voxel_size must be > 0, got {self.data.voxel_size}"),
             (self.optim.steps >= 0 and self.optim.batch_size >= 1,
@@ -258,7 +284,7 @@ class FinetuneConfig:
 
 
 _SECTIONS = {"data": DataSection, "model": ModelSection, "optim": OptimSection, "augment": AugmentConfig,
-             "run": RunSection}
+             "run": RunSection, "detection": DetectionSection}
 
 FIELD_RANGES: dict[str, str] = {
     "data.voxel_size": "> 0",
@@ -284,6 +310,9 @@ FIELD_RANGES: dict[str, str] = {
     "augment.tilt_deg": ">= 0",
     "augment.translation": ">= 0",
     "run.log_every": ">= 1",
+    "optim.grad_clip": "> 0",
+    "detection.proposals": ">= 1",
+    "detection.seed_class_weight": ">= 0",
     "run.threads": ">= 1",
 }
 """Allowed ranges of numeric fields, checked when a config is read together with the types of every field

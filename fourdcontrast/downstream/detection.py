@@ -52,11 +52,11 @@ from fourdcontrast.downstream.instance import (
     MapMetrics,
     _voxelize,
     backbone_width,
+    complete_crop,
     instance_classes,
     load_backbone,
     map_metrics,
     predict_instances,
-    sample_points,
     stuff_ids,
     thing_ids,
 )
@@ -106,6 +106,10 @@ PROPOSAL_SAMPLINGS: tuple[str, ...] = ("seed", "vote")
 seeds) or ``vote`` (VoteNet's default ``vote_fps``: farthest-point sampling of the votes)."""
 PROPOSAL_SAMPLING: str = "seed"
 """Default sampling (our choice; measured in ``benchmarks/results/detection_overfit.md``)."""
+SEED_CLASS_PRIOR: bool = True
+"""Whether a proposal's class logits add the log of the mean seed class probabilities of its group (the
+seed classification term's output; module docstring). Our choice, measured in
+``benchmarks/results/detection_recipes.md``."""
 GROUP_RADIUS: float = 0.3
 """Vote-grouping radius in metres (VoteNet's vote aggregation radius)."""
 GROUP_SAMPLES: int = 16
@@ -122,7 +126,7 @@ LOSS_WEIGHTS: dict[str, float] = {"vote": 1.0, "objectness": 0.5, "centre": 1.0,
                                   "seed_class": 1.0}
 """Weights of the loss terms (VoteNet: vote 1, objectness 0.5, box 1, class 0.1; ours gives the class
 term 1, our choice: with few steps it learns the class faster). ``seed_class``: the seed classification
-term, not in VoteNet (module docstring); 0 turns it off."""
+term, not in VoteNet (module docstring), also weighted per sample by ``detection.seed_class_weight``."""
 
 
 # --- targets --------------------------------------------------------------------------------------
@@ -164,12 +168,14 @@ def vote_targets(centres: np.ndarray, inverse: np.ndarray, instances: np.ndarray
 class DetectionTarget:
     """One training sample's targets: ``votes`` (M, 3) per-voxel vote offsets (metres, NaN: no object),
     ``boxes`` (G, 6) axis-aligned boxes (metres), ``classes`` (G,), and ``labels`` (M,) the per-voxel
-    semantic label (``IGNORE_LABEL``: none) of the seed classification term (None: no such term)."""
+    semantic label (``IGNORE_LABEL``: none) of the seed classification term (None: no such term), weighted
+    by ``seed_class_weight`` (``detection.seed_class_weight``)."""
 
     votes: np.ndarray
     boxes: np.ndarray
     classes: np.ndarray
     labels: np.ndarray | None = None
+    seed_class_weight: float = 1.0
 
 
 # --- sampling and grouping ------------------------------------------------------------------------
@@ -237,11 +243,12 @@ class DetectionNet(nn.Module):
     def __init__(self, backbone: str, in_channels: int, num_classes: int, voxel_size: float,
                  feature_dim: int = 32, width: int = 64, num_seeds: int = NUM_SEEDS,
                  num_proposals: int = NUM_PROPOSALS, radius: float = GROUP_RADIUS,
-                 samples: int = GROUP_SAMPLES, sampling: str = PROPOSAL_SAMPLING) -> None:
+                 samples: int = GROUP_SAMPLES, sampling: str = PROPOSAL_SAMPLING,
+                 seed_class_prior: bool = SEED_CLASS_PRIOR) -> None:
         super().__init__()
         if sampling not in PROPOSAL_SAMPLINGS:
             raise ValueError(f"sampling must be one of {PROPOSAL_SAMPLINGS}, got {sampling!r}")
-        self.sampling = sampling
+        self.sampling, self.seed_class_prior = sampling, seed_class_prior
         self.num_classes, self.voxel_size = num_classes, float(voxel_size)
         self.num_seeds, self.num_proposals = num_seeds, num_proposals
         self.radius, self.samples = radius, samples
@@ -288,6 +295,10 @@ class DetectionNet(nn.Module):
             g = self.head["group"](g.reshape(k * m, width)).reshape(k, m, -1)
             g = g.masked_fill(~valid[:, :, None], float("-inf")).amax(1)  # the nearest (itself) is valid
             p = self.head["proposal"](g)
+            cls = p[:, 5 + 3 * self.num_classes:]
+            if self.seed_class_prior:  # + log of the group's mean seed class probabilities
+                probs = out.seed_classes[-1].softmax(1)[index] * valid[:, :, None]
+                cls = cls + torch.log(probs.sum(1) / valid.sum(1, keepdim=True) + 1e-6)
             out.seeds.append(s)
             out.seed_xyz.append(xyz[s])
             out.vote_xyz.append(vote_xyz)
@@ -295,7 +306,7 @@ class DetectionNet(nn.Module):
             out.objectness.append(p[:, :2])
             out.centres.append(centre + p[:, 2:5])
             out.log_sizes.append(p[:, 5:5 + 3 * self.num_classes].reshape(k, self.num_classes, 3))
-            out.classes.append(p[:, 5 + 3 * self.num_classes:])
+            out.classes.append(cls)
         return out
 
 
@@ -336,7 +347,8 @@ def detection_loss(output: DetectionOutput, targets: list[DetectionTarget], voxe
         if t.labels is not None:
             lab = torch.as_tensor(t.labels, device=dev)[output.seeds[b] - voxel_offsets[b]]
             if (lab != IGNORE_LABEL).any():
-                seed_term = F.cross_entropy(output.seed_classes[b], lab, ignore_index=IGNORE_LABEL)
+                seed_term = t.seed_class_weight * F.cross_entropy(output.seed_classes[b], lab,
+                                                                  ignore_index=IGNORE_LABEL)
         terms["seed_class"].append(seed_term)
         obj = output.objectness[b]
         if len(t.boxes) == 0:
@@ -470,27 +482,37 @@ def evaluate_cluster_boxes(model, scenes: list, config, class_names: tuple[str, 
 # --- the task -------------------------------------------------------------------------------------
 def build_detection_model(config, num_classes: int, state: dict | None = None):
     """:class:`DetectionNet` of the config, its U-Net initialised from ``state`` (all of it)."""
+    d = config.detection
     model = DetectionNet(config.model.backbone, config.model.in_channels, num_classes, config.data.voxel_size,
-                         backbone_width(config, state))
+                         backbone_width(config, state), num_proposals=d.proposals, sampling=d.sampling,
+                         seed_class_prior=d.seed_class_prior)
     return model, load_backbone(model.net, config, state)
 
 
 def detection_training_sample(scene, config, num_classes: int, rng: np.random.Generator):
     """``(voxel coordinates (M, 3), input features (M, C), DetectionTarget)`` of one cropped, augmented
-    training scene (rotation about z by multiples of 90°: the boxes stay axis-aligned and tight)."""
-    pts, idx = sample_points(scene, config, rng, rotate_z=False)
+    training scene (rotation about z by multiples of 90°: the boxes stay axis-aligned and tight).
+
+    With ``data.complete_instances`` (default) the boxes and vote targets are those of the *whole* objects
+    that the crop cuts (VoteNet's amodal boxes; :func:`~.instance.complete_crop`), otherwise of the
+    objects' points inside the crop."""
+    pts_all, full, n = complete_crop(scene, config, rng, quarter_turns=True)
+    idx = full[:n]
     vs = config.data.voxel_size
-    q = quantize(pts, vs)
-    instances = scene.instances[idx]
-    boxes, classes, ids = box_targets(pts, scene.labels[idx], instances, stuff_ids(scene.class_names))
-    votes = vote_targets((q.coordinates + 0.5) * vs, q.inverse, instances, boxes, ids)
-    labels = voxel_labels(q.inverse, scene.labels[idx], len(q.coordinates), num_classes)
+    q = quantize(pts_all[:n], vs)
+    boxes, classes, ids = box_targets(pts_all, scene.labels[full], scene.instances[full],
+                                      stuff_ids(scene.class_names))
+    votes = vote_targets((q.coordinates + 0.5) * vs, q.inverse, scene.instances[idx], boxes, ids)
+    labels = (voxel_labels(q.inverse, scene.labels[idx], len(q.coordinates), num_classes)
+              if config.detection.seed_class_weight > 0 else None)
     feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)
-    return q.coordinates, feats, DetectionTarget(votes, boxes, classes, labels)
+    return q.coordinates, feats, DetectionTarget(votes, boxes, classes, labels,
+                                                 config.detection.seed_class_weight)
 
 
 def detection_task_loss(output: DetectionOutput, targets: list[DetectionTarget], x=None) -> torch.Tensor:
-    """:func:`detection_loss` of a batch (targets of :func:`detection_training_sample`)."""
+    """:func:`detection_loss` of a batch (targets of :func:`detection_training_sample`, which carry the
+    seed labels only when ``detection.seed_class_weight`` > 0)."""
     sizes = [len(t.votes) for t in targets]
     return detection_loss(output, targets, list(np.cumsum([0, *sizes[:-1]]))).total
 

@@ -37,7 +37,13 @@ from torch import nn
 
 from fourdcontrast.downstream.loading import load_guarded
 from fourdcontrast.downstream.metrics import IGNORE_LABEL, STRUCTURAL_CLASSES, instance_map
-from fourdcontrast.downstream.training import Task, crop_and_augment, input_features, voxel_labels
+from fourdcontrast.downstream.training import (
+    Task,
+    augment_sample,
+    crop_indices,
+    input_features,
+    voxel_labels,
+)
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
 from fourdcontrast.sparse.tensor import sparse_collate
@@ -56,6 +62,7 @@ __all__ = [
     "backbone_width",
     "build_instance_model",
     "cluster_instances",
+    "complete_crop",
     "evaluate_instances",
     "ground_truth_instances",
     "instance_classes",
@@ -66,8 +73,8 @@ __all__ = [
     "load_backbone",
     "mask_map",
     "predict_instances",
-    "sample_points",
     "stuff_ids",
+    "voxel_centre_means",
     "thing_ids",
 ]
 
@@ -109,7 +116,8 @@ def instance_classes(labels: np.ndarray, instances: np.ndarray) -> dict[int, int
 
 
 def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarray, instances: np.ndarray,
-                     num_classes: int, stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     num_classes: int, stuff: tuple[int, ...], instance_centres: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-voxel training targets of one sample.
 
     Args:
@@ -119,6 +127,8 @@ def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarra
         instances: (N,) instance ids (-1 = none).
         num_classes: number of semantic classes.
         stuff: class ids without instances.
+        instance_centres: instance id → (3,) centre in metres (:func:`voxel_centre_means` of the whole
+            instance, :func:`complete_crop`); None: the mean of the instance's voxel centres here.
 
     Returns:
         ``(semantic, offsets, voxel_instances)``: (M,) majority label per voxel (``IGNORE_LABEL`` for voxels
@@ -142,7 +152,9 @@ def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarra
         vox = winner == k
         if vox.any():
             vox_inst[vox] = i
-            offsets[vox] = centres[vox].astype(np.float64).mean(0) - centres[vox]
+            centre = (instance_centres[int(i)] if instance_centres is not None
+                      else centres[vox].astype(np.float64).mean(0))
+            offsets[vox] = centre - centres[vox]
     return semantic, offsets, vox_inst
 
 
@@ -388,26 +400,55 @@ def build_instance_model(config, num_classes: int, state: dict | None = None):
     return model, load_backbone(model.net, config, state)
 
 
-def sample_points(scene, config, rng: np.random.Generator, rotate_z: bool | None = None):
-    """One training sample's points (:func:`~.training.crop_and_augment`; ``rotate_z`` False: rotations
-    about z by multiples of 90° only) of a scene that has labels and instances.
+def complete_crop(scene, config, rng: np.random.Generator, quarter_turns: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """One training sample's points with the rest of the thing instances it cuts: a crop (``data.crop``),
+    extended, when ``data.complete_instances``, by the points outside it of every thing instance it
+    touches, all under one draw of the augmentation (:func:`~.training.augment_sample`).
 
     Returns:
-        ``(points (n, 3) float32 metres, index (n,) into the scene's points)``.
+        ``(points (n', 3) float32 metres, index (n',) into the scene's points, n)``: the first ``n`` are the
+        crop (the network's input), the rest only define the instances' extent.
     """
     if scene.labels is None or scene.instances is None:
         raise ValueError(f"scene {scene.name}: instance and detection tasks need labels and instances")
-    return crop_and_augment(scene, config, rng, quarter_turns=rotate_z is False)
+    idx = crop_indices(scene.points, scene.labels, config.data.crop, rng) if config.data.crop else \
+        np.arange(len(scene.points))
+    full = idx
+    if config.data.complete_instances and config.data.crop:
+        stuff = stuff_ids(scene.class_names)
+        classes = instance_classes(scene.labels, scene.instances)
+        present = [i for i in np.unique(scene.instances[idx]) if i in classes and classes[i] not in stuff]
+        outside = np.ones(len(scene.points), dtype=bool)
+        outside[idx] = False
+        full = np.concatenate([idx, np.flatnonzero(np.isin(scene.instances, present) & outside)])
+    return augment_sample(scene.points[full], config, rng, quarter_turns), full, len(idx)
+
+
+def voxel_centre_means(points: np.ndarray, instances: np.ndarray, voxel_size: float) -> dict[int, np.ndarray]:
+    """Instance id → the mean of its voxel centres (metres; ``instances`` -1 skipped): the instance centre
+    of :func:`instance_targets`."""
+    q = quantize(points, voxel_size)
+    centres = (q.coordinates + 0.5) * voxel_size
+    out = {}
+    for i in np.unique(instances):
+        if i >= 0:
+            out[int(i)] = centres[np.unique(q.inverse[instances == i])].astype(np.float64).mean(0)
+    return out
 
 
 def instance_training_sample(scene, config, num_classes: int, rng: np.random.Generator):
     """``(voxel coordinates (M, 3), input features (M, C), (semantic (M,), offsets (M, 3)))`` of one
-    cropped, augmented training scene (:func:`instance_targets`)."""
-    pts, idx = sample_points(scene, config, rng)
+    cropped, augmented training scene (:func:`instance_targets`; with ``data.complete_instances`` the
+    offsets point at the centres of the whole instances, :func:`complete_crop`)."""
+    pts_all, full, n = complete_crop(scene, config, rng)
+    pts, idx = pts_all[:n], full[:n]
     vs = config.data.voxel_size
     q = quantize(pts, vs)
+    whole = (voxel_centre_means(pts_all, scene.instances[full], vs) if config.data.complete_instances
+             else None)
     sem, off, _ = instance_targets((q.coordinates + 0.5) * vs, q.inverse, scene.labels[idx],
-                                   scene.instances[idx], num_classes, stuff_ids(scene.class_names))
+                                   scene.instances[idx], num_classes, stuff_ids(scene.class_names), whole)
     feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)
     return q.coordinates, feats, (sem, off)
 

@@ -56,6 +56,7 @@ __all__ = [
     "FinetuneResult",
     "Task",
     "augment_points",
+    "augment_sample",
     "check_data_paths",
     "crop_and_augment",
     "crop_indices",
@@ -136,24 +137,31 @@ def crop_indices(points: np.ndarray, labels: np.ndarray, size: float, rng: np.ra
 def crop_and_augment(scene: Scene, config: FinetuneConfig, rng: np.random.Generator,
                      quarter_turns: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One training sample's points: a crop (``data.crop``, :func:`crop_indices`), then the augmentation
-    (``augment``, :func:`augment_points`). ``quarter_turns`` swaps the free rotation about z for one by a
-    multiple of 90° (axis-aligned boxes stay axis-aligned).
+    (:func:`augment_sample`).
 
     Returns:
         ``(points (n, 3) float32 metres, index (n,) into the scene's points)``.
     """
-    import dataclasses
-
     idx = crop_indices(scene.points, scene.labels, config.data.crop, rng) if config.data.crop else \
         np.arange(len(scene.points))
-    pts = scene.points[idx]
+    return augment_sample(scene.points[idx], config, rng, quarter_turns), idx
+
+
+def augment_sample(points: np.ndarray, config: FinetuneConfig, rng: np.random.Generator,
+                   quarter_turns: bool = False) -> np.ndarray:
+    """``points`` (n, 3) metres under one draw of the training augmentation (``augment``,
+    :func:`augment_points`). ``quarter_turns`` swaps the free rotation about z for one by a multiple of
+    90° about the points' mean (axis-aligned boxes stay axis-aligned)."""
+    import dataclasses
+
+    pts = points
     aug = config.augment
     if quarter_turns and aug.rotate_z:
         c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][int(rng.integers(4))]
         centre = pts.mean(0)
         pts = (pts - centre) @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32).T + centre
         aug = dataclasses.replace(aug, rotate_z=False)
-    return augment_points(pts, aug, rng), idx
+    return augment_points(pts, aug, rng)
 
 
 def input_features(scene: Scene, index: np.ndarray, features: str, channels: int) -> np.ndarray:

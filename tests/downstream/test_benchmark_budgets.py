@@ -165,9 +165,9 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
         def run(backbone, *args, **kwargs):
             calls.append((kind, backbone.method))
             level = args[0][0][1] if kind == "probe" else args[1]
-            return [{"split": "val", "mode": "linear" if kind == "probe" else "finetune", "protocol": "scenes",
-                     "level": f"{float(level):g}", "seed": backbone.seed, "method": backbone.method,
-                     "miou": "0.1", "miou_objects": "0.1"}]
+            mode = "linear" if kind == "probe" else "finetune"
+            return [{"split": "val", "mode": mode, "protocol": "scenes", "level": f"{float(level):g}",
+                     "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1"}]
         return run
 
     monkeypatch.setattr(bm, "_pretrain_task", pretrain)

@@ -76,6 +76,37 @@ def test_training_sample_rotates_by_right_angles_and_its_targets_agree():
     assert len(sizes) > 1  # the scene was turned
 
 
+@pytest.mark.parametrize("amodal", [True, False])
+def test_a_cropped_samples_boxes_are_the_whole_objects_it_cuts_when_amodal(amodal):
+    """No augmentation (so the sample's frame is the scene's): with amodal boxes every box is the box of the
+    whole instance; without, of its points in the crop, which is smaller for a cut object. Objects the crop
+    does not touch have no box either way."""
+    scene = toy_scene(np.random.default_rng(0))
+    full_boxes, _, full_ids = box_targets(scene.points, scene.labels, scene.instances, (0, 1))
+    config = FinetuneConfig().replace(
+        data={"voxel_size": VOXEL, "crop": 1.2, "complete_instances": amodal},
+        augment={"rotate_z": False, "elastic": None, "tilt_deg": 0.0, "scale": [1.0, 1.0],
+                 "translation": 0.0})
+    cut, seen = 0, 0
+    for seed in range(8):
+        coords, _, t = detection_training_sample(scene, config, 4, np.random.default_rng(seed))
+        inside = (coords + 0.5) * VOXEL
+        for box in t.boxes:
+            centres = (full_boxes[:, :3] + full_boxes[:, 3:]) / 2
+            k = np.argmin(np.abs(full_boxes - box).sum(1) if amodal else
+                          np.linalg.norm(centres - (box[:3] + box[3:]) / 2, axis=1))
+            whole = full_boxes[k]
+            if amodal:
+                np.testing.assert_allclose(box, whole, atol=1e-5)
+            else:
+                assert np.all(box[:3] >= whole[:3] - 1e-5) and np.all(box[3:] <= whole[3:] + 1e-5)
+                cut += not np.allclose(box, whole, atol=1e-5)
+        assert len(t.boxes) <= len(full_ids)
+        seen += len(t.boxes)
+        assert np.ptp(inside[:, :2], axis=0).max() <= 1.2 + VOXEL  # the input is still the crop
+    assert seen >= 4 and (amodal or cut > 0)
+
+
 def test_farthest_point_sample_spreads_out():
     xyz = torch.tensor([[float(i), 0.0, 0.0] for i in range(11)])
     np.testing.assert_array_equal(farthest_point_sample(xyz, 3).numpy(), [0, 10, 5])

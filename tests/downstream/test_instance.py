@@ -238,3 +238,30 @@ def test_instance_heads_overfit_two_rooms():
     result = finetune(overfit_config(300, 0.2, 1), data, data, progress=False, task=INSTANCE)
     assert result.metrics.map25 >= 0.9 and result.metrics.map50 >= 0.5, result.metrics.table()
     assert result.rows[-1]["loss"] < result.rows[0]["loss"]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_crops_offsets_point_at_the_whole_instances_centre_when_complete(complete):
+    """No augmentation (the sample's frame is the scene's): with ``data.complete_instances`` every object
+    voxel's offset target points at the mean voxel centre of its *whole* instance, as evaluation on whole
+    rooms sees it; without, at the mean of its voxels inside the crop (off centre for a cut object)."""
+    from fourdcontrast.downstream.instance import instance_training_sample, voxel_centre_means
+
+    scene = toy_scene(np.random.default_rng(0))
+    whole = voxel_centre_means(scene.points, scene.instances, VOXEL)
+    config = FinetuneConfig().replace(
+        data={"voxel_size": VOXEL, "crop": 1.2, "complete_instances": complete},
+        augment={"rotate_z": False, "elastic": None, "tilt_deg": 0.0, "scale": [1.0, 1.0],
+                 "translation": 0.0})
+    off_centre = 0
+    for seed in range(8):
+        coords, _, (sem, off) = instance_training_sample(scene, config, 4, np.random.default_rng(seed))
+        ok = ~np.isnan(off).any(1)
+        if not ok.any():  # a crop of floor only
+            continue
+        target = (coords[ok] + 0.5) * VOXEL + off[ok]
+        d = np.linalg.norm(target[:, None] - np.stack(list(whole.values()))[None], axis=2).min(1)
+        if complete:
+            assert d.max() < 1e-4
+        off_centre += int((d > 0.05).any())
+    assert (off_centre == 0) if complete else (off_centre > 0)
