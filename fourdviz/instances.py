@@ -404,7 +404,8 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
         panels: ``{title: {"instances": (N,) ids, "boxes": (K, 6), "classes": (K,), "scores": (K,)}}``,
             every key optional (e.g. ``{"ground truth": {...}, "scratch": {...}, "4DContrast": {...}}``).
             In the boxes row the first panel's boxes (the ground truth) are drawn dashed black under
-            every other panel's. Every panel shows the points' extent: boxes are cut at the points'
+            every other panel's; each boxes panel has a legend of its classes. Every panel shows the
+            points' extent: boxes are cut at the points'
             bounding box (:func:`clip_boxes`), so a stray prediction lies flat on its border.
         class_names: names indexed by class (legends).
         view: ``"top"`` or ``"3d"``.
@@ -457,7 +458,7 @@ def plot_detection_comparison(points, panels: dict, class_names=None, view: str 
                                linewidth=0.9, legend=False)
                 b = clip_boxes(check_boxes(panel["boxes"], what=f"panel {name!r} boxes")[0], p)
                 plot_boxes(ax, b, panel.get("classes"), panel.get("scores"), class_names,
-                           legend=j == 0, title=f"{name}: {_count(len(b), 'box', 'boxes')}")
+                           title=f"{name}: {_count(len(b), 'box', 'boxes')}")
                 _style(ax, p, None)
             if view == "top" and len(p):  # the room's extent: a stray box does not shrink the room
                 lo, hi = p[:, :2].min(0), p[:, :2].max(0)

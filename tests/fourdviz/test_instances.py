@@ -236,6 +236,9 @@ def test_detection_comparison_lays_out_panels_and_matches_colours(caplog):
     assert len(dashed) == 2 and all(p.get_edgecolor()[:3] == (0, 0, 0) for p in dashed)
     assert len([p for p in axes[5].patches if p.get_linestyle() == "--"]) == 2
     assert len(axes[3].patches) == 2  # ground truth: its own boxes only
+    # each boxes panel names the classes it draws
+    assert [t.get_text() for t in axes[3].get_legend().get_texts()] == ["class 3", "class 8"]
+    assert [t.get_text() for t in axes[4].get_legend().get_texts()] == ["class 3"]
     # every panel shows the room, however far a predicted box strays
     stray = {**panels, "4DContrast": {"boxes": np.array([[-30.0, -30, 0, -29, -29, 1]]), "classes": [3]}}
     fig = I.plot_detection_comparison(pts, stray)
