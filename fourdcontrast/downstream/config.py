@@ -217,7 +217,7 @@ class DetectionSection:
     The defaults are what the validation screen picked (``benchmarks/results/detection_recipes.md``).
     """
 
-    proposals: int = 128
+    proposals: int = 512
     sampling: str = "seed"
     seed_class_weight: float = 1.0
     seed_class_prior: bool = True

@@ -545,16 +545,17 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
               "Fixed in the grid's preset (`primary` in `fourdcontrast/downstream/benchmark.py`) before the "
               "grid ran:", ""]
     lines += [f"{i}. {c.name()}" for i, c in enumerate(primary, 1)]
-    lines += ["", "Metric: mAP@0.5 (%) over the thing classes on the test rooms; the mean of the paired "
-              "differences over seeds with its 95 % t interval. Every other cell is tested with the paired t "
-              "test, Holm-corrected over those cells together (α = 0.05).", ""]
+    metric = (spec or {}).get("preset", {}).get("primary_metric") or "map50"
+    lines += ["", f"Metric: {MAP_METRICS[metric]} (%) over the thing classes on the test rooms; the mean "
+              "of the paired differences over seeds with its 95 % t interval. Every other cell is tested "
+              "with the paired t test, Holm-corrected over those cells together (α = 0.05).", ""]
     lines += _cost_lines(costs or {}, rows, None)
-    values = cell_values(rows, "map50")
+    values = cell_values(rows, metric)
     lines += ["## Primary comparisons: results", ""]
     for c in primary:
         paper = PAPER_MAP.get((task, _base(c.b), float(c.level))) or PAPER_MAP.get((task, _base(c.b), 0.10),
                                                                                   "the paper")
-        lines.append(f"- {primary_sentence(c, compare(values, c), 'mAP@0.5', paper)}")
+        lines.append(f"- {primary_sentence(c, compare(values, c), MAP_METRICS[metric], paper)}")
     lines.append("")
     lines += ["## Sanity checks", ""]
     for chk in map_sanity_checks(rows):
@@ -567,12 +568,12 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
             lines += [f"## Fine-tuned: {title} (%)", "",
                       "Mean ± std over seeds (n); Δ: difference to scratch paired by seed [95 % t interval].",
                       "", *table, ""]
-    others = other_comparisons(rows, "map50", primary=primary)
+    others = other_comparisons(rows, metric, primary=primary)
     if others:
         sig = [o for o in others if o["p_holm"] <= 0.05]
         lines += ["## Other cells, Holm-corrected", "",
                   f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
-                  "| comparison | Δ mAP@0.5 [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
+                  f"| comparison | Δ {MAP_METRICS[metric]} [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
         for o in others:
             d = o["interval"]
             lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
@@ -670,7 +671,8 @@ def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> 
     if task != "segmentation":
         text = map_markdown_report(rows, task, costs, spec, preset_name)
         atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
-        plot_figure4(rows, out / "downstream_figure4.png", "map50")
+        metric = (spec or {}).get("preset", {}).get("primary_metric") or "map50"
+        plot_figure4(rows, out / "downstream_figure4.png", metric)
         return
     text = markdown_report(rows, costs, spec, preset, preset_name)
     atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
