@@ -16,15 +16,17 @@ Detection arms, in the order the detector was built:
 - ``complete``: + boxes of the whole objects a crop cuts (``data.complete_instances``; the default);
 - ``whole-rooms``: the defaults on whole rooms instead of 3 m crops (``data.crop=null``; ~4x a step).
 
-Instance arms: ``crop-centres`` (offsets to the centre of the instance's voxels inside the crop) and
-``complete`` (to the centre of the whole instance, ``data.complete_instances``; the default).
+Instance arms: ``crop-centres`` (offsets to the centre of the instance's voxels inside the crop),
+``complete`` (to the centre of the whole instance, ``data.complete_instances``) and ``whole-rooms``.
 
 **What this screen found before it was written down** (exploratory runs of the same loop with the switches
 patched in, seed 0, validation rooms, a loaded 2-core Xeon): vote-FPS proposals gave ~1 positive proposal per
 object a step and 0.0 / 0.6 mAP@0.5 / @0.25; seed-FPS with per-class sizes 0.3 / 2.0; + the seed term 0.1 /
 8.4; 512 proposals 0.6 / 7.5, + the prior 0.9 / 13.8; complete boxes 0.9 / 9.7 (size loss 0.47 vs 0.70).
-Every arm stays near 0 at IoU 0.5: box sizes are ~1.2x off per axis after 1000 steps. Hence the grid's
-primary detection metric is mAP@0.25 (VoteNet reports both).
+Every crop arm stays near 0 at IoU 0.5: box sizes are ~1.2x off per axis after 1000 steps. The same
+defaults on whole rooms (``whole-rooms``) gave 15.6 / 61.1 (chair 27 / 78, bed 20 / 100), at ~3x a crop
+step's cost: a 3 m crop holds ~4 objects, most of them cut, and a proposal never sees a whole bed or sofa.
+``configs/finetune/cpu-detection.yaml`` therefore trains on whole rooms.
 
 Rows are appended to ``benchmarks/results/task_setups.csv`` as each run finishes (atomically; an
 interrupted screen resumes); ``report`` writes ``task_setups.md``. Run with
@@ -46,22 +48,23 @@ STEPS = 1000
 BASE = ["data.eval_split=val", "run.threads=1", f"optim.steps={STEPS}"]
 DETECTION_ARMS: dict[str, list[str]] = {
     "votenet": ["detection.sampling=vote", "detection.proposals=128", "detection.seed_class_weight=0",
-                "detection.seed_class_prior=false", "data.complete_instances=false"],
+                "detection.seed_class_prior=false", "data.complete_instances=false", "data.crop=3.0"],
     "seed-fps": ["detection.sampling=seed", "detection.proposals=128", "detection.seed_class_weight=0",
-                 "detection.seed_class_prior=false", "data.complete_instances=false"],
+                 "detection.seed_class_prior=false", "data.complete_instances=false", "data.crop=3.0"],
     "seed-class": ["detection.sampling=seed", "detection.proposals=128", "detection.seed_class_weight=1",
-                   "detection.seed_class_prior=true", "data.complete_instances=false"],
+                   "detection.seed_class_prior=true", "data.complete_instances=false", "data.crop=3.0"],
     "k512": ["detection.sampling=seed", "detection.proposals=512", "detection.seed_class_weight=1",
-             "detection.seed_class_prior=true", "data.complete_instances=false"],
+             "detection.seed_class_prior=true", "data.complete_instances=false", "data.crop=3.0"],
     "complete": ["detection.sampling=seed", "detection.proposals=512", "detection.seed_class_weight=1",
-                 "detection.seed_class_prior=true", "data.complete_instances=true"],
+                 "detection.seed_class_prior=true", "data.complete_instances=true", "data.crop=3.0"],
     "whole-rooms": ["detection.sampling=seed", "detection.proposals=512", "detection.seed_class_weight=1",
                     "detection.seed_class_prior=true", "data.crop=null"],
 }
 ARMS: dict[str, dict[str, list[str]]] = {
     "detection": DETECTION_ARMS,
-    "instance": {"crop-centres": ["data.complete_instances=false"],
-                 "complete": ["data.complete_instances=true"]},
+    "instance": {"crop-centres": ["data.complete_instances=false", "data.crop=3.0"],
+                 "complete": ["data.complete_instances=true", "data.crop=3.0"],
+                 "whole-rooms": ["data.crop=null"]},
 }
 FIELDS = ("split", "task", "arm", "seed", "steps", "map50", "map25", "predictions", "instances", "cpu_s",
           "cpu")

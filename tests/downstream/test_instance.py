@@ -227,16 +227,14 @@ def overfit_config(steps, lr, batch):
 
 @pytest.mark.slow
 def test_instance_heads_overfit_two_rooms():
-    """The heads learn two rooms: 300 steps (151 s on the 2-core Xeon, 5.5 min when shared with others) gave
-    mAP@0.25 1.0 and mAP@0.5 0.667 (toilets and the cabinet found, the 'other' piece half mislabelled).
-    Issue 28 asks for mAP@0.5 >= 0.9 here, which this budget does not reach: the bound below is what was
-    measured, with margin, not the target."""
+    """The heads learn two rooms (issue 28: mAP@0.5 >= 0.9): 600 steps gave mAP@0.5 = mAP@0.25 = 1.0 (475 s on
+    the 2-core Xeon under heavy load); 300 steps gave 1.0 / 0.667 (the 'other' piece half mislabelled)."""
     from fourdcontrast.downstream.instance import INSTANCE
     from fourdcontrast.downstream.training import finetune
 
     data = two_rooms()
-    result = finetune(overfit_config(300, 0.2, 1), data, data, progress=False, task=INSTANCE)
-    assert result.metrics.map25 >= 0.9 and result.metrics.map50 >= 0.5, result.metrics.table()
+    result = finetune(overfit_config(600, 0.2, 1), data, data, progress=False, task=INSTANCE)
+    assert result.metrics.map50 >= 0.9, result.metrics.table()
     assert result.rows[-1]["loss"] < result.rows[0]["loss"]
 
 

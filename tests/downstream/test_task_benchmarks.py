@@ -31,7 +31,7 @@ def test_the_task_presets_share_the_semantic_grids_rooms_pretrainings_and_declar
         assert ("4dcontrast@3600s", "scratch", "finetune", "scenes", 0.1) in p.primary
         assert _cfg(p).model.task == task
     assert bm.PRESETS["cpu-instance"].primary_metric == "map50"
-    assert bm.PRESETS["cpu-detection"].primary_metric == "map25"
+    assert bm.PRESETS["cpu-detection"].primary_metric == "map50"
     with pytest.raises(ValueError, match="not a metric of task"):
         replace(bm.PRESETS["cpu-detection"], primary_metric="miou")
     with pytest.raises(ValueError, match="no linear probe"):
@@ -77,14 +77,15 @@ def _map_rows(cells):
 
 
 def test_the_map_report_states_primaries_sanity_and_tables():
-    # detection's primary metric is mAP@0.25 (the preset says so): the mAP@0.25 values differ by +5
+    # a preset whose primary metric is mAP@0.25: the report compares mAP@0.25 (+10), not mAP@0.5 (+5)
     rows = _map_rows({(0.1, "scratch"): [0.10, 0.12, 0.11], (0.1, "4dcontrast@3600s"): [0.15, 0.16, 0.17],
                       (0.2, "scratch"): [0.20, 0.22, 0.21], (0.2, "4dcontrast@3600s"): [0.20, 0.23, 0.21],
                       (1.0, "scratch"): [0.25, 0.26, 0.24]})
     for r in rows:
         if r["method"] == "4dcontrast@3600s" and r["level"] == "0.1":
             r["map25"] += 0.05  # Δ mAP@0.25 = +10, Δ mAP@0.5 = +5
-    spec = json.loads(json.dumps({**bm.grid_spec(bm.PRESETS["cpu-detection"], "test"), "preset_name": "x"}))
+    preset = replace(bm.PRESETS["cpu-detection"], primary_metric="map25")
+    spec = json.loads(json.dumps({**bm.grid_spec(preset, "test"), "preset_name": "x"}))
     text = map_markdown_report(rows, "detection", None, spec)
     assert text.index("Pre-declared primary comparisons") < text.index("+10.0")
     assert "4dcontrast@3600s − scratch, fine-tuned, 10 % of scenes: +10.0 mAP@0.25 points" in text
