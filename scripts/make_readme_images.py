@@ -4,7 +4,7 @@
   ``outputs/demo/figures/similarity_shipped.png`` — drawn here by the demo's own feature stage
   (:func:`fourdcontrast.demo._compare_features`) on the same held-out sequences; the shipped backbone's
   figure does not depend on the demo's pre-training, so no pre-training is run (~1 minute on 2 cores).
-- ``nb01.png`` … ``nb05.png``: thumbnails of one figure of each committed notebook (its embedded PNG
+- ``nb01.png`` … ``nb06.png``: thumbnails of one figure of each committed notebook (its embedded PNG
   output, the cell chosen in :data:`THUMBNAILS`), so the README's pictures are the notebooks' own.
 
 Usage: ``python scripts/make_readme_images.py [--skip-demo]`` (writes into ``docs/img/``).
@@ -34,6 +34,7 @@ THUMBNAILS = {
     "nb03.png": ("03_pretraining", 21),  # a live pre-training run's loss terms and collapse monitor
     "nb04.png": ("04_learned_features", 20),  # similarity to one point across the frames, per backbone
     "nb05.png": ("05_downstream", 14),  # predictions vs ground truth on a test room
+    "nb06.png": ("06_instances_and_boxes", 12),  # predicted instances and boxes vs ground truth
 }
 
 logger = logging.getLogger(__name__)
