@@ -17,7 +17,11 @@ Detection arms, in the order the detector was built:
 - ``whole-rooms``: the defaults on whole rooms instead of 3 m crops (``data.crop=null``; ~4x a step).
 
 Instance arms: ``crop-centres`` (offsets to the centre of the instance's voxels inside the crop),
-``complete`` (to the centre of the whole instance, ``data.complete_instances``) and ``whole-rooms``.
+``complete`` (to the centre of the whole instance, ``data.complete_instances``) and ``whole-rooms``. Each
+instance run is also evaluated at the clustering settings of :data:`CLUSTER_SWEEP` (radius in voxels,
+smallest cluster in voxels; evaluation only, the same network), rows ``<arm>/r<radius>-m<min>``. An
+exploratory sweep of the ``complete`` network (seed 0) gave mAP@0.5 / @0.25 8.4 / 11.7 at r1-m5, 17.0 /
+23.6 at r1.5-m5 (the old default), 18.5 / 29.6 at r1.5-m50, 18.5 / 33.8 at r2-m50 and r3-m50.
 
 **What this screen found before it was written down** (exploratory runs of the same loop with the switches
 patched in, seed 0, validation rooms, a loaded 2-core Xeon): vote-FPS proposals gave ~1 positive proposal per
@@ -31,13 +35,15 @@ step's cost: a 3 m crop holds ~4 objects, most of them cut, and a proposal never
 Rows are appended to ``benchmarks/results/task_setups.csv`` as each run finishes (atomically; an
 interrupted screen resumes); ``report`` writes ``task_setups.md``. Run with
 ``python benchmarks/task_setups.py run --task detection [--arms ...] [--seeds ...] [--part P]`` (one process
-per core, each with its own ``--part``), then ``... report``.
+per core, each with its own ``--part``), then ``... report``. The rows of the first runs (before
+``OMP_WAIT_POLICY=PASSIVE`` was set here) count ~25 % of spinning OpenMP threads in their CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +72,9 @@ ARMS: dict[str, dict[str, list[str]]] = {
                  "complete": ["data.complete_instances=true", "data.crop=3.0"],
                  "whole-rooms": ["data.crop=null"]},
 }
+CLUSTER_SWEEP: tuple[tuple[float, int], ...] = ((1.5, 5), (1.5, 20), (2.0, 20), (2.0, 50), (3.0, 50))
+"""Clustering settings (radius in voxels, smallest cluster in voxels) every instance network is also scored
+at."""
 FIELDS = ("split", "task", "arm", "seed", "steps", "map50", "map25", "predictions", "instances", "cpu_s",
           "cpu")
 
@@ -112,6 +121,16 @@ def run(task: str, arms: list[str], seeds: list[int], part: str | None) -> None:
             _write_rows(_csv_path(part), rows, FIELDS)
             logging.info("%s %s seed %d: mAP@0.5 %.2f, @0.25 %.2f (%.0f CPU-s)", task, arm, seed,
                          100 * m.map50, 100 * m.map25, result.cpu_seconds)
+            if task == "instance":
+                from fourdcontrast.downstream.instance import evaluate_instances
+
+                for radius, smallest in CLUSTER_SWEEP:
+                    c = evaluate_instances(result.model, val.scenes, cfg, val.class_names, radius, smallest)
+                    rows.append({"split": "val", "task": task, "arm": f"{arm}/r{radius:g}-m{smallest}",
+                                 "seed": seed, "steps": STEPS, "map50": f"{100 * c.map50:.2f}",
+                                 "map25": f"{100 * c.map25:.2f}", "predictions": c.predictions,
+                                 "instances": c.instances, "cpu_s": "", "cpu": cpu_model()})
+                _write_rows(_csv_path(part), rows, FIELDS)
 
 
 def report() -> str:
@@ -125,14 +144,15 @@ def report() -> str:
              "seeds (n). CPU: " + ", ".join(sorted({r["cpu"] for r in rows})) + ".", "",
              "| task | arm | mAP@0.5 | mAP@0.25 | predicted | CPU s |", "|---|---|---|---|---|---|"]
     for task, arms in ARMS.items():
-        for arm in arms:
+        names = [a for arm in arms for a in [arm, *(f"{arm}/r{r:g}-m{m}" for r, m in CLUSTER_SWEEP)]]
+        for arm in names:
             sel = [r for r in rows if (r["task"], r["arm"]) == (task, arm)]
             if not sel:
                 continue
+            cpu = f"{np.mean([float(r['cpu_s']) for r in sel]):.0f}" if sel[0]["cpu_s"] else "–"
             lines.append(f"| {task} | {arm} | {np.mean([float(r['map50']) for r in sel]):.1f} | "
                          f"{np.mean([float(r['map25']) for r in sel]):.1f} (n={len(sel)}) | "
-                         f"{np.mean([int(r['predictions']) for r in sel]):.0f} | "
-                         f"{np.mean([float(r['cpu_s']) for r in sel]):.0f} |")
+                         f"{np.mean([int(r['predictions']) for r in sel]):.0f} | {cpu} |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--part", default=None, help="write task_setups_PART.csv (parallel processes)")
     args = p.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads spin
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "run":
         arms = args.arms or list(ARMS[args.task])
