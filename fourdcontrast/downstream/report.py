@@ -325,6 +325,22 @@ def sanity_checks(rows: list[dict], metric: str = "miou") -> list[SanityCheck]:
 
 
 # --- markdown -------------------------------------------------------------------------------------
+def holm_lines(others: list[dict], metric_name: str) -> list[str]:
+    """The markdown section "Other cells, Holm-corrected" of :func:`other_comparisons`' results (empty when
+    there are none)."""
+    if not others:
+        return []
+    sig = [o for o in others if o["p_holm"] <= 0.05]
+    lines = ["## Other cells, Holm-corrected", "",
+             f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
+             f"| comparison | Δ {metric_name} [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
+    for o in others:
+        d = o["interval"]
+        lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
+                     f"{d.p:.3f} | {o['p_holm']:.3f} |")
+    return lines + [""]
+
+
 def _cell(e: dict | None, method: str) -> str:
     if e is None:
         return "–"
@@ -470,17 +486,7 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                           "Mean ± std over seeds (n); Δ: difference to scratch paired by seed "
                           "[95 % t interval].",
                           "", *table, ""]
-    others = other_comparisons(rows, primary=primary)
-    if others:
-        sig = [o for o in others if o["p_holm"] <= 0.05]
-        lines += ["## Other cells, Holm-corrected", "",
-                  f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
-                  "| comparison | Δ mIoU [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
-        for o in others:
-            d = o["interval"]
-            lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
-                         f"{d.p:.3f} | {o['p_holm']:.3f} |")
-        lines.append("")
+    lines += holm_lines(other_comparisons(rows, primary=primary), "mIoU")
     iou_cols = [k for k in (rows[0] if rows else {}) if k.startswith("iou_")]
     if iou_cols:
         lines += ["## Per-class IoU (%), fine-tuned, mean over seeds", "",
@@ -568,17 +574,7 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
             lines += [f"## Fine-tuned: {title} (%)", "",
                       "Mean ± std over seeds (n); Δ: difference to scratch paired by seed [95 % t interval].",
                       "", *table, ""]
-    others = other_comparisons(rows, metric, primary=primary)
-    if others:
-        sig = [o for o in others if o["p_holm"] <= 0.05]
-        lines += ["## Other cells, Holm-corrected", "",
-                  f"{len(sig)} of {len(others)} cells differ at α = 0.05 after Holm's correction.", "",
-                  f"| comparison | Δ {MAP_METRICS[metric]} [95 % CI] | p | p (Holm) |", "|---|---|---|---|"]
-        for o in others:
-            d = o["interval"]
-            lines.append(f"| {o['comparison'].name()} | {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] | "
-                         f"{d.p:.3f} | {o['p_holm']:.3f} |")
-        lines.append("")
+    lines += holm_lines(other_comparisons(rows, metric, primary=primary), MAP_METRICS[metric])
     ap_cols = [k for k in (rows[0] if rows else {}) if k.startswith("ap50_")]
     if ap_cols:
         levels = sorted({float(r["level"]) for r in rows})
