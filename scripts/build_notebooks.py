@@ -48,9 +48,12 @@ def parse_percent(text: str) -> nbformat.NotebookNode:
 
 def build(source: Path, quick: bool, timeout: int) -> Path:
     nb = parse_percent(source.read_text())
-    saved = {k: os.environ.get(k) for k in ("FOURDCONTRAST_QUICK", "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in ("FOURDCONTRAST_QUICK", "MPLBACKEND", "OMP_WAIT_POLICY")}
     os.environ["FOURDCONTRAST_QUICK"] = "1" if quick else "0"
     os.environ.pop("MPLBACKEND", None)  # the kernel must use the inline backend to keep figures
+    # idle OpenMP threads otherwise spin in the kernel (on a loaded 2-core machine a detection step took
+    # 5.8 s instead of 0.3 s); the kernel inherits it, as make test sets it for nbval
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
