@@ -325,6 +325,12 @@ def sanity_checks(rows: list[dict], metric: str = "miou") -> list[SanityCheck]:
 
 
 # --- markdown -------------------------------------------------------------------------------------
+def sanity_lines(checks: list[SanityCheck]) -> list[str]:
+    """The markdown section "Sanity checks": one line per check, holds / **fails** / not measured."""
+    marks = {True: "holds", False: "**fails**", None: "not measured"}
+    return ["## Sanity checks", "", *(f"- {c.name}: {marks[c.passed]} — {c.detail}" for c in checks), ""]
+
+
 def holm_lines(others: list[dict], metric_name: str) -> list[str]:
     """The markdown section "Other cells, Holm-corrected" of :func:`other_comparisons`' results (empty when
     there are none)."""
@@ -473,11 +479,7 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
         lines.append(f"- {primary_sentence(c, compare(values, c))}")
     lines.append("")
     lines += budget_curve_lines(rows, spec)
-    lines += ["## Sanity checks", ""]
-    for chk in sanity_checks(rows):
-        mark = {True: "holds", False: "**fails**", None: "not measured"}[chk.passed]
-        lines.append(f"- {chk.name}: {mark} — {chk.detail}")
-    lines.append("")
+    lines += sanity_lines(sanity_checks(rows))
     for metric, title in METRICS.items():
         for mode, mode_title in (("finetune", "Fine-tuning"), ("linear", "Linear probe (frozen backbone)")):
             table = _table(rows, mode, metric, methods)
@@ -563,11 +565,7 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
                                                                                   "the paper")
         lines.append(f"- {primary_sentence(c, compare(values, c), MAP_METRICS[metric], paper)}")
     lines.append("")
-    lines += ["## Sanity checks", ""]
-    for chk in map_sanity_checks(rows):
-        mark = {True: "holds", False: "**fails**", None: "not measured"}[chk.passed]
-        lines.append(f"- {chk.name}: {mark} — {chk.detail}")
-    lines.append("")
+    lines += sanity_lines(map_sanity_checks(rows))
     for metric, title in MAP_METRICS.items():
         table = _table(rows, "finetune", metric, methods)
         if table and any(r.get(metric) not in (None, "") for r in rows):
