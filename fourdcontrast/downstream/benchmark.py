@@ -129,6 +129,10 @@ class BenchmarkPreset:
             the resumed run is the longer run); their rows are the method ``<method>@<budget>s``.
         primary: the pre-declared primary comparisons ``(a, b, mode, protocol, level)`` of the report (empty:
             the report's default, :data:`fourdcontrast.downstream.report.PRIMARY_COMPARISONS`).
+        task: ``segmentation``, ``instance`` or ``detection``.
+        primary_metric: the metric of the primary comparisons (empty: the task's first).
+        dataset: ``embedded`` (the labelled rooms) or ``embedded-views`` (one single-view partial scan of
+            each, :mod:`~fourdcontrast.downstream.views`: the SUN RGB-D stand-in of Table 5).
     """
 
     methods: tuple[str, ...] = METHODS
@@ -156,8 +160,11 @@ class BenchmarkPreset:
     primary: tuple[tuple[str, str, str, str, float], ...] = ()
     task: str = "segmentation"
     primary_metric: str = ""
+    dataset: str = "embedded"
 
     def __post_init__(self) -> None:
+        if self.dataset not in ("embedded", "embedded-views"):
+            raise ValueError(f"dataset must be 'embedded' or 'embedded-views', got {self.dataset!r}")
         if self.task not in ("segmentation", *MAP_TASK_FIELDS):
             raise ValueError(f"task must be one of segmentation, {', '.join(MAP_TASK_FIELDS)}; got "
                              f"{self.task!r}")
@@ -317,6 +324,20 @@ paper-literal preset at 10 % and 20 % of the scenes (the levels where Table 7 sh
 4DContrast again at 3600 CPU-s at 10 % and 20 %. No linear probe (the task heads are not linear).
 Pre-declared primary comparisons: 4DContrast − scratch and 4DContrast − PointContrast at 10 % and 20 % of
 the scenes, long budget; metric mAP@0.5 (the paper's; ``primary_metric``)."""
+
+
+PRESETS["cpu-views"] = replace(
+    PRESETS["cpu-detection"], dataset="embedded-views", finetune_config="cpu-detection-views",
+    rooms={"train": 1200, "val": 100, "test": 200}, finetune_levels=(("scenes", 1.0),),
+    finetune_methods_at=(),
+    primary=tuple(("4dcontrast@3600s", b, "finetune", "scenes", 1.0)
+                  for b in ("scratch", "pointcontrast@3600s")))
+"""``cpu-views``: the out-of-domain detection grid of issue 28 (the paper's Table 5, SUN RGB-D) — detection
+fine-tuned on one single-view partial scan of each of 1200 training rooms and tested on views of 200 test
+rooms (``configs/finetune/cpu-detection-views.yaml``; :mod:`~fourdcontrast.downstream.views`), from the
+backbones that the ``cpu-scannet`` grid pre-trained on whole-room sequences (the same configs and budgets):
+every method and both budgets at 100 % of the views (Table 5 fine-tunes on all of SUN RGB-D). Pre-declared
+primary comparisons: 4DContrast − scratch and 4DContrast − PointContrast, long budget, mAP@0.5."""
 
 
 # --- backbones ------------------------------------------------------------------------------------
@@ -551,15 +572,16 @@ def estimate_grid(preset: BenchmarkPreset, costs: RunCosts, jobs: int = 2, effic
 
 # --- the cells ------------------------------------------------------------------------------------
 def load_rooms(preset: BenchmarkPreset, split: str, room_cache: str | os.PathLike | None = None):
-    """The training rooms and the evaluation rooms of ``split`` (one of :data:`EVALUATION_SPLITS`): the
-    only place the benchmark reads evaluation rooms, so every row knows which split scored it."""
+    """The training rooms and the evaluation rooms of ``split`` (one of :data:`EVALUATION_SPLITS`), or
+    their single views (``dataset: embedded-views``): the only place the benchmark reads evaluation rooms,
+    so every row knows which split scored it."""
     from fourdcontrast.downstream.data import ROOM_CACHE_DIR, load_dataset
 
     if split not in EVALUATION_SPLITS:
         raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     rc = ROOM_CACHE_DIR if room_cache is None else (Path(room_cache) if room_cache else None)
     kw = {"rooms": preset.rooms, "cache_dir": rc, "store_voxel": preset.store_voxel}
-    return load_dataset("embedded", "train", **kw), load_dataset("embedded", split, **kw)
+    return load_dataset(preset.dataset, "train", **kw), load_dataset(preset.dataset, split, **kw)
 
 
 def csv_fields(class_names: tuple[str, ...], task: str = "segmentation") -> tuple[str, ...]:
@@ -752,7 +774,7 @@ def grid_spec(preset: BenchmarkPreset, split: str) -> dict:
 
 
 PRESET_NEW_FIELDS: tuple[str, ...] = ("store_voxel", "finetune_overrides_at", "long_budget_s",
-                                      "long_budget_methods", "primary", "task", "primary_metric")
+                                      "long_budget_methods", "primary", "task", "primary_metric", "dataset")
 """Preset fields added after the first grids; their defaults leave a grid as it was, and they are left out of
 the grid spec while at their default, so the committed grids stay resumable."""
 

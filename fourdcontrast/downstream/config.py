@@ -95,7 +95,9 @@ class DataSection:
     """Which scenes, at which resolution, with which labels.
 
     Attributes:
-        dataset: ``"embedded"`` (procedural labelled rooms) or ``"scannet"``.
+        dataset: ``"embedded"`` (procedural labelled rooms), ``"embedded-views"`` (one single-view partial
+            scan of each of those rooms with its objects' amodal boxes, :mod:`~.views`: the stand-in for
+            SUN RGB-D, paper Table 5) or ``"scannet"``.
         rooms: rooms per split of the embedded dataset.
         room_seed: base seed of the embedded split.
         scannet_root: ScanNet folder (``scans/`` and the split files) for ``dataset: scannet``.
@@ -111,7 +113,9 @@ class DataSection:
         complete_instances: the instance and detection targets of a training crop (instance centres,
             boxes, votes) are those of the *whole* thing instances it cuts — their points outside the crop
             are augmented with it but not input — as at evaluation on whole rooms and as VoteNet's amodal
-            boxes; False: of the instances' points inside the crop. Semantic segmentation ignores it.
+            boxes; False: of the instances' points inside the crop. For single views
+            (``embedded-views``) likewise with the objects' hidden points, in training and in the
+            evaluation's ground-truth boxes. Semantic segmentation ignores it.
         store_voxel: keep one point per cell of this size (metres) of every embedded room — the first
             point of the cell, with its label and instance — so that ScanNet-sized splits (> 1000 rooms)
             fit in memory and in the cache (None: every point, as generated). Evaluation is then over the
@@ -247,7 +251,7 @@ class FinetuneConfig:
             return value in allowed, f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}"
 
         checks = [
-            choice("data.dataset", self.data.dataset, ("embedded", "scannet")),
+            choice("data.dataset", self.data.dataset, ("embedded", "embedded-views", "scannet")),
             choice("data.features", self.data.features, ("occupancy", "color")),
             choice("data.eval_split", self.data.eval_split, ("train", "val", "test")),
             choice("model.mode", self.model.mode, ("finetune", "linear")),

@@ -210,16 +210,22 @@ def load_dataset(kind: str, split: str, *, rooms: dict[str, int] | None = None,
                  cache_dir: str | os.PathLike | None = ROOM_CACHE_DIR,
                  store_voxel: float | None = None) -> LabelledDataset:
     """``kind`` ``"embedded"`` (rooms, sizes from ``rooms`` or :data:`EMBEDDED_SPLIT`, compacted to
-    ``store_voxel`` cells when given) or ``"scannet"``."""
-    if kind == "embedded":
+    ``store_voxel`` cells when given), ``"embedded-views"`` (one single-view partial scan of each of those
+    rooms, :func:`~fourdcontrast.downstream.views.embedded_views`) or ``"scannet"``."""
+    if kind in ("embedded", "embedded-views"):
         n = (rooms or EMBEDDED_SPLIT).get(split, EMBEDDED_SPLIT[split])
-        scenes = embedded_rooms(split, n, room_seed, cache_dir, store_voxel)
-        return LabelledDataset(scenes, CLASS_NAMES, f"embedded-{split}")
+        if kind == "embedded-views":
+            from fourdcontrast.downstream.views import embedded_views
+
+            scenes = embedded_views(split, n, room_seed, cache_dir, store_voxel)
+        else:
+            scenes = embedded_rooms(split, n, room_seed, cache_dir, store_voxel)
+        return LabelledDataset(scenes, CLASS_NAMES, f"{kind}-{split}")
     if kind == "scannet":
         if not scannet_root:
             raise ValueError("dataset 'scannet' needs scannet_root (holding scans/ and the split files)")
         return scannet_scenes(scannet_root, split)
-    raise ValueError(f"unknown dataset {kind!r}; choose 'embedded' or 'scannet'")
+    raise ValueError(f"unknown dataset {kind!r}; choose 'embedded', 'embedded-views' or 'scannet'")
 
 
 def dataset_digest(scenes: list[Scene]) -> str:

@@ -460,20 +460,25 @@ def box_map(records: list[dict], class_names: tuple[str, ...]) -> MapMetrics:
     return map_metrics(records, class_names, detection_map, "boxes")
 
 
-def _ground_truth(scene, stuff):
-    boxes, classes, _ = box_targets(scene.points, scene.labels, scene.instances, stuff)
+def _ground_truth(scene, stuff, complete: bool = True):
+    """The boxes of a scene's thing instances; for a single view (:class:`~.views.View`) and ``complete``
+    (``data.complete_instances``) the whole objects' (amodal) boxes, with their hidden points."""
+    from fourdcontrast.downstream.views import amodal_arrays
+
+    boxes, classes, _ = box_targets(*amodal_arrays(scene, complete), stuff)
     return {"gt_boxes": boxes, "gt_classes": classes}
 
 
 def evaluate_detection(model: DetectionNet, scenes: list, config, class_names: tuple[str, ...],
                        iou: float = NMS_IOU) -> MapMetrics:
-    """Boxes of every whole scene vs the axis-aligned boxes of its thing instances: mAP@0.5 / @0.25."""
+    """Boxes of every whole scene vs the axis-aligned boxes of its thing instances (of a single view's
+    objects: the whole objects' boxes, ``data.complete_instances``): mAP@0.5 / @0.25."""
     stuff, things = stuff_ids(class_names), thing_ids(class_names)
     records = []
     for s in scenes:
         boxes, classes, scores = predict_boxes(model, s, config, things, iou)
         records.append({"pred_boxes": boxes, "pred_classes": classes, "pred_scores": scores,
-                        **_ground_truth(s, stuff)})
+                        **_ground_truth(s, stuff, config.data.complete_instances)})
     return box_map(records, class_names)
 
 
@@ -487,7 +492,8 @@ def evaluate_cluster_boxes(model, scenes: list, config, class_names: tuple[str, 
         p = predict_instances(model, s, config, stuff)
         boxes = np.array([np.concatenate([s.points[m].min(0), s.points[m].max(0)]) for m in p["masks"]])
         records.append({"pred_boxes": boxes.reshape(-1, 6), "pred_classes": p["classes"],
-                        "pred_scores": p["scores"], **_ground_truth(s, stuff)})
+                        "pred_scores": p["scores"],
+                        **_ground_truth(s, stuff, config.data.complete_instances)})
     return box_map(records, class_names)
 
 
@@ -508,12 +514,10 @@ def detection_training_sample(scene, config, num_classes: int, rng: np.random.Ge
     With ``data.complete_instances`` (default) the boxes and vote targets are those of the *whole* objects
     that the crop cuts (VoteNet's amodal boxes; :func:`~.instance.complete_crop`), otherwise of the
     objects' points inside the crop."""
-    pts_all, full, n = complete_crop(scene, config, rng, quarter_turns=True)
-    idx = full[:n]
+    pts_all, labels_all, instances_all, idx = complete_crop(scene, config, rng, quarter_turns=True)
     vs = config.data.voxel_size
-    q = quantize(pts_all[:n], vs)
-    boxes, classes, ids = box_targets(pts_all, scene.labels[full], scene.instances[full],
-                                      stuff_ids(scene.class_names))
+    q = quantize(pts_all[:len(idx)], vs)
+    boxes, classes, ids = box_targets(pts_all, labels_all, instances_all, stuff_ids(scene.class_names))
     votes = vote_targets((q.coordinates + 0.5) * vs, q.inverse, scene.instances[idx], boxes, ids)
     labels = (voxel_labels(q.inverse, scene.labels[idx], len(q.coordinates), num_classes)
               if config.detection.seed_class_weight > 0 else None)

@@ -401,28 +401,34 @@ def build_instance_model(config, num_classes: int, state: dict | None = None):
 
 
 def complete_crop(scene, config, rng: np.random.Generator, quarter_turns: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One training sample's points with the rest of the thing instances it cuts: a crop (``data.crop``),
     extended, when ``data.complete_instances``, by the points outside it of every thing instance it
-    touches, all under one draw of the augmentation (:func:`~.training.augment_sample`).
+    touches — and, for a single view (:class:`~.views.View`), by the hidden points of its objects — all
+    under one draw of the augmentation (:func:`~.training.augment_sample`).
 
     Returns:
-        ``(points (n', 3) float32 metres, index (n',) into the scene's points, n)``: the first ``n`` are the
-        crop (the network's input), the rest only define the instances' extent.
+        ``(points (n', 3) float32 metres, labels (n',), instances (n',), index (n,))``: the first ``n`` points
+        are the crop (the network's input; ``index`` into the scene's points), the rest only define the
+        instances' extent.
     """
+    from fourdcontrast.downstream.views import amodal_arrays
+
     if scene.labels is None or scene.instances is None:
         raise ValueError(f"scene {scene.name}: instance and detection tasks need labels and instances")
+    complete = config.data.complete_instances
+    points, labels, instances = amodal_arrays(scene, complete)  # the scene's own points first
     idx = crop_indices(scene.points, scene.labels, config.data.crop, rng) if config.data.crop else \
         np.arange(len(scene.points))
     full = idx
-    if config.data.complete_instances and config.data.crop:
+    if complete and (config.data.crop or len(points) > len(scene.points)):
         stuff = stuff_ids(scene.class_names)
-        classes = instance_classes(scene.labels, scene.instances)
-        present = [i for i in np.unique(scene.instances[idx]) if i in classes and classes[i] not in stuff]
-        outside = np.ones(len(scene.points), dtype=bool)
+        classes = instance_classes(labels, instances)
+        present = [i for i in np.unique(instances[idx]) if i in classes and classes[i] not in stuff]
+        outside = np.ones(len(points), dtype=bool)
         outside[idx] = False
-        full = np.concatenate([idx, np.flatnonzero(np.isin(scene.instances, present) & outside)])
-    return augment_sample(scene.points[full], config, rng, quarter_turns), full, len(idx)
+        full = np.concatenate([idx, np.flatnonzero(np.isin(instances, present) & outside)])
+    return augment_sample(points[full], config, rng, quarter_turns), labels[full], instances[full], idx
 
 
 def voxel_centre_means(points: np.ndarray, instances: np.ndarray, voxel_size: float) -> dict[int, np.ndarray]:
@@ -441,12 +447,11 @@ def instance_training_sample(scene, config, num_classes: int, rng: np.random.Gen
     """``(voxel coordinates (M, 3), input features (M, C), (semantic (M,), offsets (M, 3)))`` of one
     cropped, augmented training scene (:func:`instance_targets`; with ``data.complete_instances`` the
     offsets point at the centres of the whole instances, :func:`complete_crop`)."""
-    pts_all, full, n = complete_crop(scene, config, rng)
-    pts, idx = pts_all[:n], full[:n]
+    pts_all, _, instances_all, idx = complete_crop(scene, config, rng)
+    pts = pts_all[:len(idx)]
     vs = config.data.voxel_size
     q = quantize(pts, vs)
-    whole = (voxel_centre_means(pts_all, scene.instances[full], vs) if config.data.complete_instances
-             else None)
+    whole = voxel_centre_means(pts_all, instances_all, vs) if config.data.complete_instances else None
     sem, off, _ = instance_targets((q.coordinates + 0.5) * vs, q.inverse, scene.labels[idx],
                                    scene.instances[idx], num_classes, stuff_ids(scene.class_names), whole)
     feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)

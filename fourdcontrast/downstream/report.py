@@ -62,9 +62,20 @@ PAPER_MAP: dict[tuple[str, str, float], str] = {
                                    "53.4 mAP@0.5, +4.2, Table 3)",
     ("instance", "pointcontrast", 0.10): "the paper reports instance segmentation on all of ScanNet only "
                                          "(57.6 vs 55.8 mAP@0.5 for PointContrast, +1.8, Table 3)",
+    ("detection@embedded-views", "scratch", 1.0): "the paper reports 4DContrast ahead of scratch on SUN "
+                                                  "RGB-D's single views (34.3 vs 32.9 mAP@0.5, +1.4, "
+                                                  "Table 5)",
+    ("detection@embedded-views", "pointcontrast", 1.0): "the paper reports 4DContrast ahead of PointContrast "
+                                                        "on SUN RGB-D (34.3 vs 34.0 mAP@0.5, +0.3, Table 5)",
 }
-"""What the paper says about each primary comparison of the instance and detection grids (keyed by task,
-baseline and level; 20 % falls back to 10 %'s text where the paper has no separate number)."""
+"""What the paper says about each primary comparison of the instance and detection grids (keyed by task —
+``<task>@<dataset>`` for a dataset other than the rooms — baseline and level; 20 % falls back to 10 %'s
+text where the paper has no separate number)."""
+DATASET_TITLES: dict[str, tuple[str, str]] = {
+    "embedded": ("the embedded rooms", "rooms"),
+    "embedded-views": ("single-view partial scans of the embedded rooms (the SUN RGB-D stand-in, Table 5)",
+                       "views")}
+"""The report's title and unit noun of each benchmark dataset."""
 
 MODE_NAMES = {"finetune": "fine-tuned", "linear": "linear probe"}
 
@@ -536,13 +547,15 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
     (mAP@0.5, paired 95 % t intervals), sanity checks, tables of every metric (mean ± std over seeds, Δ to
     scratch with its interval), the other cells Holm-corrected, per-class AP@0.5 and the costs."""
     methods = _method_order(rows, METHODS)
-    lines = [f"# Downstream benchmark: {TASK_TITLES[task]} on the embedded rooms", ""]
+    dataset = (spec or {}).get("preset", {}).get("dataset", "embedded")
+    title, unit = DATASET_TITLES[dataset]
+    lines = [f"# Downstream benchmark: {TASK_TITLES[task]} on {title}", ""]
     if spec:
         p = spec["preset"]
         lines += [f"Grid `{spec.get('preset_name', preset_name)}` of `fourdcontrast benchmark downstream`, "
                   f"on {spec.get('machine', 'an unrecorded machine')}. Evaluated once per configuration on "
-                  f"the {p['rooms']['test']} **test** rooms (every tuning decision used the "
-                  f"{p['rooms']['val']} validation rooms); {p['rooms']['train']} training rooms; seeds "
+                  f"the {p['rooms']['test']} **test** {unit} (every tuning decision used the "
+                  f"{p['rooms']['val']} validation {unit}); {p['rooms']['train']} training {unit}; seeds "
                   f"{p['seeds']} (seed s pre-trains every method with seed s, draws the scene subset and "
                   "fine-tunes with it). "
                   f"Fine-tuning: {_steps_text(p)} of `configs/finetune/{p['finetune_config']}.yaml` "
@@ -554,15 +567,16 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
               "grid ran:", ""]
     lines += [f"{i}. {c.name()}" for i, c in enumerate(primary, 1)]
     metric = (spec or {}).get("preset", {}).get("primary_metric") or "map50"
-    lines += ["", f"Metric: {MAP_METRICS[metric]} (%) over the thing classes on the test rooms; the mean "
+    lines += ["", f"Metric: {MAP_METRICS[metric]} (%) over the thing classes on the test {unit}; the mean "
               "of the paired differences over seeds with its 95 % t interval. Every other cell is tested "
               "with the paired t test, Holm-corrected over those cells together (α = 0.05).", ""]
     lines += _cost_lines(costs or {}, rows, None)
     values = cell_values(rows, metric)
     lines += ["## Primary comparisons: results", ""]
+    key = task if dataset == "embedded" else f"{task}@{dataset}"
     for c in primary:
-        paper = PAPER_MAP.get((task, _base(c.b), float(c.level))) or PAPER_MAP.get((task, _base(c.b), 0.10),
-                                                                                  "the paper")
+        paper = PAPER_MAP.get((key, _base(c.b), float(c.level))) or PAPER_MAP.get((key, _base(c.b), 0.10),
+                                                                                 "the paper")
         lines.append(f"- {primary_sentence(c, compare(values, c), MAP_METRICS[metric], paper)}")
     lines.append("")
     lines += sanity_lines(map_sanity_checks(rows))

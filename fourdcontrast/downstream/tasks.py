@@ -42,8 +42,8 @@ def get_task(name: str) -> Task:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="a YAML file or a shipped config in configs/finetune/ (paper, cpu, "
-                             "cpu-instance, cpu-detection; default: cpu, or cpu-TASK for --task "
-                             "instance|detection)")
+                             "cpu-instance, cpu-detection, cpu-detection-views; default: cpu, or "
+                             "cpu-TASK for --task instance|detection)")
     parser.add_argument("--task", choices=TASK_NAMES, default=None,
                         help="the downstream task (sets model.task; default: the config's, segmentation)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

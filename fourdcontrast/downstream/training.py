@@ -26,6 +26,7 @@ recalibration.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -152,8 +153,6 @@ def augment_sample(points: np.ndarray, config: FinetuneConfig, rng: np.random.Ge
     """``points`` (n, 3) metres under one draw of the training augmentation (``augment``,
     :func:`augment_points`). ``quarter_turns`` swaps the free rotation about z for one by a multiple of
     90° about the points' mean (axis-aligned boxes stay axis-aligned)."""
-    import dataclasses
-
     pts = points
     aug = config.augment
     if quarter_turns and aug.rotate_z:
@@ -193,9 +192,8 @@ def prepare_training_scenes(dataset: LabelledDataset, config: FinetuneConfig) ->
         keep = set(limited_scenes([s.name for s in scenes], d.limited_scenes, d.split_seed))
         scenes = [s for s in scenes if s.name in keep]
     if d.limited_points is not None:
-        scenes = [Scene(s.points, colors=s.colors, instances=s.instances, name=s.name,
-                        class_names=s.class_names,
-                        labels=limited_annotations(s.labels, d.limited_points, s.name, d.split_seed))
+        scenes = [dataclasses.replace(s, labels=limited_annotations(s.labels, d.limited_points, s.name,
+                                                                    d.split_seed))
                   for s in scenes]
     logger.info("training on %d scenes (%s labelled points)", len(scenes),
                 sum(int((s.labels != IGNORE_LABEL).sum()) for s in scenes))
