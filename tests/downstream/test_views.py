@@ -62,6 +62,9 @@ def test_a_facing_wall_is_seen_and_what_stands_in_front_of_it_hides_it():
     rng = np.random.default_rng(0)
     wall = _plane(3.0, 1.0, 0.025, rng)
     assert V.visible_mask(wall, _camera()).mean() > 0.95
+    slanted = wall - [3.0, 0, 0]
+    slanted[:, 0] = slanted[:, 1] * np.tan(np.radians(50)) + rng.normal(0, 0.004, len(wall)) + 3.0
+    assert V.visible_mask(slanted, _camera()).mean() > 0.95  # the depth tolerance: a slanted, noisy surface
     box = _box_surface(np.array([1.5, 0.0, 1.0]), 0.15, 0.03)
     seen = V.visible_mask(np.concatenate([wall, box]), _camera())
     wall_seen, box_seen = seen[:len(wall)], seen[len(wall):]
@@ -191,11 +194,17 @@ def test_limiting_the_labelled_points_of_views_keeps_their_hidden_points(room_an
     assert (kept.labels >= 0).sum() == 20
 
 
-def test_embedded_views_are_cached_with_their_hidden_points_and_compacted(tmp_path):
+def test_embedded_views_are_cached_with_their_hidden_points_and_compacted(tmp_path, monkeypatch):
     views = V.embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
     files = list(tmp_path.iterdir())
     assert [f.name for f in files] == ["views_val_seed1000_n2_v50mm.npz"]
-    again = V.embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
+
+    def no_new_views(*args, **kwargs):
+        raise AssertionError("the cached views were made again")
+
+    with monkeypatch.context() as m:
+        m.setattr(V, "single_view", no_new_views)
+        again = V.embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
     for a, b in zip(views, again, strict=True):
         assert a.name == b.name and a.name.startswith("val_room_1001_")
         for attr in ("points", "labels", "instances", "hidden_points", "hidden_labels", "hidden_instances"):
