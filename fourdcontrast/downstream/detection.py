@@ -64,14 +64,14 @@ from fourdcontrast.downstream.instance import (
     _voxelize,
     backbone_width,
     complete_crop,
-    instance_classes,
     load_backbone,
     map_metrics,
     predict_instances,
     stuff_ids,
     thing_ids,
+    thing_instances,
 )
-from fourdcontrast.downstream.metrics import IGNORE_LABEL, box_iou_3d, detection_map
+from fourdcontrast.downstream.metrics import IGNORE_LABEL, box_iou_3d, boxes_from_instances, detection_map
 from fourdcontrast.downstream.training import Task, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
@@ -95,6 +95,7 @@ __all__ = [
     "box_map",
     "box_targets",
     "build_detection_model",
+    "cluster_box_record",
     "decode_proposals",
     "detection_loss",
     "detection_task_loss",
@@ -149,13 +150,9 @@ def box_targets(points: np.ndarray, labels: np.ndarray, instances: np.ndarray,
     Returns:
         ``(boxes (G, 6) min xyz / max xyz metres, classes (G,) majority label, ids (G,) instance ids)``.
     """
-    classes = instance_classes(labels, instances)
-    ids = np.array(sorted(i for i, c in classes.items() if c not in stuff), dtype=np.int64)
-    boxes = np.zeros((len(ids), 6))
-    for k, i in enumerate(ids):
-        p = points[instances == i]
-        boxes[k] = np.concatenate([p.min(0), p.max(0)])
-    return boxes, np.array([classes[int(i)] for i in ids], dtype=np.int64), ids
+    ids, classes = thing_instances(labels, instances, stuff)
+    boxes, _ = boxes_from_instances(points, np.where(np.isin(instances, ids), instances, -1), ignore=(-1,))
+    return boxes, classes, ids
 
 
 def vote_targets(centres: np.ndarray, inverse: np.ndarray, instances: np.ndarray, boxes: np.ndarray,
@@ -482,19 +479,22 @@ def evaluate_detection(model: DetectionNet, scenes: list, config, class_names: t
     return box_map(records, class_names)
 
 
+def cluster_box_record(scene, predicted: dict, stuff: tuple[int, ...], complete: bool = True) -> dict:
+    """One scene's record of the baseline "**boxes from instance clusters**": each predicted instance
+    (``predicted``: :func:`~.instance.predict_instances`' masks, classes and scores) becomes the axis-aligned
+    box of its points, scored like it, against the thing instances' boxes (:func:`_ground_truth`)."""
+    boxes = np.array([np.concatenate([scene.points[m].min(0), scene.points[m].max(0)])
+                      for m in predicted["masks"]])
+    return {"pred_boxes": boxes.reshape(-1, 6), "pred_classes": predicted["classes"],
+            "pred_scores": predicted["scores"], **_ground_truth(scene, stuff, complete)}
+
+
 def evaluate_cluster_boxes(model, scenes: list, config, class_names: tuple[str, ...]) -> MapMetrics:
-    """The baseline path "**boxes from instance clusters**": an instance-segmentation network
-    (:class:`~.instance.InstanceNet`) predicts instances; each becomes the axis-aligned box of its points,
-    scored like the cluster. mAP@0.5 / @0.25 of those boxes."""
+    """mAP@0.5 / @0.25 of the baseline "boxes from instance clusters" (:func:`cluster_box_record`) of an
+    instance-segmentation network (:class:`~.instance.InstanceNet`)."""
     stuff = stuff_ids(class_names)
-    records = []
-    for s in scenes:
-        p = predict_instances(model, s, config, stuff)
-        boxes = np.array([np.concatenate([s.points[m].min(0), s.points[m].max(0)]) for m in p["masks"]])
-        records.append({"pred_boxes": boxes.reshape(-1, 6), "pred_classes": p["classes"],
-                        "pred_scores": p["scores"],
-                        **_ground_truth(s, stuff, config.data.complete_instances)})
-    return box_map(records, class_names)
+    return box_map([cluster_box_record(s, predict_instances(model, s, config, stuff), stuff,
+                                       config.data.complete_instances) for s in scenes], class_names)
 
 
 # --- the task -------------------------------------------------------------------------------------

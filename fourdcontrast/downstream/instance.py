@@ -65,6 +65,7 @@ __all__ = [
     "complete_crop",
     "evaluate_instances",
     "ground_truth_instances",
+    "thing_instances",
     "instance_classes",
     "instance_loss",
     "instance_targets",
@@ -288,13 +289,20 @@ def predict_instances(model: InstanceNet, scene, config, stuff: tuple[int, ...],
             "scores": np.array([c["score"] for c in clusters], dtype=np.float64), "semantic": sem[q.inverse]}
 
 
-def ground_truth_instances(scene, stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(masks (G, N) bool, classes (G,), ids (G,))`` of the scene's thing instances (class: the majority
-    label of the instance's points)."""
-    classes = instance_classes(scene.labels, scene.instances)
+def thing_instances(labels: np.ndarray, instances: np.ndarray, stuff: tuple[int, ...]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids (G,), classes (G,))``: the thing instances' ids, sorted, and their classes (the majority label
+    of each instance's points, :func:`instance_classes`)."""
+    classes = instance_classes(labels, instances)
     ids = np.array(sorted(i for i, c in classes.items() if c not in stuff), dtype=np.int64)
-    masks = scene.instances[None, :] == ids[:, None]
-    return masks, np.array([classes[int(i)] for i in ids], dtype=np.int64), ids
+    return ids, np.array([classes[int(i)] for i in ids], dtype=np.int64)
+
+
+def ground_truth_instances(scene, stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(masks (G, N) bool, classes (G,), ids (G,))`` of the scene's thing instances
+    (:func:`thing_instances`)."""
+    ids, classes = thing_instances(scene.labels, scene.instances, stuff)
+    return scene.instances[None, :] == ids[:, None], classes, ids
 
 
 @dataclass
@@ -355,20 +363,17 @@ def evaluate_instances(model: InstanceNet, scenes: list, config, class_names: tu
     baseline detector "boxes from instance clusters" (each predicted instance's axis-aligned box, scored
     like it, against the thing instances' boxes) is reported with them as ``extra``
     ``cluster_boxes_map50`` / ``cluster_boxes_map25``."""
-    from fourdcontrast.downstream.metrics import boxes_from_instances, detection_map
+    from fourdcontrast.downstream.detection import cluster_box_record
+    from fourdcontrast.downstream.metrics import detection_map
 
     stuff = stuff_ids(class_names)
     records, boxes = [], []
     for s in scenes:
         p = predict_instances(model, s, config, stuff, radius_voxels, min_voxels)
-        gm, gc, ids = ground_truth_instances(s, stuff)
+        gm, gc, _ = ground_truth_instances(s, stuff)
         records.append({"pred_masks": p["masks"], "pred_classes": p["classes"], "pred_scores": p["scores"],
                         "gt_masks": gm, "gt_classes": gc})
-        pred_boxes = np.array([np.r_[s.points[m].min(0), s.points[m].max(0)] for m in p["masks"]])
-        gt_boxes = boxes_from_instances(s.points, np.where(np.isin(s.instances, ids), s.instances, -1),
-                                        ignore=(-1,))[0]
-        boxes.append({"pred_boxes": pred_boxes.reshape(-1, 6), "pred_classes": p["classes"],
-                      "pred_scores": p["scores"], "gt_boxes": gt_boxes, "gt_classes": gc})
+        boxes.append(cluster_box_record(s, p, stuff, config.data.complete_instances))
     metrics = mask_map(records, class_names)
     things = list(thing_ids(class_names))
     metrics.extra = {f"cluster_boxes_map{t}": detection_map(boxes, len(class_names), t / 100, things)["map"]
