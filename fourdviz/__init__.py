@@ -71,6 +71,8 @@ _LAZY = {
     "plot_instances": "fourdviz.instances",
     "plot_boxes": "fourdviz.instances",
     "plot_detection_comparison": "fourdviz.instances",
+    "plot_view": "fourdviz.instances",
+    "view_boxes": "fourdviz.instances",
     "instances_figure": "fourdviz.instances",
     "boxes_figure": "fourdviz.instances",
     "instance_colors": "fourdviz.instances",

@@ -42,6 +42,8 @@ __all__ = [
     "plot_boxes",
     "plot_detection_comparison",
     "plot_instances",
+    "plot_view",
+    "view_boxes",
 ]
 
 MAX_TOP_POINTS = 30_000
@@ -582,3 +584,88 @@ def boxes_figure(points, boxes, classes=None, scores=None, class_names=None, ins
         shown_classes.add(c)
     fig = go.Figure(data=data, layout=_layout(go, title or f"{_count(len(b), 'box', 'boxes')}{note}", height))
     return _finish(go, fig, widget)
+
+
+# --- single views ----------------------------------------------------------------------------------
+def view_boxes(view) -> tuple[np.ndarray, np.ndarray]:
+    """``(boxes (K, 6), classes (K,))``: the amodal boxes of a single view's objects — each instance id of
+    its visible points (``view.instances`` >= 0) boxed over its visible and hidden points
+    (``view.hidden_points``), classed by the majority label of them all. ``view``: a
+    :class:`fourdcontrast.downstream.views.View` (any object with those attributes)."""
+    pts = np.concatenate([view.points, view.hidden_points])
+    ids = np.concatenate([view.instances, view.hidden_instances])
+    labels = np.concatenate([view.labels, view.hidden_labels])
+    objects = np.unique(view.instances[view.instances >= 0])
+    boxes = np.array([np.r_[pts[ids == i].min(0), pts[ids == i].max(0)] for i in objects]).reshape(-1, 6)
+    classes = np.array([np.bincount(labels[(ids == i) & (labels >= 0)]).argmax() for i in objects],
+                       dtype=np.int64)
+    return boxes, classes
+
+
+def plot_view(view, room=None, class_names=None, max_points: int | None = None, point_size: float = 1.0,
+              title: str | None = None, rng=0):
+    """A single-view partial scan (:func:`fourdcontrast.downstream.views.single_view`) in two panels.
+
+    Left, from above: the room in light grey (when ``room`` is given), the visible points in their
+    semantic-label colours, the hidden points of the view's objects in pale red, the camera (a star) with
+    its horizontal field of view out to its far depth, and the objects' amodal boxes (:func:`view_boxes`).
+    Right, through the camera: the visible points projected onto its image plane, coloured by depth.
+
+    Args:
+        view: a ``View`` (``points``, ``labels``, ``instances``, ``hidden_*``, ``camera``).
+        room: the room it was seen in (a ``Scene``), or None.
+        class_names: names indexed by label (legend of the boxes; default ``view.class_names``).
+        max_points, point_size, rng: display subsample and marker area.
+        title: figure title (default: the view's name, its points and objects).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: the view has no camera.
+    """
+    from fourdviz.static import _figure
+
+    if getattr(view, "camera", None) is None:
+        raise ValueError(f"view {getattr(view, 'name', '?')} has no camera to draw")
+    cam = view.camera
+    class_names = class_names if class_names is not None else getattr(view, "class_names", None)
+    fig = _figure(11.0, 4.8)
+    top, image = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    limit = MAX_TOP_POINTS if max_points is None else max_points
+    if room is not None:
+        r = _check_points(room.points)
+        keep = subsample_indices(len(r), limit, rng)
+        top.scatter(r[keep, 0], r[keep, 1], c=[C.SCENE_COLOR], s=point_size * 0.5, linewidths=0, alpha=0.35)
+    if len(view.hidden_points):
+        pale_red = np.tile(np.float32((0.95, 0.6, 0.6)), (len(view.hidden_points), 1))
+        _draw_points(top, view.hidden_points, pale_red, limit, rng, point_size)
+    _draw_points(top, view.points, C.label_colors(view.labels), limit, rng, point_size)
+    boxes, classes = view_boxes(view)
+    plot_boxes(top, boxes, classes, class_names=class_names)
+    right, _, forward = cam.axes()
+    half = np.radians(cam.fov_deg[0] / 2)
+    far = cam.depth_range[1]
+    f2 = forward[:2] / max(np.linalg.norm(forward[:2]), 1e-9)
+    r2 = right[:2] / max(np.linalg.norm(right[:2]), 1e-9)
+    for s in (-1, 1):
+        ray = cam.position[:2] + far * (np.cos(half) * f2 + s * np.sin(half) * r2)
+        top.plot([cam.position[0], ray[0]], [cam.position[1], ray[1]], color="k", lw=0.8, ls=":")
+    top.plot(*cam.position[:2], marker="*", color="k", ms=14, zorder=6)
+    extent = np.concatenate([view.points, view.hidden_points, *([] if room is None else [room.points])])
+    _style(top, extent, "from above: seen (labels), hidden (red), amodal boxes")
+    c = (np.asarray(view.points, dtype=np.float64) - cam.position) @ cam.axes().T
+    keep = subsample_indices(len(c), limit, rng)
+    keep = keep[np.argsort(-c[keep, 2], kind="stable")]  # nearest drawn last
+    sc = image.scatter(c[keep, 0] / c[keep, 2], -c[keep, 1] / c[keep, 2], c=c[keep, 2], cmap="viridis_r",
+                       s=point_size, linewidths=0)
+    image.set_aspect("equal")
+    image.set_xticks([])
+    image.set_yticks([])
+    image.set_title(f"through the camera ({cam.fov_deg[0]:g}° × {cam.fov_deg[1]:g}°)", fontsize=10)
+    fig.colorbar(sc, ax=image, label="depth (m)", shrink=0.8)
+    if title is None:
+        title = (f"{getattr(view, 'name', 'view')}: {len(view.points):,} points seen, "
+                 f"{_count(len(boxes), 'object')}")
+    fig.suptitle(title, fontsize=11)
+    return fig

@@ -298,3 +298,44 @@ def test_instances_figure_greys_stuff_and_colours_instances():
     assert fig.layout.title.text == "2 instances"
     with pytest.raises(ValueError, match="one instance id per point"):
         I.instances_figure(pts, ids[:3])
+
+
+def _hand_view():
+    """A hand-made single view: instance 3 seen in part (x 0..1), hidden beyond (x 1..2); instance 4 seen
+    whole; the floor (-1) seen."""
+    from fourdcontrast.downstream.views import Camera, View
+
+    seen = np.array([[0.0, 0, 0], [1.0, 1, 1], [5.0, 5, 0], [6.0, 6, 1], [3.0, 0, 0]])
+    return View(seen, labels=np.array([2, 2, 4, 4, 1]), instances=np.array([3, 3, 4, 4, -1]), name="v",
+                hidden_points=np.array([[2.0, 0.5, 0.5]]), hidden_labels=np.array([2]),
+                hidden_instances=np.array([3]),
+                camera=Camera(np.array([-2.0, 0.5, 1.0]), 0.0, 0.2))
+
+
+def test_view_boxes_are_the_whole_objects_with_their_hidden_points():
+    boxes, classes = I.view_boxes(_hand_view())
+    np.testing.assert_array_equal(boxes, [[0, 0, 0, 2, 1, 1], [5, 5, 0, 6, 6, 1]])
+    np.testing.assert_array_equal(classes, [2, 4])
+
+
+def test_plot_view_draws_the_objects_boxes_the_camera_and_its_image():
+    from matplotlib.patches import Rectangle
+
+    from fourdcontrast.downstream.views import single_view
+    from fourdcontrast.sources.rooms import default_scene
+
+    room_ = default_scene(5)
+    view = single_view(room_, 0)
+    fig = I.plot_view(view, room_)
+    top, image = fig.axes[:2]
+    boxes, _ = I.view_boxes(view)
+    rects = [p for p in top.patches if isinstance(p, Rectangle)]
+    assert len(rects) == len(boxes) >= 1
+    assert any(line.get_marker() == "*" for line in top.lines)  # the camera
+    assert len(image.collections) == 1 and len(image.collections[0].get_offsets()) == len(view.points)
+    assert f"{len(view.points):,} points seen" in fig._suptitle.get_text()
+    assert figure_to_rgba(fig).shape[2] == 4
+    bare = _hand_view()
+    bare.camera = None
+    with pytest.raises(ValueError, match="v has no camera"):
+        I.plot_view(bare)
