@@ -59,7 +59,9 @@ __all__ = [
     "csv_fields",
     "estimate_grid",
     "file_digest",
+    "cached_backbone",
     "finetune_cell",
+    "finetune_cell_result",
     "load_rooms",
     "pretrained_backbone",
     "pretraining_digest",
@@ -656,10 +658,10 @@ def probe_cells(backbone: Backbone, levels: list[tuple[str, float]], seed: int, 
     return rows
 
 
-def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, preset: BenchmarkPreset,
-                  split: str, datasets=None, room_cache=None) -> dict:
+def finetune_cell_result(backbone: Backbone, protocol: str, level: float, seed: int, preset: BenchmarkPreset,
+                         split: str, datasets=None, room_cache=None) -> tuple[object, dict]:
     """One fine-tuning of ``backbone`` (every tensor but the head loaded) for the preset's task at one
-    level, one row."""
+    level: ``(FinetuneResult, its row)`` (the result holds the fine-tuned network)."""
     from fourdcontrast.downstream.loading import read_state_dict
     from fourdcontrast.downstream.tasks import get_task
     from fourdcontrast.downstream.training import finetune
@@ -669,9 +671,32 @@ def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, pr
     cfg = _cell_config(base, "finetune", protocol, level, seed)
     state = {k: v.float() for k, v in read_state_dict(backbone.path).items()}
     result = finetune(cfg, train, evaluation, state, progress=False, task=get_task(preset.task))
-    return _row(result, split=split, mode="finetune", protocol=protocol, level=level, seed=seed,
-                method=backbone.method, backbone=backbone, steps=cfg.optim.steps,
-                class_names=evaluation.class_names)
+    return result, _row(result, split=split, mode="finetune", protocol=protocol, level=level, seed=seed,
+                        method=backbone.method, backbone=backbone, steps=cfg.optim.steps,
+                        class_names=evaluation.class_names)
+
+
+def finetune_cell(backbone: Backbone, protocol: str, level: float, seed: int, preset: BenchmarkPreset,
+                  split: str, datasets=None, room_cache=None) -> dict:
+    """The row of :func:`finetune_cell_result`."""
+    return finetune_cell_result(backbone, protocol, level, seed, preset, split, datasets, room_cache)[1]
+
+
+def cached_backbone(label: str, seed: int, preset: BenchmarkPreset, cache: str | os.PathLike) -> Backbone:
+    """The backbone of a grid label (``scratch``, ``4dcontrast``, ``4dcontrast@3600s``, …) and seed that the
+    grid cached in ``cache``, without pre-training anything.
+
+    Raises:
+        FileNotFoundError: the grid has not pre-trained it yet (naming the folder it looked in).
+    """
+    if label == "scratch":
+        return scratch_backbone(seed, preset, Path(cache))
+    method, budget = split_label(label)
+    out, _ = _pretrain_folder(method, seed, preset, Path(cache), budget)
+    if not ((out / "backbone.pth").is_file() and (out / "cost.json").is_file()):
+        raise FileNotFoundError(f"{label} seed {seed} is not pre-trained in {out}: run the grid "
+                                "(fourdcontrast benchmark downstream) first")
+    return pretrained_backbone(method, seed, preset, Path(cache), budget_s=budget)
 
 
 # --- tasks (run in this process or in worker processes) -------------------------------------------
