@@ -30,6 +30,7 @@ cost table) is rebuilt from the CSV by :mod:`.report`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -480,47 +481,99 @@ def pretrained_backbone(method: str, seed: int, preset: BenchmarkPreset, cache: 
     interrupted run of the same config, or, for a longer budget, the finished run at the preset's budget:
     its checkpoint and log are copied in and resumed, which gives the longer run because the schedule
     depends on the step and the budget only stops it) and export its 3D backbone; cached by (method,
-    seed, config digest)."""
-    import shutil
-
-    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
-
+    seed, config digest). The folder is claimed while it is pre-trained (:func:`claim_folder`)."""
     out, config = _pretrain_folder(method, seed, preset, cache, budget_s)
     digest = pretraining_digest(config)
     label = method if budget_s is None else long_label(method, budget_s)
     cost_file, path = out / "cost.json", out / "backbone.pth"
     if not (path.is_file() and cost_file.is_file()):
-        shorter, _ = _pretrain_folder(method, seed, preset, cache)
-        if (budget_s is not None and not (out / CHECKPOINT).is_file() and (shorter / CHECKPOINT).is_file()
-                and (shorter / "cost.json").is_file()):
-            logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed,
-                        preset.pretrain_budget_s, shorter)
-            for name in (CHECKPOINT, "log.csv"):
-                if (shorter / name).is_file():
-                    with atomic_path(out / name) as tmp:
-                        shutil.copy2(shorter / name, tmp)
-        resume = (out / CHECKPOINT).is_file()
-        logger.info("pre-training %s seed %d into %s%s", method, seed, out, " (resuming)" if resume else "")
-        wall, cpu = time.perf_counter(), time.process_time()
-        pretrain(config, out, resume=resume, progress=progress, overwrite=not resume)  # no checkpoint: anew
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        export_backbone(out / CHECKPOINT, path)
-        log = read_log(out / "log.csv")
-        steps = int(max((r["step"] for r in log if r.get("step") is not None), default=0))
-        budget_used = max((r["budget_s"] for r in log if r.get("budget_s") is not None), default=None)
-        samples = steps * config.data.batch_size * config.optim.accumulate
-        cost = {"method": label, "seed": seed, "config": PRETRAINING[method][0],
-                "pretrain_method": config.method, "config_digest": digest, "steps": steps,
-                "batch_size": config.data.batch_size * config.optim.accumulate,
-                "frames_per_sample": _frames_per_sample(config), "sequences": samples,
-                "frames": samples * _frames_per_sample(config),
-                "budget_s": preset.pretrain_budget_s if budget_s is None else budget_s,
-                "budget_clock": preset.pretrain_budget_clock,
-                "budget_used_s": budget_used, "step_cap": preset.pretrain_steps,
-                "wall_s": wall, "cpu_s": cpu, "resumed": resume}
-        atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
+        with claim_folder(out):
+            if not (path.is_file() and cost_file.is_file()):  # another grid may have finished it meanwhile
+                _pretrain_into(out, config, method, seed, preset, cache, budget_s, label, digest, progress)
     return Backbone(label, seed, path, file_digest(path), json.loads(cost_file.read_text()),
                     preset.pretrain_budget_s if budget_s is None else budget_s)
+
+
+@contextlib.contextmanager
+def claim_folder(folder: Path):
+    """Hold ``folder/pretraining.lock`` (holding this process's id) while pre-training into ``folder``, so
+    that two grids sharing a cache never pre-train the same backbone at once; a lock left by a process that
+    no longer runs is taken over.
+
+    Raises:
+        RuntimeError: a running process holds the folder (naming it and the process id).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / "pretraining.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _running(holder):
+                raise RuntimeError(f"{folder} is being pre-trained by process {holder} (another grid sharing "
+                                   "this cache); wait for it to finish or use another --cache") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise RuntimeError(f"could not claim {folder} for pre-training ({lock} keeps reappearing)")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pretrain_into(out: Path, config, method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+                   budget_s: float | None, label: str, digest: str, progress: bool) -> None:
+    import shutil
+
+    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
+
+    cost_file, path = out / "cost.json", out / "backbone.pth"
+    shorter, _ = _pretrain_folder(method, seed, preset, cache)
+    if (budget_s is not None and not (out / CHECKPOINT).is_file() and (shorter / CHECKPOINT).is_file()
+            and (shorter / "cost.json").is_file()):
+        logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed,
+                    preset.pretrain_budget_s, shorter)
+        for name in (CHECKPOINT, "log.csv"):
+            if (shorter / name).is_file():
+                with atomic_path(out / name) as tmp:
+                    shutil.copy2(shorter / name, tmp)
+    resume = (out / CHECKPOINT).is_file()
+    logger.info("pre-training %s seed %d into %s%s", method, seed, out, " (resuming)" if resume else "")
+    wall, cpu = time.perf_counter(), time.process_time()
+    pretrain(config, out, resume=resume, progress=progress, overwrite=not resume)  # no checkpoint: anew
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    export_backbone(out / CHECKPOINT, path)
+    log = read_log(out / "log.csv")
+    steps = int(max((r["step"] for r in log if r.get("step") is not None), default=0))
+    budget_used = max((r["budget_s"] for r in log if r.get("budget_s") is not None), default=None)
+    samples = steps * config.data.batch_size * config.optim.accumulate
+    cost = {"method": label, "seed": seed, "config": PRETRAINING[method][0],
+            "pretrain_method": config.method, "config_digest": digest, "steps": steps,
+            "batch_size": config.data.batch_size * config.optim.accumulate,
+            "frames_per_sample": _frames_per_sample(config), "sequences": samples,
+            "frames": samples * _frames_per_sample(config),
+            "budget_s": preset.pretrain_budget_s if budget_s is None else budget_s,
+            "budget_clock": preset.pretrain_budget_clock,
+            "budget_used_s": budget_used, "step_cap": preset.pretrain_steps,
+            "wall_s": wall, "cpu_s": cpu, "resumed": resume}
+    atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
 
 
 def _backbone(label: str, seed: int, preset: BenchmarkPreset, cache: Path,
@@ -820,8 +873,11 @@ def _same_grid(old: dict, new: dict) -> bool:
 
 def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | os.PathLike,
                   room_cache: str | None = None, fresh: bool = False, progress: bool = True,
-                  jobs: int = 1, split: str = "test", preset_name: str = "custom") -> list[dict]:
-    """Run (or resume) the grid and write its report.
+                  jobs: int = 1, split: str = "test", preset_name: str = "custom",
+                  first_stage_only: bool = False) -> list[dict]:
+    """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
+    its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
+    second of pre-training does less work under load, see ``docs/downstream.md``).
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -889,6 +945,9 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     for stage, labels in enumerate((preset.methods, long_labels)):
         if not labels:
             continue
+        if stage and first_stage_only:
+            logger.info("stopping before stage 2 (%s), as asked", ", ".join(labels))
+            break
         # 1. backbones (scratch: random networks here; pre-training: tasks)
         tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in labels for s in preset.seeds]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
@@ -931,6 +990,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="use only the first N seeds of the preset")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the "
                                                                   "preset's)")
+    parser.add_argument("--first-stage-only", action="store_true",
+                        help="only the preset's budget (its pre-trainings and cells), not the long-budget "
+                             "stage, whose CPU-second budgets want an otherwise idle machine")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -948,7 +1010,7 @@ def run_cli(args: argparse.Namespace) -> int:
         rows = read_rows(out / "downstream.csv")
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
-                             args.jobs, args.split, args.preset)
+                             args.jobs, args.split, args.preset, args.first_stage_only)
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

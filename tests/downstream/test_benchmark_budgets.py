@@ -184,3 +184,8 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
                                                ("finetune", "scratch"), ("finetune", "4dcontrast")}
     assert set(calls[first_long:]) == {("pretrain", "4dcontrast@2s"), ("probe", "4dcontrast@2s"),
                                       ("finetune", "4dcontrast@2s")}
+    calls.clear()  # --first-stage-only: the short budget's cells, no long pre-training (the rows above stay)
+    bm.run_benchmark(p, tmp_path / "out2", tmp_path / "cache", split="val", progress=False,
+                     first_stage_only=True)
+    assert ("pretrain", "4dcontrast") in calls and ("finetune", "4dcontrast") in calls
+    assert not any(label.endswith("@2s") for _, label in calls)

@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -278,3 +279,30 @@ def test_the_committed_grid_is_still_the_grid_the_cpu_preset_makes():
     spec = bm.grid_spec(bm.PRESETS[committed["preset_name"]], committed["split"])
     assert spec["pretrain_config_digests"] == committed["pretrain_config_digests"]
     assert bm._same_grid(committed, spec)
+
+
+def test_a_pretraining_folder_is_claimed_so_two_grids_never_pretrain_it_at_once(tmp_path):
+    """A live process's lock refuses (naming the process); a dead process's lock is taken over; the lock is
+    gone once the claim ends, even after an error. (Mutant tried: no check of the holder → red.)"""
+    import subprocess
+    import sys
+
+    from fourdcontrast.downstream.benchmark import claim_folder
+
+    folder = tmp_path / "pretrain" / "4dcontrast-seed0-x"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder.mkdir(parents=True)
+        (folder / "pretraining.lock").write_text(str(sleeper.pid))
+        with pytest.raises(RuntimeError, match=rf"being pre-trained by process {sleeper.pid}"):
+            with claim_folder(folder):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with claim_folder(folder):  # the holder is gone: its lock is stale
+        assert (folder / "pretraining.lock").read_text() == str(os.getpid())
+    assert not (folder / "pretraining.lock").exists()
+    with pytest.raises(ValueError), claim_folder(folder):
+        raise ValueError("pre-training failed")
+    assert not (folder / "pretraining.lock").exists()
