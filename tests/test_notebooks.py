@@ -1,20 +1,17 @@
 """The committed notebooks match their percent-format sources and carry rendered outputs."""
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
+from script_loader import load_script  # tests/script_loader.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks" / "src").glob("*.py"))
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "scripts" / "build_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_notebooks.py")
 
 
 def test_percent_parser_splits_markdown_and_code():

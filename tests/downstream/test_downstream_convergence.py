@@ -11,21 +11,17 @@ Mutants tried (issue 30), each killed by the test named:
   ``test_validation_checks_compare_the_picked_fine_tuning_with_the_best_probe``.
 """
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script  # tests/script_loader.py
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def conv():
-    spec = importlib.util.spec_from_file_location("downstream_convergence",
-                                                  ROOT / "benchmarks" / "downstream_convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/downstream_convergence.py")
 
 
 def ft(protocol, level, steps, seed, miou):

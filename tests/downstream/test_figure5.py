@@ -5,22 +5,15 @@ Mutants tried: ``cached_backbone`` pre-training a missing backbone instead of re
 fine-tuning at 100 % instead of ``--level`` stayed green: the tiny preset's 2-step runs score the same at
 either level, so the row check cannot tell them apart at this size."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from script_loader import load_script  # tests/script_loader.py
 
 from fourdcontrast.downstream import benchmark as bm
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("figure5", ROOT / "benchmarks" / "figure5.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/figure5.py")
 
 
 def test_cached_backbone_refuses_what_the_grid_has_not_pre_trained(tmp_path):

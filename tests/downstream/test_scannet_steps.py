@@ -1,17 +1,11 @@
 """benchmarks/scannet_steps.py: the rule that says whether the cpu-scannet grid's step counts are enough.
 (Mutant tried: the verdict on one initialisation's gain instead of the mean → red.)"""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_loader import load_script  # tests/script_loader.py
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("scannet_steps", ROOT / "benchmarks" / "scannet_steps.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/scannet_steps.py")
 
 
 def test_doubling_the_steps_is_judged_on_the_mean_gain_of_both_initialisations():

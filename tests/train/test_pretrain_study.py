@@ -13,12 +13,12 @@ Mutants tried (issue 30), each killed by the test named:
 """
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
+from script_loader import load_script  # tests/script_loader.py
 
 from fourdcontrast.downstream.stats import paired_t_interval
 
@@ -26,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("pretrain_study", ROOT / "benchmarks" / "pretrain_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/pretrain_study.py")
 
 
 def test_restore_writes_typed_results_and_keeps_existing_ones(tmp_path):
