@@ -58,43 +58,12 @@ def run(preset_name: str, methods: tuple[str, ...], protocol: str, level: float,
     return {"room": room, "predictions": predictions}
 
 
-def draw(room_name: str, points: np.ndarray, truth: np.ndarray, predictions: dict, class_names, title: str,
+def draw(points: np.ndarray, truth: np.ndarray, predictions: dict, class_names, title: str,
          path: Path) -> None:
-    import matplotlib
+    import fourdviz as fv
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fourdcontrast.io.atomic import atomic_path
-    from fourdviz.colors import label_colors
-
-    draw_ = np.random.default_rng(0).choice(len(points), min(len(points), 30_000), replace=False)
-    order = draw_[np.argsort(points[draw_, 2])]  # the highest points drawn last (seen from above)
-    n = len(predictions) + 1
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 7.0))
-    labelled = truth >= 0
-    axes[0, 0].scatter(*points[order, :2].T, c=label_colors(truth[order]), s=0.5)
-    axes[0, 0].set_title(f"ground truth ({room_name})", fontsize=9)
-    for k, (method, pred) in enumerate(predictions.items(), 1):
-        right = (pred == truth)[labelled].mean()
-        axes[0, k].scatter(*points[order, :2].T, c=label_colors(pred[order]), s=0.5)
-        axes[0, k].set_title(f"{method}: {right:.0%} of points right", fontsize=9)
-        wrong = (pred != truth) & labelled
-        axes[1, k].scatter(*points[order, :2].T, s=0.5,
-                           c=np.where(wrong[order, None], [[0.85, 0.1, 0.1]], [[0.8, 0.8, 0.8]]))
-        axes[1, k].set_title(f"{method}: wrong points in red", fontsize=9)
-    present = np.unique(truth[labelled])
-    axes[1, 0].legend(handles=[plt.Line2D([], [], marker="s", ls="", color=label_colors(np.array([c]))[0],
-                                          label=class_names[c]) for c in present], loc="center", fontsize=8,
-                      title="classes")
-    for ax in axes.flat:
-        ax.set_aspect("equal")
-        ax.set_axis_off()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    fv.save_figure(fv.plot_semantic_comparison(points, truth, predictions, class_names, title=title), path,
+                   dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                             methods=np.array(list(predictions)), **{f"pred_{k}": v for k, v in
                                                                     enumerate(predictions.values())})
     shown = f"{100 * level:g} % of the scenes" if args.protocol == "scenes" else f"{level} points per scene"
-    draw(room.name, room.points, room.labels, predictions, room.class_names,
-         f"Fig. 5 on the embedded rooms: fine-tuned at {shown}, seed {args.seed} (grid {args.preset})",
-         args.out / "figure5.png")
+    draw(room.points, room.labels, predictions, room.class_names,
+         f"Fig. 5 on the embedded rooms: test room {room.name}, fine-tuned at {shown}, seed {args.seed} "
+         f"(grid {args.preset})", args.out / "figure5.png")
     print(f"wrote {args.out / 'figure5.png'} and figure5.npz")
     return 0
 

@@ -50,6 +50,7 @@ _LAZY = {
     "plot_correspondence_check": "fourdviz.static",
     "plot_similarity": "fourdviz.static",
     "plot_embedding": "fourdviz.static",
+    "plot_semantic_comparison": "fourdviz.static",
     "save_figure": "fourdviz.static",
     # in-notebook (plotly FigureWidget + ipywidgets)
     "SequenceExplorer": "fourdviz.interactive",

@@ -645,6 +645,66 @@ def plot_embedding(
     return fig
 
 
+def plot_semantic_comparison(points, truth, predictions: dict, class_names=None,
+                             max_points: int | None = 30_000, point_size: float = 0.5,
+                             title: str | None = None, rng=0):
+    """Semantic segmentation of one scene seen from above (the paper's Fig. 5): the ground truth and each
+    prediction in the label colours (:func:`~fourdviz.colors.label_colors`), and under each prediction its
+    wrong points in red; a legend of the classes present.
+
+    Args:
+        points: (N, 3) metres.
+        truth: (N,) labels, negative: unlabelled (never counted wrong).
+        predictions: ``{name: (N,) predicted labels}``, e.g. ``{"scratch": ..., "4DContrast": ...}``.
+        class_names: names indexed by label (legend; default ``class k``).
+        max_points: points drawn (a random subsample, the highest drawn last; None: all).
+        point_size: marker area (pt²).
+        title: figure title.
+        rng: generator or seed of the display subsample.
+
+    Returns:
+        The figure (2 rows, one column for the ground truth and one per prediction); each prediction's
+        title gives its share of labelled points right.
+
+    Raises:
+        ValueError: labels of another length than the points.
+    """
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    truth = np.asarray(truth, dtype=np.int64)
+    preds = {k: np.asarray(v, dtype=np.int64) for k, v in predictions.items()}
+    for name, lab in [("truth", truth), *preds.items()]:
+        if len(lab) != len(pts):
+            raise ValueError(f"{name}: {len(lab)} labels for {len(pts)} points")
+    keep = subsample_indices(len(pts), len(pts) if max_points is None else max_points, rng)
+    keep = keep[np.argsort(pts[keep, 2], kind="stable")]
+    labelled = truth >= 0
+    n = len(preds) + 1
+    fig = _figure(3.6 * n, 7.0)
+    axes = fig.subplots(2, n, squeeze=False)
+    axes[0, 0].scatter(*pts[keep, :2].T, c=C.label_colors(truth[keep]), s=point_size, linewidths=0)
+    axes[0, 0].set_title("ground truth", fontsize=9)
+    for k, (name, lab) in enumerate(preds.items(), 1):
+        right = float((lab == truth)[labelled].mean()) if labelled.any() else float("nan")
+        axes[0, k].scatter(*pts[keep, :2].T, c=C.label_colors(lab[keep]), s=point_size, linewidths=0)
+        axes[0, k].set_title(f"{name}: {right:.0%} of points right", fontsize=9)
+        wrong = (lab != truth) & labelled
+        axes[1, k].scatter(*pts[keep, :2].T, s=point_size, linewidths=0,
+                           c=np.where(wrong[keep, None], [[0.85, 0.1, 0.1]], [[0.8, 0.8, 0.8]]))
+        axes[1, k].set_title(f"{name}: wrong points in red", fontsize=9)
+    present = np.unique(truth[labelled])
+    from matplotlib.lines import Line2D
+
+    axes[1, 0].legend(handles=[Line2D([], [], marker="s", ls="", color=C.label_colors(np.array([c]))[0],
+                                      label=class_names[c] if class_names is not None else f"class {c}")
+                               for c in present], loc="center", fontsize=8, title="classes")
+    for ax in axes.flat:
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def figure_to_rgba(fig) -> np.ndarray:
     """Render a figure to an (H, W, 4) uint8 RGBA array (Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
