@@ -31,6 +31,7 @@ import torch
 from IPython.display import Markdown, display
 
 import fourdcontrast as fc
+import fourdviz as fv
 from fourdcontrast.downstream.benchmark import METHODS as BENCHMARK_METHODS
 from fourdcontrast.downstream.benchmark import PRESETS, random_backbone_state
 from fourdcontrast.downstream.report import PRIMARY_COMPARISONS, cell_values, compare, primary_sentence, \
@@ -327,7 +328,9 @@ else:
 #
 # A test room seen from above (the ceiling-less rooms show the floor plan), coloured by the ground truth and
 # by the predictions of the two fine-tuned networks of section 2 — every point is predicted (voxel
-# predictions sliced back to the points; 30k of them drawn) — and where each is wrong.
+# predictions sliced back to the points; 30k of them drawn) — and where each is wrong
+# (`fv.plot_semantic_comparison`, which also draws the paper's Fig. 5 from a grid's own networks:
+# `python benchmarks/figure5.py`).
 
 # %%
 room = test.scenes[0]
@@ -336,30 +339,9 @@ for init in ("scratch", "shipped"):
     model = results[(init, "finetune")].model
     (logits, inverse), = extract_features(model, [room], base)
     predictions[init] = logits.argmax(1).numpy()[inverse]
-draw = np.random.default_rng(0).choice(len(room), min(len(room), 30_000), replace=False)
-order = draw[np.argsort(room.points[draw, 2])]  # a subsample, the highest points drawn last (seen from above)
-fig, axes = plt.subplots(2, 3, figsize=(12, 7.6))
-panels = [("ground truth", room.labels), *((f"{k} fine-tuned", v) for k, v in predictions.items())]
-for ax, (title, lab) in zip(axes[0], panels):
-    ax.scatter(*room.points[order, :2].T, c=label_colors(lab[order]), s=0.6)
-    if title != "ground truth":
-        acc = (lab == room.labels)[room.labels >= 0].mean()
-        title += f" — {acc:.0%} of points right"
-    ax.set_title(title, fontsize=10)
-for ax, (init, pred) in zip(axes[1, 1:], predictions.items()):
-    wrong = (pred != room.labels) & (room.labels >= 0)
-    ax.scatter(*room.points[order, :2].T, c=np.where(wrong[order, None], [[0.85, 0.1, 0.1]], [[0.8, 0.8, 0.8]]),
-               s=0.6)
-    ax.set_title(f"{init}: wrong points in red", fontsize=10)
-present = np.unique(room.labels[room.labels >= 0])
-axes[1, 0].legend(handles=[plt.Line2D([], [], marker="s", ls="", color=label_colors(np.array([k]))[0],
-                                      label=CLASS_NAMES[k]) for k in present], loc="center", fontsize=10,
-                  title="classes")
-for ax in axes.flat:
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-plt.tight_layout()
-plt.show()
+display(fv.plot_semantic_comparison(room.points, room.labels,
+                                    {f"{k} fine-tuned": v for k, v in predictions.items()}, CLASS_NAMES,
+                                    title=f"{room.name}: ground truth and predictions, seen from above"))
 
 # %% [markdown]
 # ## 5. What this says about the paper's claim
