@@ -137,8 +137,9 @@ def test_the_estimate_counts_only_the_extra_seconds_of_the_long_budget():
                                     pretrain_overhead=0.0))
     assert est["pretrain_cpu_s"] == 3 * 3 * 300 + 2 * 3 * (3600 - 300)
     assert est["pretrain_runs"] == 5 * 3 and est["probe_cpu_s"] == 6 * 3
-    # 6 initialisations x 3 seeds at the 6 limited levels, scratch alone at 100 %
-    assert est["finetune_runs"] == 6 * 3 * 6 + 3
+    # 6 initialisations x 3 seeds at 4 limited levels, scratch and the 2 long labels at 1 and 5 %, scratch
+    # alone at 100 %
+    assert est["finetune_runs"] == 6 * 3 * 4 + 3 * 3 * 2 + 3
 
 
 def test_the_scannet_grid_fine_tunes_with_the_recipes_the_validation_rule_picked():

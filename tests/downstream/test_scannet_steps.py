@@ -35,3 +35,14 @@ def test_the_amended_rule_picks_the_fewest_steps_within_a_point_of_the_best():
     assert m.pick_steps(rows(miou)) == 8000
     assert m.pick_steps(rows((1000, 2000))) is None
     assert "picks **8000 steps**" in m.report(rows(miou))
+
+
+def test_the_grid_fine_tunes_its_scene_levels_for_what_the_amended_rule_picked():
+    from fourdcontrast.downstream.benchmark import PRESETS, read_rows
+
+    m = _module()
+    picked = m.pick_steps(read_rows(m.OUT / "steps_check.csv"))  # the committed check
+    p = PRESETS["cpu-scannet"]
+    assert picked is not None
+    assert all(p.steps_for("scenes", lv) == picked for lv in (0.01, 0.05, 0.10, 0.20))
+    assert p.steps_for("scenes", 1.0) >= picked and p.steps_for("points", 20) == 500
