@@ -4,6 +4,7 @@ cached) and ScanNet (the 20 benchmark classes from NYU40, official split files).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fourdcontrast.downstream import views as V
+from fourdcontrast.downstream.views import Camera, View
 from fourdcontrast.io.atomic import atomic_path
 from fourdcontrast.records import Scene
 from fourdcontrast.sources.classes import CLASS_NAMES
@@ -27,7 +30,9 @@ __all__ = [
     "SCANNET_SPLIT_FILES",
     "LabelledDataset",
     "compact_scene",
+    "compact_view",
     "embedded_rooms",
+    "embedded_views",
     "load_dataset",
     "scannet20_labels",
     "scannet_scenes",
@@ -152,6 +157,86 @@ def embedded_rooms(split: str, n: int | None = None, seed: int = EMBEDDED_ROOM_S
     return rooms
 
 
+def compact_view(view: View, cell: float) -> View:
+    """:func:`compact_scene` of a view's visible and of its hidden points
+    (each on its own: a cell seen and hidden keeps a point in both)."""
+    seen = compact_scene(view, cell)
+    hidden = compact_scene(Scene(view.hidden_points, labels=view.hidden_labels,
+                                 instances=view.hidden_instances), cell) if len(view.hidden_points) else None
+    return View(seen.points, labels=seen.labels, instances=seen.instances, name=view.name,
+                class_names=view.class_names,
+                hidden_points=None if hidden is None else hidden.points,
+                hidden_labels=None if hidden is None else hidden.labels,
+                hidden_instances=None if hidden is None else hidden.instances, camera=view.camera)
+
+
+def _views_file(cache_dir: Path, split: str, n: int, seed: int, store_voxel: float | None) -> Path:
+    cells = "" if store_voxel is None else f"_v{round(store_voxel * 1000)}mm"
+    return cache_dir / f"views_{split}_seed{seed}_n{n}{cells}.npz"
+
+
+def _save_views(path: Path, views: list[View]) -> None:
+    cams = np.array([[*v.camera.position, v.camera.yaw, v.camera.pitch] for v in views])
+    with atomic_path(path) as tmp:
+        np.savez(tmp, names=np.array([v.name for v in views]), cameras=cams,
+                 sizes=np.array([len(v) for v in views]),
+                 points=np.concatenate([v.points for v in views]).astype(np.float32),
+                 labels=np.concatenate([v.labels for v in views]).astype(np.int16),
+                 instances=np.concatenate([v.instances for v in views]).astype(np.int32),
+                 hidden_sizes=np.array([len(v.hidden_points) for v in views]),
+                 hidden_points=np.concatenate([v.hidden_points for v in views]).astype(np.float32),
+                 hidden_labels=np.concatenate([v.hidden_labels for v in views]).astype(np.int16),
+                 hidden_instances=np.concatenate([v.hidden_instances for v in views]).astype(np.int32))
+
+
+def _load_views(path: Path) -> list[View]:
+    def split(z, prefix: str, sizes: str):
+        b = np.concatenate([[0], np.cumsum(z[sizes])])
+        arrays = [z[f"{prefix}{k}"] for k in ("points", "labels", "instances")]
+        return [[a[i:j] for a in arrays] for i, j in zip(b[:-1], b[1:], strict=True)]
+
+    with np.load(path) as z:
+        seen, hidden = split(z, "", "sizes"), split(z, "hidden_", "hidden_sizes")
+        names, cams = z["names"], z["cameras"]
+    return [View(p, labels=lab.astype(np.int64), instances=ins.astype(np.int64), name=str(name),
+                 class_names=CLASS_NAMES, hidden_points=hp, hidden_labels=hl.astype(np.int64),
+                 hidden_instances=hi.astype(np.int64),
+                 camera=Camera(cam[:3].astype(np.float64), float(cam[3]), float(cam[4])))
+            for (p, lab, ins), (hp, hl, hi), name, cam in zip(seen, hidden, names, cams, strict=True)]
+
+
+def embedded_views(split: str, n: int, seed: int, cache_dir: str | os.PathLike | None,
+                   store_voxel: float | None = None) -> list[View]:
+    """One single view of each of the first ``n`` rooms of a split of the embedded dataset (the rooms of
+    :func:`embedded_rooms`, held out from pre-training, at full resolution),
+    compacted to ``store_voxel`` cells when given. View i depends only on the seed, the split and i: its
+    poses are drawn from ``default_rng([seed, split offset, i])``. Cached like the rooms (one ``.npz`` per
+    split, n, seed and cell, written atomically; ``cache_dir=None``: no cache)."""
+    from fourdcontrast.sources.rooms import default_rooms
+
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"split must be one of {tuple(_SPLIT_OFFSET)}, got {split!r}")
+    path = None if cache_dir is None else _views_file(Path(cache_dir), split, n, seed, store_voxel)
+    if path is not None and path.is_file():
+        try:
+            return _load_views(path)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("view cache %s unreadable (%s); regenerating", path, exc)
+    logger.info("making %d single views of %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+    counter = iter(range(n))
+
+    def view_of(room: Scene):
+        i = next(counter)
+        room = dataclasses.replace(room, name=f"{split}_{room.name}", class_names=CLASS_NAMES)
+        view = V.single_view(room, np.random.default_rng([seed, _SPLIT_OFFSET[split], i]))
+        return view if store_voxel is None else compact_view(view, store_voxel)
+
+    views = default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=view_of)
+    if path is not None:
+        _save_views(path, views)
+    return views
+
+
 def scannet20_labels(nyu40: np.ndarray, ignore_label: int = -1) -> np.ndarray:
     """NYU40 ids → indices into :data:`SCANNET20_CLASS_NAMES` (ids outside the 20 → ``ignore_label``)."""
     lut = np.full(256, ignore_label, dtype=np.int64)
@@ -211,12 +296,10 @@ def load_dataset(kind: str, split: str, *, rooms: dict[str, int] | None = None,
                  store_voxel: float | None = None) -> LabelledDataset:
     """``kind`` ``"embedded"`` (rooms, sizes from ``rooms`` or :data:`EMBEDDED_SPLIT`, compacted to
     ``store_voxel`` cells when given), ``"embedded-views"`` (one single-view partial scan of each of those
-    rooms, :func:`~fourdcontrast.downstream.views.embedded_views`) or ``"scannet"``."""
+    rooms, :func:`embedded_views`) or ``"scannet"``."""
     if kind in ("embedded", "embedded-views"):
         n = (rooms or EMBEDDED_SPLIT).get(split, EMBEDDED_SPLIT[split])
         if kind == "embedded-views":
-            from fourdcontrast.downstream.views import embedded_views
-
             scenes = embedded_views(split, n, room_seed, cache_dir, store_voxel)
         else:
             scenes = embedded_rooms(split, n, room_seed, cache_dir, store_voxel)

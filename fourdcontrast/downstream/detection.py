@@ -63,15 +63,17 @@ from fourdcontrast.downstream.instance import (
     MapMetrics,
     _voxelize,
     backbone_width,
+    box_targets,
+    cluster_box_record,
     complete_crop,
+    ground_truth_boxes,
     load_backbone,
     map_metrics,
     predict_instances,
     stuff_ids,
     thing_ids,
-    thing_instances,
 )
-from fourdcontrast.downstream.metrics import IGNORE_LABEL, box_iou_3d, boxes_from_instances, detection_map
+from fourdcontrast.downstream.metrics import IGNORE_LABEL, box_iou_3d, detection_map
 from fourdcontrast.downstream.training import Task, input_features, voxel_labels
 from fourdcontrast.models.resunet import build_backbone
 from fourdcontrast.sparse.quantize import quantize
@@ -143,18 +145,6 @@ term, not in VoteNet (module docstring), also weighted per sample by ``detection
 
 
 # --- targets --------------------------------------------------------------------------------------
-def box_targets(points: np.ndarray, labels: np.ndarray, instances: np.ndarray,
-                stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Axis-aligned boxes of the thing instances of a point set.
-
-    Returns:
-        ``(boxes (G, 6) min xyz / max xyz metres, classes (G,) majority label, ids (G,) instance ids)``.
-    """
-    ids, classes = thing_instances(labels, instances, stuff)
-    boxes, _ = boxes_from_instances(points, np.where(np.isin(instances, ids), instances, -1), ignore=(-1,))
-    return boxes, classes, ids
-
-
 def vote_targets(centres: np.ndarray, inverse: np.ndarray, instances: np.ndarray, boxes: np.ndarray,
                  ids: np.ndarray) -> np.ndarray:
     """(M, 3) float32 vote target per voxel: the offset (metres) from the voxel centre ``centres`` (M, 3) to
@@ -457,15 +447,6 @@ def box_map(records: list[dict], class_names: tuple[str, ...]) -> MapMetrics:
     return map_metrics(records, class_names, detection_map, "boxes")
 
 
-def _ground_truth(scene, stuff, complete: bool = True):
-    """The boxes of a scene's thing instances; for a single view (:class:`~.views.View`) and ``complete``
-    (``data.complete_instances``) the whole objects' (amodal) boxes, with their hidden points."""
-    from fourdcontrast.downstream.views import amodal_arrays
-
-    boxes, classes, _ = box_targets(*amodal_arrays(scene, complete), stuff)
-    return {"gt_boxes": boxes, "gt_classes": classes}
-
-
 def evaluate_detection(model: DetectionNet, scenes: list, config, class_names: tuple[str, ...],
                        iou: float = NMS_IOU) -> MapMetrics:
     """Boxes of every whole scene vs the axis-aligned boxes of its thing instances (of a single view's
@@ -475,18 +456,8 @@ def evaluate_detection(model: DetectionNet, scenes: list, config, class_names: t
     for s in scenes:
         boxes, classes, scores = predict_boxes(model, s, config, things, iou)
         records.append({"pred_boxes": boxes, "pred_classes": classes, "pred_scores": scores,
-                        **_ground_truth(s, stuff, config.data.complete_instances)})
+                        **ground_truth_boxes(s, stuff, config.data.complete_instances)})
     return box_map(records, class_names)
-
-
-def cluster_box_record(scene, predicted: dict, stuff: tuple[int, ...], complete: bool = True) -> dict:
-    """One scene's record of the baseline "**boxes from instance clusters**": each predicted instance
-    (``predicted``: :func:`~.instance.predict_instances`' masks, classes and scores) becomes the axis-aligned
-    box of its points, scored like it, against the thing instances' boxes (:func:`_ground_truth`)."""
-    boxes = np.array([np.concatenate([scene.points[m].min(0), scene.points[m].max(0)])
-                      for m in predicted["masks"]])
-    return {"pred_boxes": boxes.reshape(-1, 6), "pred_classes": predicted["classes"],
-            "pred_scores": predicted["scores"], **_ground_truth(scene, stuff, complete)}
 
 
 def evaluate_cluster_boxes(model, scenes: list, config, class_names: tuple[str, ...]) -> MapMetrics:

@@ -36,7 +36,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from fourdcontrast.downstream.loading import load_guarded
-from fourdcontrast.downstream.metrics import IGNORE_LABEL, STRUCTURAL_CLASSES, instance_map
+from fourdcontrast.downstream.metrics import (  # the class helpers live there: views.py needs them too
+    IGNORE_LABEL,
+    STUFF_CLASSES,
+    boxes_from_instances,
+    instance_classes,
+    instance_map,
+    stuff_ids,
+    thing_ids,
+)
 from fourdcontrast.downstream.training import (
     Task,
     augment_sample,
@@ -64,6 +72,10 @@ __all__ = [
     "cluster_instances",
     "complete_crop",
     "evaluate_instances",
+    "amodal_arrays",
+    "box_targets",
+    "cluster_box_record",
+    "ground_truth_boxes",
     "ground_truth_instances",
     "thing_instances",
     "instance_classes",
@@ -79,10 +91,6 @@ __all__ = [
     "thing_ids",
 ]
 
-STUFF_CLASSES: tuple[str, ...] = STRUCTURAL_CLASSES
-"""Classes without instances (wall, floor), as in ScanNet's instance benchmark, which evaluates the 18
-other classes."""
-
 CLUSTER_RADIUS_VOXELS: float = 1.5
 """Clustering radius of the shifted voxel centres in voxels: PointGroup's 3 cm at its 2 cm voxels (0.15 m at
 the cpu preset's 10 cm)."""
@@ -92,30 +100,7 @@ CLUSTER_MIN_VOXELS: int = 20
 on the validation rooms, ``benchmarks/task_setups.py``: 44.5 vs 43.9 at 5)."""
 
 
-def stuff_ids(class_names: tuple[str, ...]) -> tuple[int, ...]:
-    """Indices of :data:`STUFF_CLASSES` among ``class_names``."""
-    return tuple(i for i, n in enumerate(class_names) if n in STUFF_CLASSES)
-
-
-def thing_ids(class_names: tuple[str, ...]) -> tuple[int, ...]:
-    """Indices of every class that has instances (all but :data:`STUFF_CLASSES`)."""
-    return tuple(i for i, n in enumerate(class_names) if n not in STUFF_CLASSES)
-
-
 # --- targets --------------------------------------------------------------------------------------
-def instance_classes(labels: np.ndarray, instances: np.ndarray) -> dict[int, int]:
-    """Instance id → the most frequent label of its labelled points (lowest on ties; ids of unlabelled
-    instances and ``-1`` are left out)."""
-    out = {}
-    for i in np.unique(instances):
-        if i < 0:
-            continue
-        known = labels[(instances == i) & (labels != IGNORE_LABEL)]
-        if len(known):
-            out[int(i)] = int(np.bincount(known).argmax())
-    return out
-
-
 def instance_targets(centres: np.ndarray, inverse: np.ndarray, labels: np.ndarray, instances: np.ndarray,
                      num_classes: int, stuff: tuple[int, ...], instance_centres: dict | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -298,6 +283,47 @@ def thing_instances(labels: np.ndarray, instances: np.ndarray, stuff: tuple[int,
     return ids, np.array([classes[int(i)] for i in ids], dtype=np.int64)
 
 
+def box_targets(points: np.ndarray, labels: np.ndarray, instances: np.ndarray,
+                stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Axis-aligned boxes of the thing instances of a point set.
+
+    Returns:
+        ``(boxes (G, 6) min xyz / max xyz metres, classes (G,) majority label, ids (G,) instance ids)``.
+    """
+    ids, classes = thing_instances(labels, instances, stuff)
+    boxes, _ = boxes_from_instances(points, np.where(np.isin(instances, ids), instances, -1), ignore=(-1,))
+    return boxes, classes, ids
+
+
+def amodal_arrays(scene, complete: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(points, labels, instances)`` of a scene with, for a single view (a scene with ``hidden_points``,
+    :class:`~.views.View`) and ``complete``, its objects' hidden points appended (the scene's own points
+    first): what the boxes and centres of its objects are made from."""
+    hidden = getattr(scene, "hidden_points", None)
+    if complete and hidden is not None and len(hidden):
+        return (np.concatenate([scene.points, hidden]), np.concatenate([scene.labels, scene.hidden_labels]),
+                np.concatenate([scene.instances, scene.hidden_instances]))
+    return scene.points, scene.labels, scene.instances
+
+
+def ground_truth_boxes(scene, stuff: tuple[int, ...], complete: bool = True) -> dict:
+    """``{"gt_boxes", "gt_classes"}``: the boxes of a scene's thing instances (:func:`box_targets`); for a
+    single view and ``complete`` (``data.complete_instances``) the whole objects' (amodal) boxes, with their
+    hidden points (:func:`amodal_arrays`)."""
+    boxes, classes, _ = box_targets(*amodal_arrays(scene, complete), stuff)
+    return {"gt_boxes": boxes, "gt_classes": classes}
+
+
+def cluster_box_record(scene, predicted: dict, stuff: tuple[int, ...], complete: bool = True) -> dict:
+    """One scene's record of the baseline "**boxes from instance clusters**": each predicted instance
+    (``predicted``: :func:`predict_instances`' masks, classes and scores) becomes the axis-aligned box of its
+    points, scored like it, against the thing instances' boxes (:func:`ground_truth_boxes`)."""
+    boxes = np.array([np.concatenate([scene.points[m].min(0), scene.points[m].max(0)])
+                      for m in predicted["masks"]])
+    return {"pred_boxes": boxes.reshape(-1, 6), "pred_classes": predicted["classes"],
+            "pred_scores": predicted["scores"], **ground_truth_boxes(scene, stuff, complete)}
+
+
 def ground_truth_instances(scene, stuff: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(masks (G, N) bool, classes (G,), ids (G,))`` of the scene's thing instances
     (:func:`thing_instances`)."""
@@ -363,7 +389,6 @@ def evaluate_instances(model: InstanceNet, scenes: list, config, class_names: tu
     baseline detector "boxes from instance clusters" (each predicted instance's axis-aligned box, scored
     like it, against the thing instances' boxes) is reported with them as ``extra``
     ``cluster_boxes_map50`` / ``cluster_boxes_map25``."""
-    from fourdcontrast.downstream.detection import cluster_box_record
     from fourdcontrast.downstream.metrics import detection_map
 
     stuff = stuff_ids(class_names)
@@ -417,8 +442,6 @@ def complete_crop(scene, config, rng: np.random.Generator, quarter_turns: bool =
         are the crop (the network's input; ``index`` into the scene's points), the rest only define the
         instances' extent.
     """
-    from fourdcontrast.downstream.views import amodal_arrays
-
     if scene.labels is None or scene.instances is None:
         raise ValueError(f"scene {scene.name}: instance and detection tasks need labels and instances")
     complete = config.data.complete_instances

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "STUFF_CLASSES",
+    "instance_classes",
+    "stuff_ids",
+    "thing_ids",
     "IGNORE_LABEL",
     "STRUCTURAL_CLASSES",
     "SegmentationMetrics",
@@ -40,6 +44,33 @@ benchmark scripts use 255/0 for the same purpose)."""
 STRUCTURAL_CLASSES: tuple[str, ...] = ("wall", "floor")
 """Classes left out of the non-structural mIoU (:meth:`SegmentationMetrics.miou_without`): on the embedded
 rooms wall and floor are ~72 % of the points and, being easy, most of the mIoU (our choice)."""
+STUFF_CLASSES: tuple[str, ...] = STRUCTURAL_CLASSES
+"""Classes without instances (wall, floor), as in ScanNet's instance benchmark, which evaluates the 18
+other classes."""
+
+
+def stuff_ids(class_names: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of :data:`STUFF_CLASSES` among ``class_names``."""
+    return tuple(i for i, n in enumerate(class_names) if n in STUFF_CLASSES)
+
+
+def thing_ids(class_names: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of every class that has instances (all but :data:`STUFF_CLASSES`)."""
+    return tuple(i for i, n in enumerate(class_names) if n not in STUFF_CLASSES)
+
+
+def instance_classes(labels: np.ndarray, instances: np.ndarray) -> dict[int, int]:
+    """Instance id → the most frequent label of its labelled points (lowest on ties; ids of unlabelled
+    instances and ``-1`` are left out)."""
+    out = {}
+    for i in np.unique(instances):
+        if i < 0:
+            continue
+        known = labels[(instances == i) & (labels != IGNORE_LABEL)]
+        if len(known):
+            out[int(i)] = int(np.bincount(known).argmax())
+    return out
+
 
 
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,

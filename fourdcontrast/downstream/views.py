@@ -37,19 +37,14 @@ with distance); boxes are axis-aligned (the rooms are), where SUN RGB-D's have h
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from fourdcontrast.geometry import RngLike, as_rng
-from fourdcontrast.io.atomic import atomic_path
 from fourdcontrast.records import Scene
-from fourdcontrast.sources.classes import CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +60,7 @@ __all__ = [
     "VIEW_SPLAT",
     "Camera",
     "View",
-    "amodal_arrays",
     "camera_coordinates",
-    "compact_view",
-    "embedded_views",
     "free_floor",
     "single_view",
     "visible_mask",
@@ -167,16 +159,6 @@ class View(Scene):
             setattr(self, attr, np.asarray(value, dtype=np.int64))
 
 
-def amodal_arrays(scene: Scene, complete: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(points, labels, instances)`` of a scene with, for a :class:`View` and ``complete``, its hidden
-    object points appended (the scene's own points first): what the boxes of its objects are made from."""
-    if complete and isinstance(scene, View) and len(scene.hidden_points):
-        return (np.concatenate([scene.points, scene.hidden_points]),
-                np.concatenate([scene.labels, scene.hidden_labels]),
-                np.concatenate([scene.instances, scene.hidden_instances]))
-    return scene.points, scene.labels, scene.instances
-
-
 def camera_coordinates(points: np.ndarray, camera: Camera) -> np.ndarray:
     """(N, 3) the points in the camera's frame: right, down, forward (depth), metres."""
     return ((np.asarray(points, dtype=np.float64) - camera.position) @ camera.axes().T)
@@ -237,7 +219,7 @@ def free_floor(scene: Scene, clearance: float = VIEW_CLEARANCE, cell: float = HE
 
 
 def _thing_centres(scene: Scene, stuff: tuple[int, ...]) -> np.ndarray:
-    from fourdcontrast.downstream.instance import instance_classes
+    from fourdcontrast.downstream.metrics import instance_classes
 
     classes = instance_classes(scene.labels, scene.instances)
     return np.array([scene.points[scene.instances == i].mean(0) for i, c in sorted(classes.items())
@@ -274,7 +256,7 @@ def single_view(scene: Scene, rng: RngLike = None, candidates: int = VIEW_CANDID
     Raises:
         ValueError: the scene lacks labels or instances, or has no free floor to stand on.
     """
-    from fourdcontrast.downstream.instance import stuff_ids
+    from fourdcontrast.downstream.metrics import stuff_ids
 
     if scene.labels is None or scene.instances is None or scene.class_names is None:
         raise ValueError(f"scene {scene.name}: a single view needs labels, instances and class names")
@@ -303,93 +285,9 @@ def single_view(scene: Scene, rng: RngLike = None, candidates: int = VIEW_CANDID
 
 
 def _objects_in_view(scene: Scene, seen: np.ndarray, stuff: tuple[int, ...], min_points: int) -> np.ndarray:
-    from fourdcontrast.downstream.instance import instance_classes
+    from fourdcontrast.downstream.metrics import instance_classes
 
     classes = instance_classes(scene.labels, scene.instances)
     ids, counts = np.unique(scene.instances[seen], return_counts=True)
     return np.array([i for i, n in zip(ids, counts, strict=True)
                      if n >= min_points and i in classes and classes[int(i)] not in stuff], dtype=np.int64)
-
-
-def compact_view(view: View, cell: float) -> View:
-    """:func:`~fourdcontrast.downstream.data.compact_scene` of a view's visible and of its hidden points
-    (each on its own: a cell seen and hidden keeps a point in both)."""
-    from fourdcontrast.downstream.data import compact_scene
-
-    seen = compact_scene(view, cell)
-    hidden = compact_scene(Scene(view.hidden_points, labels=view.hidden_labels,
-                                 instances=view.hidden_instances), cell) if len(view.hidden_points) else None
-    return View(seen.points, labels=seen.labels, instances=seen.instances, name=view.name,
-                class_names=view.class_names,
-                hidden_points=None if hidden is None else hidden.points,
-                hidden_labels=None if hidden is None else hidden.labels,
-                hidden_instances=None if hidden is None else hidden.instances, camera=view.camera)
-
-
-# --- the cached dataset -----------------------------------------------------------------------------
-def _views_file(cache_dir: Path, split: str, n: int, seed: int, store_voxel: float | None) -> Path:
-    cells = "" if store_voxel is None else f"_v{round(store_voxel * 1000)}mm"
-    return cache_dir / f"views_{split}_seed{seed}_n{n}{cells}.npz"
-
-
-def _save_views(path: Path, views: list[View]) -> None:
-    cams = np.array([[*v.camera.position, v.camera.yaw, v.camera.pitch] for v in views])
-    with atomic_path(path) as tmp:
-        np.savez(tmp, names=np.array([v.name for v in views]), cameras=cams,
-                 sizes=np.array([len(v) for v in views]),
-                 points=np.concatenate([v.points for v in views]).astype(np.float32),
-                 labels=np.concatenate([v.labels for v in views]).astype(np.int16),
-                 instances=np.concatenate([v.instances for v in views]).astype(np.int32),
-                 hidden_sizes=np.array([len(v.hidden_points) for v in views]),
-                 hidden_points=np.concatenate([v.hidden_points for v in views]).astype(np.float32),
-                 hidden_labels=np.concatenate([v.hidden_labels for v in views]).astype(np.int16),
-                 hidden_instances=np.concatenate([v.hidden_instances for v in views]).astype(np.int32))
-
-
-def _load_views(path: Path) -> list[View]:
-    def split(z, prefix: str, sizes: str):
-        b = np.concatenate([[0], np.cumsum(z[sizes])])
-        arrays = [z[f"{prefix}{k}"] for k in ("points", "labels", "instances")]
-        return [[a[i:j] for a in arrays] for i, j in zip(b[:-1], b[1:], strict=True)]
-
-    with np.load(path) as z:
-        seen, hidden = split(z, "", "sizes"), split(z, "hidden_", "hidden_sizes")
-        names, cams = z["names"], z["cameras"]
-    return [View(p, labels=lab.astype(np.int64), instances=ins.astype(np.int64), name=str(name),
-                 class_names=CLASS_NAMES, hidden_points=hp, hidden_labels=hl.astype(np.int64),
-                 hidden_instances=hi.astype(np.int64),
-                 camera=Camera(cam[:3].astype(np.float64), float(cam[3]), float(cam[4])))
-            for (p, lab, ins), (hp, hl, hi), name, cam in zip(seen, hidden, names, cams, strict=True)]
-
-
-def embedded_views(split: str, n: int, seed: int, cache_dir: str | os.PathLike | None,
-                   store_voxel: float | None = None) -> list[View]:
-    """One single view of each of the first ``n`` rooms of a split of the embedded dataset (the rooms of
-    :func:`~fourdcontrast.downstream.data.embedded_rooms`, held out from pre-training, at full resolution),
-    compacted to ``store_voxel`` cells when given. View i depends only on the seed, the split and i: its
-    poses are drawn from ``default_rng([seed, split offset, i])``. Cached like the rooms (one ``.npz`` per
-    split, n, seed and cell, written atomically; ``cache_dir=None``: no cache)."""
-    from fourdcontrast.downstream.data import _SPLIT_OFFSET
-    from fourdcontrast.sources.rooms import default_rooms
-
-    if split not in _SPLIT_OFFSET:
-        raise ValueError(f"split must be one of {tuple(_SPLIT_OFFSET)}, got {split!r}")
-    path = None if cache_dir is None else _views_file(Path(cache_dir), split, n, seed, store_voxel)
-    if path is not None and path.is_file():
-        try:
-            return _load_views(path)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("view cache %s unreadable (%s); regenerating", path, exc)
-    logger.info("making %d single views of %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
-    counter = iter(range(n))
-
-    def view_of(room: Scene) -> View:
-        i = next(counter)
-        room = dataclasses.replace(room, name=f"{split}_{room.name}", class_names=CLASS_NAMES)
-        view = single_view(room, np.random.default_rng([seed, _SPLIT_OFFSET[split], i]))
-        return view if store_voxel is None else compact_view(view, store_voxel)
-
-    views = default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=view_of)
-    if path is not None:
-        _save_views(path, views)
-    return views

@@ -2,12 +2,12 @@
 free floor, the views of rooms with their objects' hidden points, the cache, and the amodal boxes that
 detection trains on and is scored against.
 
-Mutants tried (each turned a test here red): ``amodal_arrays`` ignoring the hidden points (training and
-ground-truth boxes shrink to the visible part); the z-buffer without splats (a wall behind a sparsely
-sampled box shows through it); no depth tolerance (a facing wall loses most of its points); the frustum
-test on one axis only; ``single_view`` keeping the first candidate pose instead of the one seeing the most
-objects; the hidden points taken from every instance instead of the view's objects; the view cache
-dropping the hidden points.
+Mutants tried (each turned a test here red): ``instance.amodal_arrays`` ignoring the hidden points (training
+and ground-truth boxes shrink to the visible part); the z-buffer without splats (a wall behind a sparsely
+sampled box shows through it); no depth tolerance (a facing wall loses most of its points); the frustum test
+on one axis only; ``single_view`` keeping the first candidate pose instead of the one seeing the most objects;
+the hidden points taken from every instance instead of the view's objects; the view cache dropping the hidden
+points.
 """
 
 import dataclasses
@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from fourdcontrast.downstream import views as V
 from fourdcontrast.downstream.config import FinetuneConfig
-from fourdcontrast.downstream.detection import _ground_truth, box_targets, detection_training_sample
+from fourdcontrast.downstream.data import embedded_views
+from fourdcontrast.downstream.detection import detection_training_sample
+from fourdcontrast.downstream.instance import box_targets, ground_truth_boxes
 from fourdcontrast.records import Scene
 from fourdcontrast.sources.classes import CLASS_NAMES
 from fourdcontrast.sources.rooms import default_scene
@@ -169,8 +171,8 @@ def test_amodal_boxes_train_and_score_detection_on_views_and_can_be_switched_off
     whole = {int(i): np.concatenate([room.points[room.instances == i].min(0),
                                      room.points[room.instances == i].max(0)]) for i in objects}
     visible, _, ids = box_targets(view.points, view.labels, view.instances, stuff)
-    amodal = _ground_truth(view, stuff)["gt_boxes"]
-    modal = _ground_truth(view, stuff, complete=False)["gt_boxes"]
+    amodal = ground_truth_boxes(view, stuff)["gt_boxes"]
+    modal = ground_truth_boxes(view, stuff, complete=False)["gt_boxes"]
     np.testing.assert_allclose(amodal, np.stack([whole[int(i)] for i in ids]), atol=1e-6)
     np.testing.assert_allclose(modal, visible)
     assert np.any(np.abs(amodal - modal) > 0.05)  # some object is partly hidden
@@ -195,7 +197,7 @@ def test_limiting_the_labelled_points_of_views_keeps_their_hidden_points(room_an
 
 
 def test_embedded_views_are_cached_with_their_hidden_points_and_compacted(tmp_path, monkeypatch):
-    views = V.embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
+    views = embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
     files = list(tmp_path.iterdir())
     assert [f.name for f in files] == ["views_val_seed1000_n2_v50mm.npz"]
 
@@ -204,7 +206,7 @@ def test_embedded_views_are_cached_with_their_hidden_points_and_compacted(tmp_pa
 
     with monkeypatch.context() as m:
         m.setattr(V, "single_view", no_new_views)
-        again = V.embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
+        again = embedded_views("val", 2, 1000, tmp_path, store_voxel=0.05)
     for a, b in zip(views, again, strict=True):
         assert a.name == b.name and a.name.startswith("val_room_1001_")
         for attr in ("points", "labels", "instances", "hidden_points", "hidden_labels", "hidden_instances"):
@@ -213,7 +215,7 @@ def test_embedded_views_are_cached_with_their_hidden_points_and_compacted(tmp_pa
         cells = np.floor(a.points / 0.05)
         assert len(np.unique(cells, axis=0)) == len(a)  # one point per 5 cm cell
         assert len(a.hidden_points) > 0
-    first = V.embedded_views("val", 1, 1000, None, store_voxel=0.05)[0]
+    first = embedded_views("val", 1, 1000, None, store_voxel=0.05)[0]
     np.testing.assert_array_equal(first.points, views[0].points)  # view i depends on i only
 
 
