@@ -83,9 +83,24 @@ class LabelledDataset:
         return len(self.class_names)
 
 
-def _cache_file(cache_dir: Path, split: str, n: int, seed: int, store_voxel: float | None = None) -> Path:
+def _cache_file(cache_dir: Path, split: str, n: int, seed: int, store_voxel: float | None = None,
+                kind: str = "rooms") -> Path:
     cells = "" if store_voxel is None else f"_v{round(store_voxel * 1000)}mm"
-    return cache_dir / f"rooms_{split}_seed{seed}_n{n}{cells}.npz"
+    return cache_dir / f"{kind}_{split}_seed{seed}_n{n}{cells}.npz"
+
+
+def _cached(path: Path | None, load, make, save, what: str):
+    """``load(path)`` when the cache file exists and reads; else ``make()``, saved with ``save(path, made)``
+    when ``path`` is given (an unreadable cache is made again, with a warning naming it)."""
+    if path is not None and path.is_file():
+        try:
+            return load(path)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("%s cache %s unreadable (%s); regenerating", what, path, exc)
+    made = make()
+    if path is not None:
+        save(path, made)
+    return made
 
 
 def compact_scene(scene: Scene, cell: float) -> Scene:
@@ -140,21 +155,17 @@ def embedded_rooms(split: str, n: int | None = None, seed: int = EMBEDDED_ROOM_S
         raise ValueError(f"split must be one of {tuple(_SPLIT_OFFSET)}, got {split!r}")
     n = EMBEDDED_SPLIT[split] if n is None else int(n)
     path = None if cache_dir is None else _cache_file(Path(cache_dir), split, n, seed, store_voxel)
-    if path is not None and path.is_file():
-        try:
-            return _load_rooms(path)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("room cache %s unreadable (%s); regenerating", path, exc)
-    logger.info("generating %d %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+
     def named(r: Scene) -> Scene:
         room = Scene(r.points, labels=r.labels, instances=r.instances, name=f"{split}_{r.name}",
                      class_names=CLASS_NAMES)
         return room if store_voxel is None else compact_scene(room, store_voxel)
 
-    rooms = default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=named)
-    if path is not None:
-        _save_rooms(path, rooms, store_voxel)
-    return rooms
+    def make() -> list[Scene]:
+        logger.info("generating %d %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+        return default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=named)
+
+    return _cached(path, _load_rooms, make, lambda p, rooms: _save_rooms(p, rooms, store_voxel), "room")
 
 
 def compact_view(view: View, cell: float) -> View:
@@ -168,11 +179,6 @@ def compact_view(view: View, cell: float) -> View:
                 hidden_points=None if hidden is None else hidden.points,
                 hidden_labels=None if hidden is None else hidden.labels,
                 hidden_instances=None if hidden is None else hidden.instances, camera=view.camera)
-
-
-def _views_file(cache_dir: Path, split: str, n: int, seed: int, store_voxel: float | None) -> Path:
-    cells = "" if store_voxel is None else f"_v{round(store_voxel * 1000)}mm"
-    return cache_dir / f"views_{split}_seed{seed}_n{n}{cells}.npz"
 
 
 def _save_views(path: Path, views: list[View]) -> None:
@@ -216,13 +222,7 @@ def embedded_views(split: str, n: int, seed: int, cache_dir: str | os.PathLike |
 
     if split not in _SPLIT_OFFSET:
         raise ValueError(f"split must be one of {tuple(_SPLIT_OFFSET)}, got {split!r}")
-    path = None if cache_dir is None else _views_file(Path(cache_dir), split, n, seed, store_voxel)
-    if path is not None and path.is_file():
-        try:
-            return _load_views(path)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("view cache %s unreadable (%s); regenerating", path, exc)
-    logger.info("making %d single views of %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+    path = None if cache_dir is None else _cache_file(Path(cache_dir), split, n, seed, store_voxel, "views")
     counter = iter(range(n))
 
     def view_of(room: Scene):
@@ -231,10 +231,11 @@ def embedded_views(split: str, n: int, seed: int, cache_dir: str | os.PathLike |
         view = V.single_view(room, np.random.default_rng([seed, _SPLIT_OFFSET[split], i]))
         return view if store_voxel is None else compact_view(view, store_voxel)
 
-    views = default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=view_of)
-    if path is not None:
-        _save_views(path, views)
-    return views
+    def make() -> list[View]:
+        logger.info("making %d single views of %s rooms (seed %d)", n, split, seed + _SPLIT_OFFSET[split])
+        return default_rooms(n, seed=seed + _SPLIT_OFFSET[split], transform=view_of)
+
+    return _cached(path, _load_views, make, _save_views, "view")
 
 
 def scannet20_labels(nyu40: np.ndarray, ignore_label: int = -1) -> np.ndarray:
