@@ -890,10 +890,13 @@ def _same_grid(old: dict, new: dict) -> bool:
 def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | os.PathLike,
                   room_cache: str | None = None, fresh: bool = False, progress: bool = True,
                   jobs: int = 1, split: str = "test", preset_name: str = "custom",
-                  first_stage_only: bool = False) -> list[dict]:
+                  first_stage_only: bool = False, pretrain_only: bool = False) -> list[dict]:
     """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
     its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
-    second of pre-training does less work under load, see ``docs/downstream.md``).
+    second of pre-training does less work under load, see ``docs/downstream.md``); with ``pretrain_only``,
+    only the pre-trainings of every stage (both budgets; with ``first_stage_only`` the short one), no
+    downstream cell: the backbones land in ``cache`` for a later run (e.g. the long pre-trainings on an
+    idle machine, the cells afterwards on a shared one).
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -967,6 +970,10 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         # 1. backbones (scratch: random networks here; pre-training: tasks)
         tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in labels for s in preset.seeds]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
+        if pretrain_only:
+            logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "
+                        "asked)", stage + 1, len(tasks), cache)
+            continue
         # 2. downstream cells: probes, then the pre-declared primary fine-tuning cells first, seed by seed
         tasks = []
         for s in preset.seeds:
@@ -1009,6 +1016,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-stage-only", action="store_true",
                         help="only the preset's budget (its pre-trainings and cells), not the long-budget "
                              "stage, whose CPU-second budgets want an otherwise idle machine")
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="only the pre-trainings (both budgets, or the first with --first-stage-only), "
+                             "no probe or fine-tuning: the backbones are cached for a later run")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -1026,7 +1036,8 @@ def run_cli(args: argparse.Namespace) -> int:
         rows = read_rows(out / "downstream.csv")
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
-                             args.jobs, args.split, args.preset, args.first_stage_only)
+                             args.jobs, args.split, args.preset, args.first_stage_only,
+                             args.pretrain_only)
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

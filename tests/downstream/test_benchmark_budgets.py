@@ -190,3 +190,8 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
                      first_stage_only=True)
     assert ("pretrain", "4dcontrast") in calls and ("finetune", "4dcontrast") in calls
     assert not any(label.endswith("@2s") for _, label in calls)
+    calls.clear()  # --pretrain-only: every stage's backbones, no cell and no row
+    rows = bm.run_benchmark(p, tmp_path / "out3", tmp_path / "cache", split="val", progress=False,
+                            pretrain_only=True)
+    assert {kind for kind, _ in calls} == {"pretrain"} and ("pretrain", "4dcontrast@2s") in calls
+    assert rows == []
