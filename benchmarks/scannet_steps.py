@@ -1,6 +1,7 @@
-"""Are the ``cpu-scannet`` grid's fine-tuning step counts enough at its scale? A check on the VALIDATION rooms
-(issue 27): the grid took its step counts (1000 at the scene levels, 500 at the point levels) from the
-100-room convergence study (``downstream_convergence.py``); 1200 training rooms may need more.
+"""Are the ``cpu-scannet`` grid's fine-tuning step counts enough at its scale (and those of the instance,
+detection and single-view grids built on its rooms)? A check on the VALIDATION rooms (issue 27; issue 28
+below): the grid took its step counts (1000 at the scene levels, 500 at the point levels) from the 100-room
+convergence study (``downstream_convergence.py``); 1200 training rooms may need more.
 
 Pre-declared protocol (fixed before any number was seen):
 
@@ -26,10 +27,23 @@ count**: the smallest measured step count whose mean validation mIoU (scratch an
 (1, 5, 10 and 20 %; 100 %, the scratch ceiling, keeps at least as many). The 20-point level keeps the first
 rule (its rows are already in the grid).
 
-Runs single-threaded; each finished run is appended to ``benchmarks/results/scannet-size/steps_check.csv``
-at once (an interrupted check resumes); writes ``steps_check.md`` beside it::
+**Instance segmentation, detection and the single views** (``--task instance|detection|views``; issue 28,
+declared 2026-12-06 before any of these runs, and before any test cell of the ``cpu-instance`` and
+``cpu-detection`` grids): the same cells (those grids' presets, seed 0, scratch and the 300-s 4DContrast
+backbone, validation rooms / views), scored by mAP@0.5 (the grids' primary metric), on a doubling ladder
+(:data:`LADDERS`: 1000, 2000, 4000, 8000 steps at 10 % of the scenes; the views from their grid's 3000 steps,
+at 100 %), run in order and stopped as soon as the rule decides, because a step of these tasks costs 6–9× a
+semantic one (whole rooms): **the rule** (:func:`ladder_pick`) takes the first count whose doubling gains less
+than :data:`TOLERANCE` mAP@0.5 (mean of scratch and 4DContrast), else the ladder's last, reported as still
+rising. The ``cpu-instance`` and ``cpu-detection`` grids then fine-tune for the picked count at every level.
+The ``cpu-views`` grid is **not** re-run (its first-stage test cells ran at 3000 steps before this check
+existed): its check only says how far from converged its numbers are.
 
-    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/scannet_steps.py
+Runs single-threaded; each finished run is appended to ``steps_check.csv`` (``steps_check_<task>.csv``)
+in the task's grid folder (:data:`TASKS`) at once (an interrupted check resumes); writes the ``.md`` beside
+it::
+
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/scannet_steps.py [--task instance]
 """
 
 from __future__ import annotations
@@ -43,6 +57,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "scannet-size"
+TASKS: dict[str, tuple[str, Path, str]] = {
+    "segmentation": ("cpu-scannet", OUT, "miou"),
+    "instance": ("cpu-instance", OUT, "map50"),
+    "detection": ("cpu-detection", OUT, "map50"),
+    "views": ("cpu-views", ROOT / "benchmarks" / "results" / "views", "map50"),
+}
+"""Task → (its grid's preset, the folder of its check, the metric the rule reads)."""
+LADDERS: dict[str, tuple[tuple[str, float], tuple[int, ...]]] = {
+    "instance": (("scenes", 0.1), (1000, 2000, 4000, 8000)),
+    "detection": (("scenes", 0.1), (1000, 2000, 4000, 8000)),
+    "views": (("scenes", 1.0), (3000, 6000, 12000)),
+}
+"""Task → (level, step counts in the order they run): the doubling ladders of the map tasks."""
 CHECKS: dict[tuple[str, float], tuple[int, ...]] = {("scenes", 0.1): (1000, 2000, 4000, 8000),
                                                     ("points", 20): (500, 1000)}
 """Level → step counts run (the grid's, then twice it; at 10 % of the scenes also 4000 and 8000, the
@@ -50,23 +77,32 @@ amendment in the module docstring)."""
 INITS: tuple[str, ...] = ("scratch", "4dcontrast")
 SEED: int = 0
 TOLERANCE: float = 1.0
-"""mIoU points (the rule in the module docstring)."""
+"""mIoU points, or mAP@0.5 points for the map tasks (the rules in the module docstring)."""
 
 
-def run(out: Path, cache: Path) -> list[dict]:
+def csv_path(task: str, out: Path | None = None) -> Path:
+    """Where the check of ``task`` keeps its rows."""
+    folder = TASKS[task][1] if out is None else out
+    return folder / ("steps_check.csv" if task == "segmentation" else f"steps_check_{task}.csv")
+
+
+def run(out: Path, cache: Path, task: str = "segmentation") -> list[dict]:
     import torch
 
     from fourdcontrast.downstream import benchmark as bm
 
     torch.set_num_threads(1)
-    preset = bm.PRESETS["cpu-scannet"]
+    preset = bm.PRESETS[TASKS[task][0]]
     datasets = bm.load_rooms(preset, "val")
-    fields = ("variant",) + bm.csv_fields(datasets[1].class_names)
-    path = out / "steps_check.csv"
+    fields = ("variant",) + bm.csv_fields(datasets[1].class_names, preset.task)
+    path = csv_path(task, out)
     rows = bm.read_rows(path)
     done = {(r["variant"], r["method"], r["protocol"], f"{float(r['level']):g}") for r in rows}
-    for (protocol, level), steps in CHECKS.items():
+    checks = CHECKS if task == "segmentation" else dict([LADDERS[task]])
+    for (protocol, level), steps in checks.items():
         for n in steps:
+            if task != "segmentation" and ladder_pick(rows, task) is not None:
+                break  # the ladder's rule has decided: no longer count is run
             for init in INITS:
                 variant = f"steps={n}"
                 if (variant, init, protocol, f"{level:g}") in done:
@@ -76,16 +112,34 @@ def run(out: Path, cache: Path) -> list[dict]:
                 row = bm.finetune_cell(backbone, protocol, level, SEED, p, "val", datasets)
                 rows.append({**row, "variant": variant})
                 bm._write_rows(path, rows, fields)
-                logging.info("%s %s %s=%s: validation mIoU %.1f (%.0f CPU-s)", variant, init, protocol, level,
-                             100 * float(row["miou"]), float(row["cpu_seconds"]))
+                metric = TASKS[task][2]
+                logging.info("%s %s %s=%s: validation %s %.1f (%.0f CPU-s)", variant, init, protocol, level,
+                             metric, 100 * float(row[metric]), float(row["cpu_seconds"]))
     return rows
 
 
-def mean_miou(rows: list[dict], protocol: str, level: float, steps: int) -> float | None:
-    """Mean validation mIoU (points) of the initialisations at one step count; None until all have run."""
-    got = [100 * float(r["miou"]) for r in rows if r["variant"] == f"steps={steps}" and
+def mean_miou(rows: list[dict], protocol: str, level: float, steps: int,
+              metric: str = "miou") -> float | None:
+    """Mean validation score (points; mIoU unless ``metric`` names another column) of the initialisations at
+    one step count; None until all have run."""
+    got = [100 * float(r[metric]) for r in rows if r["variant"] == f"steps={steps}" and
            r["protocol"] == protocol and float(r["level"]) == level and r["method"] in INITS]
     return sum(got) / len(got) if len(got) == len(INITS) else None
+
+
+def ladder_pick(rows: list[dict], task: str) -> tuple[int, bool] | None:
+    """The ladder rule of a map task: (the first count of :data:`LADDERS` whose doubling gains less than
+    :data:`TOLERANCE` points of the mean, True), or (the ladder's last count, False) when every doubling
+    gained more (still rising); None while the runs that decide are missing."""
+    (protocol, level), steps = LADDERS[task]
+    metric = TASKS[task][2]
+    for n, twice in zip(steps[:-1], steps[1:], strict=True):
+        a, b = (mean_miou(rows, protocol, level, k, metric) for k in (n, twice))
+        if a is None or b is None:
+            return None
+        if b - a < TOLERANCE:
+            return n, True
+    return steps[-1], False
 
 
 def pick_steps(rows: list[dict], protocol: str = "scenes", level: float = 0.1) -> int | None:
@@ -131,9 +185,49 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines + ["", "## Verdict", "", *verdicts]) + "\n"
 
 
+def ladder_report(rows: list[dict], task: str) -> str:
+    """The markdown of a map task's check: the ladder's scores and the rule's verdict."""
+    from fourdcontrast.downstream.benchmark import machine_description
+
+    (protocol, level), steps = LADDERS[task]
+    preset, _, metric = TASKS[task]
+    split = "views" if task == "views" else "rooms"
+    lines = [f"# Fine-tuning step counts of the {preset} grid (validation {split})", "",
+             f"Generated by `python benchmarks/scannet_steps.py --task {task}` (protocol and the ladder "
+             "rule in its docstring): the grid's cells for scratch and 4DContrast (300-s backbone), seed 0, "
+             f"at {protocol} {level:g}, on a doubling ladder stopped when the rule decides; mAP (%) on the "
+             f"validation split. Machine: {machine_description()}.", "",
+             "| steps | scratch @0.5 | 4DContrast @0.5 | mean @0.5 | 4DContrast − scratch | scratch @0.25 | "
+             "4DContrast @0.25 | CPU-s (scratch / 4D) |", "|---|---|---|---|---|---|---|---|"]
+    for n in steps:
+        got = {r["method"]: r for r in rows if r["variant"] == f"steps={n}" and r["protocol"] == protocol
+               and float(r["level"]) == level}
+        if not got:
+            continue
+        v = [100 * float(got[i][metric]) if i in got else None for i in INITS]
+        q = [f"{100 * float(got[i]['map25']):.1f}" if i in got else "–" for i in INITS]
+        both = None not in v
+        cpu = " / ".join(f"{float(got[i]['cpu_seconds']):.0f}" if i in got else "–" for i in INITS)
+        cells = [f"{x:.1f}" if x is not None else "–" for x in v]
+        lines.append(f"| {n} | {cells[0]} | {cells[1]} | {f'{sum(v) / 2:.1f}' if both else '–'} | "
+                     f"{f'{v[1] - v[0]:+.1f}' if both else '–'} | {q[0]} | {q[1]} | {cpu} |")
+    picked = ladder_pick(rows, task)
+    if picked is None:
+        verdict = "the runs that decide are not all done yet."
+    elif picked[1]:
+        verdict = f"the rule picks **{picked[0]} steps** (doubling gains less than {TOLERANCE:g} mAP@0.5)."
+    else:
+        verdict = (f"**still rising at {picked[0]} steps**, the ladder's last (every doubling gained "
+                   f"{TOLERANCE:g} mAP@0.5 or more): the rule takes {picked[0]}.")
+    if task == "views":
+        verdict += " The cpu-views grid is not re-run (its test cells ran at 3000 steps before this check)."
+    return "\n".join(lines + ["", "## Verdict", "", f"- {verdict}"]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--task", choices=sorted(TASKS), default="segmentation")
+    p.add_argument("--out", type=Path, default=None, help="default: the task's grid folder (TASKS)")
     p.add_argument("--cache", type=Path, default=ROOT / "outputs" / "downstream")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
@@ -142,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     from fourdcontrast.downstream.benchmark import read_rows
     from fourdcontrast.io.atomic import atomic_write_bytes
 
-    rows = read_rows(args.out / "steps_check.csv") if args.report_only else run(args.out, args.cache)
-    text = report(rows)
-    atomic_write_bytes(args.out / "steps_check.md", text.encode())
+    path = csv_path(args.task, args.out)
+    rows = read_rows(path) if args.report_only else run(path.parent, args.cache, args.task)
+    text = report(rows) if args.task == "segmentation" else ladder_report(rows, args.task)
+    atomic_write_bytes(path.with_suffix(".md"), text.encode())
     print(text)
     return 0
 

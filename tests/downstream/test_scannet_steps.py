@@ -1,5 +1,6 @@
 """benchmarks/scannet_steps.py: the rule that says whether the cpu-scannet grid's step counts are enough.
-(Mutant tried: the verdict on one initialisation's gain instead of the mean → red.)"""
+(Mutants tried: the verdict on one initialisation's gain instead of the mean; the ladder running on after its
+rule decided; the ladder's tolerance at 0.5 → red.)"""
 
 from script_loader import load_script  # tests/script_loader.py
 
@@ -46,3 +47,55 @@ def test_the_grid_fine_tunes_its_scene_levels_for_what_the_amended_rule_picked()
     assert picked is not None
     assert all(p.steps_for("scenes", lv) == picked for lv in (0.01, 0.05, 0.10, 0.20))
     assert p.steps_for("scenes", 1.0) >= picked and p.steps_for("points", 20) == 500
+
+
+def _ladder_rows(m, task, scores):
+    """Rows of a map task's ladder: ``scores`` maps a step count to (scratch, 4DContrast) mAP@0.5 (%)."""
+    (protocol, level), _ = m.LADDERS[task]
+    return [{"variant": f"steps={n}", "method": init, "protocol": protocol, "level": str(level),
+             "map50": str(v[k] / 100), "map25": str(2 * v[k] / 100), "cpu_seconds": "1"}
+            for n, v in scores.items() for k, init in enumerate(m.INITS)]
+
+
+def test_the_ladder_stops_at_the_first_doubling_that_gains_less_than_a_point_of_the_mean():
+    m = _module()
+    rising = {1000: (10.0, 14.0), 2000: (20.0, 21.0), 4000: (21.0, 21.5)}  # +8.5, then +0.75
+    assert m.ladder_pick(_ladder_rows(m, "instance", rising), "instance") == (2000, True)
+    assert m.ladder_pick(_ladder_rows(m, "instance", {1000: (10.0, 14.0), 2000: (20.0, 21.0)}),
+                         "instance") is None  # 4000 not run yet: undecided
+    # one initialisation gains 1.6, the other 0.2: the mean gain 0.9 decides (not either alone)
+    assert m.ladder_pick(_ladder_rows(m, "detection", {1000: (10.0, 14.0), 2000: (11.6, 14.2)}),
+                         "detection") == (1000, True)
+    still = {n: (n / 100, n / 100) for n in (1000, 2000, 4000, 8000)}
+    assert m.ladder_pick(_ladder_rows(m, "instance", still), "instance") == (8000, False)
+    text = m.ladder_report(_ladder_rows(m, "instance", still), "instance")
+    assert "**still rising at 8000 steps**" in text and "| 8000 | 80.0 | 80.0 | 80.0 | +0.0 | 160.0 |" in text
+    views = m.ladder_report(_ladder_rows(m, "views", {3000: (12.0, 11.0), 6000: (12.5, 11.2)}), "views")
+    assert "picks **3000 steps**" in views and "not re-run" in views
+
+
+def test_the_ladder_runs_no_count_after_the_rule_has_decided(monkeypatch, tmp_path):
+    """``run`` fine-tunes the ladder in order and stops once :func:`ladder_pick` decides (a 4000-step
+    detection cell costs ~1 CPU-h)."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    m = _module()
+    ran = []
+    score = {1000: 0.100, 2000: 0.105, 4000: 0.30}
+
+    def cell(backbone, protocol, level, seed, preset, split, datasets):
+        n = preset.steps_for(protocol, level)
+        ran.append((n, backbone))
+        return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
+                "method": backbone, "map50": str(score[n]), "map25": "0.5", "cpu_seconds": "1"}
+
+    class Val:
+        class_names = ("wall", "floor", "chair")
+
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
+    monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
+    monkeypatch.setattr(bm, "finetune_cell", cell)
+    rows = m.run(tmp_path, tmp_path, "detection")
+    assert [n for n, _ in ran] == [1000, 1000, 2000, 2000]  # +0.5 after one doubling: 4000 never runs
+    assert m.ladder_pick(rows, "detection") == (1000, True)
+    assert (tmp_path / "steps_check_detection.csv").is_file()
