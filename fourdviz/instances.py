@@ -243,15 +243,12 @@ def _is_3d(ax) -> bool:
 
 
 def _style(ax, points: np.ndarray, title: str | None) -> None:
-    from fourdviz.static import _equal_3d
+    from fourdviz.static import _equal_3d, _top_down
 
-    if _is_3d(ax):
-        _equal_3d(ax, points)
-    else:
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.autoscale_view()
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
+    if not _is_3d(ax):
+        _top_down(ax, title, xlabel="x (m)")
+        return
+    _equal_3d(ax, points)
     if title:
         ax.set_title(title, fontsize=10)
 

@@ -112,10 +112,11 @@ def _lines2d(ax, a, b, color, width=0.6, alpha=0.8):
         ax.add_collection(LineCollection(seg, colors=[color], linewidths=width, alpha=alpha, zorder=3))
 
 
-def _top_down(ax, title=None):
+def _top_down(ax, title=None, xlabel="x (m)  [frames laid side by side]"):
+    """Style a top-down (xy) axis: equal metres on both axes, autoscaled, labelled, titled."""
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
-    ax.set_xlabel("x (m)  [frames laid side by side]")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("y (m)")
     if title:
         ax.set_title(title, fontsize=10)
