@@ -59,8 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "scannet-size"
 TASKS: dict[str, tuple[str, Path, str]] = {
     "segmentation": ("cpu-scannet", OUT, "miou"),
-    "instance": ("cpu-instance", OUT, "map50"),
-    "detection": ("cpu-detection", OUT, "map50"),
+    "instance": ("cpu-instance", ROOT / "benchmarks" / "results" / "instance", "map50"),
+    "detection": ("cpu-detection", ROOT / "benchmarks" / "results" / "detection", "map50"),
     "views": ("cpu-views", ROOT / "benchmarks" / "results" / "views", "map50"),
 }
 """Task → (its grid's preset, the folder of its check, the metric the rule reads)."""
@@ -96,6 +96,7 @@ def run(out: Path, cache: Path, task: str = "segmentation") -> list[dict]:
     datasets = bm.load_rooms(preset, "val")
     fields = ("variant",) + bm.csv_fields(datasets[1].class_names, preset.task)
     path = csv_path(task, out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = bm.read_rows(path)
     done = {(r["variant"], r["method"], r["protocol"], f"{float(r['level']):g}") for r in rows}
     checks = CHECKS if task == "segmentation" else dict([LADDERS[task]])
