@@ -967,8 +967,9 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         if stage and first_stage_only:
             logger.info("stopping before stage 2 (%s), as asked", ", ".join(labels))
             break
-        # 1. backbones (scratch: random networks here; pre-training: tasks)
-        tasks = [(_pretrain_task, (m, s, preset, str(cache))) for m in labels for s in preset.seeds]
+        # 1. backbones (scratch: random networks here; pre-training: tasks), seed by seed so that an
+        # interrupted stage has every method of its first seeds (paired comparisons, figures of seed 0)
+        tasks = [(_pretrain_task, (m, s, preset, str(cache))) for s in preset.seeds for m in labels]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
             logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "

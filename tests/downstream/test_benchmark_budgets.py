@@ -158,8 +158,11 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
 
     calls = []
 
+    order = []
+
     def pretrain(label, seed, preset, cache):
         calls.append(("pretrain", label))
+        order.append((label, seed))
         return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}")
 
     def cell(kind):
@@ -195,3 +198,10 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
                             pretrain_only=True)
     assert {kind for kind, _ in calls} == {"pretrain"} and ("pretrain", "4dcontrast@2s") in calls
     assert rows == []
+    order.clear()  # seed by seed: an interrupted stage holds every method of its first seeds
+    two = replace(p, methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1),
+                  long_budget_methods=("pointcontrast", "4dcontrast"))
+    bm.run_benchmark(two, tmp_path / "out4", tmp_path / "cache", split="val", progress=False,
+                     pretrain_only=True)
+    assert [o for o in order if o[0].endswith("@2s")] == [("pointcontrast@2s", 0), ("4dcontrast@2s", 0),
+                                                          ("pointcontrast@2s", 1), ("4dcontrast@2s", 1)]
