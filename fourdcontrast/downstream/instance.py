@@ -459,16 +459,19 @@ def complete_crop(scene, config, rng: np.random.Generator, quarter_turns: bool =
     return augment_sample(points[full], config, rng, quarter_turns), labels[full], instances[full], idx
 
 
-def voxel_centre_means(points: np.ndarray, instances: np.ndarray, voxel_size: float) -> dict[int, np.ndarray]:
-    """Instance id → the mean of its voxel centres (metres; ``instances`` -1 skipped): the instance centre
-    of :func:`instance_targets`."""
-    q = quantize(points, voxel_size)
-    centres = (q.coordinates + 0.5) * voxel_size
-    out = {}
-    for i in np.unique(instances):
-        if i >= 0:
-            out[int(i)] = centres[np.unique(q.inverse[instances == i])].astype(np.float64).mean(0)
-    return out
+def voxel_centre_means(points: np.ndarray, instances: np.ndarray, voxel_size: float,
+                       quantization=None) -> dict[int, np.ndarray]:
+    """Instance id → the mean of the centres of the voxels holding any of its points (metres; ``instances``
+    -1 skipped): the instance centre of :func:`instance_targets`. ``quantization``: ``points`` already
+    quantized at ``voxel_size`` (:func:`~fourdcontrast.sparse.quantize.quantize`), not done again."""
+    q = quantize(points, voxel_size) if quantization is None else quantization
+    centres = ((q.coordinates + 0.5) * voxel_size).astype(np.float64)
+    keep = instances >= 0
+    m = len(centres)
+    pairs = np.unique(instances[keep].astype(np.int64) * m + q.inverse[keep])  # (instance, voxel), sorted
+    ids, start, counts = np.unique(pairs // m, return_index=True, return_counts=True)
+    sums = np.add.reduceat(centres[pairs % m], start, axis=0) if len(pairs) else np.zeros((0, 3))
+    return {int(i): sums[k] / counts[k] for k, i in enumerate(ids)}
 
 
 def instance_training_sample(scene, config, num_classes: int, rng: np.random.Generator):
@@ -479,7 +482,9 @@ def instance_training_sample(scene, config, num_classes: int, rng: np.random.Gen
     pts = pts_all[:len(idx)]
     vs = config.data.voxel_size
     q = quantize(pts, vs)
-    whole = voxel_centre_means(pts_all, instances_all, vs) if config.data.complete_instances else None
+    same = len(pts_all) == len(pts)  # nothing added to the crop: its quantization serves the whole instances
+    whole = (voxel_centre_means(pts_all, instances_all, vs, q if same else None)
+             if config.data.complete_instances else None)
     sem, off, _ = instance_targets((q.coordinates + 0.5) * vs, q.inverse, scene.labels[idx],
                                    scene.instances[idx], num_classes, stuff_ids(scene.class_names), whole)
     feats = input_features(scene, idx[q.index], config.data.features, config.model.in_channels)

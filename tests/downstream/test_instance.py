@@ -263,3 +263,23 @@ def test_a_crops_offsets_point_at_the_whole_instances_centre_when_complete(compl
             assert d.max() < 1e-4
         off_centre += int((d > 0.05).any())
     assert (off_centre == 0) if complete else (off_centre > 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 6))
+def test_voxel_centre_means_is_the_mean_of_the_voxels_holding_each_instances_points(seed, n_instances):
+    """Against the plain definition, instance by instance (voxels shared by two instances count for both;
+    points without an instance, -1, for none); a quantization passed in gives the same centres."""
+    from fourdcontrast.downstream.instance import voxel_centre_means
+
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, 1, (200, 3)).astype(np.float32)
+    instances = rng.integers(-1, n_instances, 200) if n_instances else np.full(200, -1)
+    q = quantize(points, 0.2)
+    centres = (q.coordinates + 0.5) * 0.2
+    expected = {int(i): centres[np.unique(q.inverse[instances == i])].astype(np.float64).mean(0)
+                for i in np.unique(instances) if i >= 0}
+    for got in (voxel_centre_means(points, instances, 0.2), voxel_centre_means(points, instances, 0.2, q)):
+        assert got.keys() == expected.keys()
+        for i, c in expected.items():
+            np.testing.assert_allclose(got[i], c, rtol=0, atol=1e-12)
