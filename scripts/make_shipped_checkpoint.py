@@ -85,6 +85,9 @@ def main() -> int:
     parser.add_argument("run", help="the pre-training output folder (checkpoint.pt, log.csv)")
     parser.add_argument("--study-row", default=None,
                         help="benchmarks/results/pretrain_study.csv: quote this run's linear probe")
+    parser.add_argument("--ship-check", default=None,
+                        help="benchmarks/results/scannet-size/ship_check.md: quote the validation probes "
+                             "that chose this run (benchmarks/ship_check.py)")
     args = parser.parse_args()
     run = Path(args.run)
     state = load_checkpoint(run / CHECKPOINT)
@@ -126,6 +129,14 @@ def main() -> int:
     probe = ("" if not study else
              f"\n\nLinear probe (200 labelled points per room, 100 training rooms, 20 validation rooms; "
              f"`benchmarks/pretrain_study.py`, the same run): {float(study['probe_miou']):.2f} mIoU.")
+    if args.ship_check:
+        check = Path(args.ship_check).read_text().split("\n", 1)[1].strip()
+        probe += (f"\n\n## Why this run\n\nChosen by the pre-declared rule of `benchmarks/ship_check.py` "
+                  f"(`{args.ship_check}`; the backbone called `shipped` there is the one this run "
+                  f"replaced; the run is the grid's `4dcontrast@3600s` seed 0: pre-trained to the grid's "
+                  f"300 CPU-s, then continued from that checkpoint — the same run, since the schedule "
+                  f"depends on the step and the budget only stops it):\n\n"
+                  f"{check.replace('## Verdict', '**Verdict**')}")
     text = f"""# Shipped pre-trained 3D backbone
 
 `cpu-small-backbone.pth`: the 3D backbone (Φ3D's U-Net, `{facts['backbone']}`, 3 → {facts['out_channels']}

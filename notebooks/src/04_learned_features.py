@@ -287,7 +287,7 @@ fv.explore_sequence(seq0, point_features["shipped"], layout="side")
 #   and why scratch training is not as weak a baseline as "random" suggests. In its embedding a patch of
 #   one wall scatters everywhere.
 # * After a **few minutes of pre-training** with the recommended CPU preset (`cpu-small`: the supplement's
-#   SimCLR variant with PointInfoNCE and motion-aware pairs; the shipped run had 300 CPU-seconds, the fresh
+#   SimCLR variant with PointInfoNCE and motion-aware pairs; the shipped run had 3600 CPU-seconds, the fresh
 #   one 40 steps) the embedding is organised differently: the floor and the moving object's voxels form
 #   their own strands, and the voxels of one wall patch land in one compact region — the features now
 #   describe *what* a voxel belongs to more than its exact local shape, which is what agreeing across
