@@ -188,14 +188,7 @@ def farthest_point_sample(xyz: torch.Tensor, k: int) -> torch.Tensor:
     n = len(xyz)
     k = min(k, n)
     if xyz.device.type != "cpu":
-        out = torch.zeros(k, dtype=torch.long, device=xyz.device)
-        dist = torch.full((n,), float("inf"), device=xyz.device)
-        last = 0
-        for i in range(1, k):
-            dist = torch.minimum(dist, ((xyz - xyz[last]) ** 2).sum(1))
-            last = int(torch.argmax(dist))
-            out[i] = last
-        return out
+        return _farthest_point_sample_torch(xyz, k)
     axes = np.ascontiguousarray(xyz.detach().numpy().T)  # (3, N)
     out = np.zeros(k, dtype=np.int64)
     dist = np.full(n, np.inf, dtype=axes.dtype)
@@ -209,6 +202,19 @@ def farthest_point_sample(xyz: torch.Tensor, k: int) -> torch.Tensor:
         last = int(dist.argmax())
         out[i] = last
     return torch.from_numpy(out)
+
+
+def _farthest_point_sample_torch(xyz: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`farthest_point_sample` as a torch loop on ``xyz``'s device (CUDA; the CPU path's reference)."""
+    k = min(k, len(xyz))
+    out = torch.zeros(k, dtype=torch.long, device=xyz.device)
+    dist = torch.full((len(xyz),), float("inf"), device=xyz.device)
+    last = 0
+    for i in range(1, k):
+        dist = torch.minimum(dist, ((xyz - xyz[last]) ** 2).sum(1))
+        last = int(torch.argmax(dist))
+        out[i] = last
+    return out
 
 
 def radius_group(centres: torch.Tensor, points: torch.Tensor, radius: float,

@@ -72,7 +72,6 @@ def instance_classes(labels: np.ndarray, instances: np.ndarray) -> dict[int, int
     return out
 
 
-
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
                      ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.

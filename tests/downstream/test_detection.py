@@ -10,6 +10,7 @@ from fourdcontrast.downstream.detection import (
     DetectionNet,
     DetectionOutput,
     DetectionTarget,
+    _farthest_point_sample_torch,
     box_map,
     box_targets,
     decode_proposals,
@@ -125,17 +126,6 @@ def test_farthest_point_sample_covers_better_than_any_single_swap(seed, k):
     assert cover <= gaps.min() + 1e-6
 
 
-def _fps_torch_loop(xyz: torch.Tensor, k: int) -> torch.Tensor:
-    """The reference: the plain torch loop (what CUDA tensors run)."""
-    k = min(k, len(xyz))
-    out, dist, last = torch.zeros(k, dtype=torch.long), torch.full((len(xyz),), float("inf")), 0
-    for i in range(1, k):
-        dist = torch.minimum(dist, ((xyz - xyz[last]) ** 2).sum(1))
-        last = int(torch.argmax(dist))
-        out[i] = last
-    return out
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.integers(0, 70), st.sampled_from([torch.float32, torch.float64]),
        st.booleans())
@@ -145,7 +135,8 @@ def test_farthest_point_sample_on_the_cpu_picks_what_the_torch_loop_picks(seed, 
     rng = np.random.default_rng(seed)
     pts = rng.integers(0, 4, (64, 3)) * 0.1 if grid else rng.uniform(-3, 3, (64, 3))
     xyz = torch.as_tensor(pts, dtype=dtype)
-    np.testing.assert_array_equal(farthest_point_sample(xyz, k).numpy(), _fps_torch_loop(xyz, k).numpy())
+    np.testing.assert_array_equal(farthest_point_sample(xyz, k).numpy(),
+                                  _farthest_point_sample_torch(xyz, k).numpy())
 
 
 def test_radius_group_returns_the_nearest_and_flags_those_outside():
