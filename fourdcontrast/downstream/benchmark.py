@@ -221,6 +221,12 @@ class BenchmarkPreset:
                 return int(steps)
         return self.finetune_steps
 
+    def primary_cells(self) -> set[tuple[str, str, str, float]]:
+        """``(label, mode, protocol, level)`` of every cell the pre-declared primary comparisons
+        (:attr:`primary`) read: both arms of each, every seed of the grid."""
+        return {(m, mode, protocol, float(level)) for a, b, mode, protocol, level in self.primary
+                for m in (a, b)}
+
     def finetuned_methods(self, protocol: str, level: float) -> tuple[str, ...]:
         """Initialisations fine-tuned at one level (``finetune_methods_at``, else every one of
         :meth:`labels`)."""
@@ -890,13 +896,17 @@ def _same_grid(old: dict, new: dict) -> bool:
 def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | os.PathLike,
                   room_cache: str | None = None, fresh: bool = False, progress: bool = True,
                   jobs: int = 1, split: str = "test", preset_name: str = "custom",
-                  first_stage_only: bool = False, pretrain_only: bool = False) -> list[dict]:
+                  first_stage_only: bool = False, pretrain_only: bool = False,
+                  primary_only: bool = False) -> list[dict]:
     """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
     its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
     second of pre-training does less work under load, see ``docs/downstream.md``); with ``pretrain_only``,
     only the pre-trainings of every stage (both budgets; with ``first_stage_only`` the short one), no
     downstream cell: the backbones land in ``cache`` for a later run (e.g. the long pre-trainings on an
-    idle machine, the cells afterwards on a shared one).
+    idle machine, the cells afterwards on a shared one); with ``primary_only``, only the cells that the
+    pre-declared primary comparisons read (:meth:`BenchmarkPreset.primary_cells`) and the pre-trainings they
+    need, so that a grid too long for one sitting answers its primary questions first (a later run without
+    it adds the rest to the same CSV).
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -904,12 +914,21 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
 
     Raises:
         ValueError: the CSV in ``out`` comes from another grid (other preset, configs or format); use
-            ``fresh`` or another ``out``.
+            ``fresh`` or another ``out``; or ``primary_only`` for a preset that declares no primary
+            comparison.
     """
     from fourdcontrast.sources.classes import CLASS_NAMES
 
     if split not in EVALUATION_SPLITS:
         raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
+    if primary_only and not preset.primary:
+        raise ValueError(f"preset {preset_name!r} declares no primary comparisons: --primary-only has "
+                         "nothing to run")
+    wanted = preset.primary_cells() if primary_only else None
+
+    def needed(label: str, mode: str, protocol: str, level: float) -> bool:
+        return wanted is None or (label, mode, protocol, float(level)) in wanted
+
     out, cache = Path(out), Path(cache)
     out.mkdir(parents=True, exist_ok=True)
     stem = "downstream" if split == "test" else f"downstream_{split}"
@@ -969,6 +988,10 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
             break
         # 1. backbones (scratch: random networks here; pre-training: tasks), seed by seed so that an
         # interrupted stage has every method of its first seeds (paired comparisons, figures of seed 0)
+        if wanted is not None:
+            labels = tuple(m for m in labels if any(c[0] == m for c in wanted))
+            if not labels:
+                continue
         tasks = [(_pretrain_task, (m, s, preset, str(cache))) for s in preset.seeds for m in labels]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
@@ -979,14 +1002,16 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         tasks = []
         for s in preset.seeds:
             for m in labels:
-                levels = [lv for lv in preset.probe_levels if todo("linear", *lv, s, m)]
+                levels = [lv for lv in preset.probe_levels
+                          if todo("linear", *lv, s, m) and needed(m, "linear", *lv)]
                 if levels:
                     tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
                                                 datasets, features)))
         for protocol, level in ordered:
             for s in preset.seeds:
                 for m in preset.finetuned_methods(protocol, level):
-                    if m in labels and todo("finetune", protocol, level, s, m):
+                    if m in labels and todo("finetune", protocol, level, s, m) and needed(
+                            m, "finetune", protocol, level):
                         tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
                                                        room_cache, datasets)))
         logger.info("downstream grid (%s split), stage %d (%s): %d tasks to do, %d runs done", split,
@@ -1020,6 +1045,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain-only", action="store_true",
                         help="only the pre-trainings (both budgets, or the first with --first-stage-only), "
                              "no probe or fine-tuning: the backbones are cached for a later run")
+    parser.add_argument("--primary-only", action="store_true",
+                        help="only the cells of the preset's pre-declared primary comparisons (both arms, "
+                             "every seed) and the pre-trainings they need; a later run without it adds the "
+                             "rest")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -1038,7 +1067,7 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
                              args.jobs, args.split, args.preset, args.first_stage_only,
-                             args.pretrain_only)
+                             args.pretrain_only, args.primary_only)
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

@@ -205,3 +205,50 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
                      pretrain_only=True)
     assert [o for o in order if o[0].endswith("@2s")] == [("pointcontrast@2s", 0), ("4dcontrast@2s", 0),
                                                           ("pointcontrast@2s", 1), ("4dcontrast@2s", 1)]
+
+
+def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else(tmp_path, monkeypatch):
+    """--primary-only: both arms of every pre-declared comparison, every seed, and only the pre-trainings
+    they need (here not the short-budget 4DContrast, whose cells no primary comparison reads)."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = []
+
+    def pretrain(label, seed, preset, cache):
+        calls.append(("pretrain", label, seed, None))
+        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}")
+
+    def finetune(backbone, protocol, level, *args):
+        calls.append(("finetune", backbone.method, backbone.seed, (protocol, float(level))))
+        return [{"split": "val", "mode": "finetune", "protocol": protocol, "level": f"{float(level):g}",
+                 "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1"}]
+
+    def probe(backbone, levels, *args):
+        calls.append(("probe", backbone.method, backbone.seed, tuple(levels)))
+        return []
+
+    monkeypatch.setattr(bm, "_pretrain_task", pretrain)
+    monkeypatch.setattr(bm, "_probe_task", probe)
+    monkeypatch.setattr(bm, "_finetune_task", finetune)
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, None))
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=1.0,
+                long_budget_s=2.0, long_budget_methods=("4dcontrast",),
+                probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.25), ("scenes", 0.5)),
+                finetune_steps_at=(),
+                primary=(("4dcontrast@2s", "scratch", "finetune", "scenes", 0.5),))
+    assert p.primary_cells() == {("4dcontrast@2s", "finetune", "scenes", 0.5),
+                                 ("scratch", "finetune", "scenes", 0.5)}
+    rows = bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False,
+                            primary_only=True)
+    assert sorted(c for c in calls if c[0] == "finetune") == [
+        ("finetune", "4dcontrast@2s", s, ("scenes", 0.5)) for s in (0, 1)] + [
+        ("finetune", "scratch", s, ("scenes", 0.5)) for s in (0, 1)]
+    assert {c[1] for c in calls if c[0] == "pretrain"} == {"scratch", "4dcontrast@2s"}
+    assert not any(c[0] == "probe" for c in calls) and len(rows) == 4
+    calls.clear()  # the full run afterwards adds the rest and re-runs none of them
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
+    assert ("finetune", "scratch", 0, ("scenes", 0.5)) not in calls
+    assert ("finetune", "4dcontrast", 0, ("scenes", 0.25)) in calls
+    with pytest.raises(ValueError, match="no primary comparisons"):
+        bm.run_benchmark(replace(p, primary=()), tmp_path / "o2", tmp_path / "cache", split="val",
+                         progress=False, primary_only=True)
