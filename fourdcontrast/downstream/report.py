@@ -209,7 +209,7 @@ def primary_sentence(c: Comparison, d: PairedInterval, metric: str = "mIoU", pap
     """One plain sentence: which way ``c`` went and whether that agrees with the paper (``paper``: what the
     paper says about it; default: :data:`PAPER`'s text for semantic segmentation)."""
     if d.n == 0:
-        return f"{c.name()}: not run in this grid."
+        return f"{c.name()}: no paired runs in this grid (yet)."
     head = f"{c.name()}: {d.mean:+.1f} {metric} points"
     if d.n < 2:
         return head + f" from {d.n} seed(s): too few seeds for an interval, so no conclusion."
