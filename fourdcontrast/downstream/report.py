@@ -34,6 +34,7 @@ __all__ = [
     "map_sanity_checks",
     "markdown_report",
     "other_comparisons",
+    "plot_budget_curve",
     "plot_figure4",
     "primary_sentence",
     "read_results",
@@ -635,11 +636,7 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
                        if (mode, protocol, lv, m) in s]
                 if not pts:
                     continue
-                style = {"lw": 1.3}
-                if m == "4dcontrast":
-                    style = {"lw": 2.4, "color": "#d62728"}
-                elif m == "scratch":
-                    style = {"lw": 1.8, "color": "k", "ls": "--"}
+                style = _line_style(m)
                 y = [e["mean"] for _, e in pts]
                 err = [0 if math.isnan(e["std"]) else e["std"] for _, e in pts]
                 ax.errorbar([x for x, _ in pts], y, yerr=err, marker="o", capsize=3, label=m, **style)
@@ -664,10 +661,65 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
     plt.close(fig)
 
 
+def _line_style(label: str) -> dict:
+    """Matplotlib style of a grid label: a colour per method (4DContrast red, PointContrast blue, scratch
+    black dashed), solid and thick at the long budget (``<method>@<budget>s``), dotted at the grid's own."""
+    method, _, budget = label.partition("@")
+    colour = {"4dcontrast": "#d62728", "pointcontrast": "#1f77b4", "4dcontrast-paper-literal": "#9467bd"}
+    if method == "scratch":
+        return {"lw": 1.8, "color": "k", "ls": "--"}
+    style = {"lw": 2.4 if budget else 1.4, "ls": "-" if budget else ":"}
+    return {**style, "color": colour[method]} if method in colour else style
+
+
+def plot_budget_curve(rows: list[dict], path: str | os.PathLike, default_budget_s: float | None,
+                      metric: str = "miou") -> bool:
+    """The gain over scratch against the pre-training budget (:func:`budget_curve`): one panel per mode and
+    level, the paired mean difference with its 95 % t interval (no bar for one seed) at each budget (CPU
+    seconds, log scale), one line per method. Returns False (and writes nothing) when no method has rows at
+    two budgets."""
+    curve = budget_curve(rows, default_budget_s, metric)
+    if not curve:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({k[:3] for k in curve}, key=lambda k: (k[0] != "finetune", k[1] != "scenes", k[2]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    for ax, (mode, protocol, level) in zip(axes[0], panels, strict=True):
+        for (md, p, lv, method), entries in curve.items():
+            if (md, p, lv) != (mode, protocol, level):
+                continue
+            x = [b for b, _ in entries]
+            y = [d.mean for _, d in entries]
+            err = [[d.mean - d.low if d.n > 1 else 0 for _, d in entries],
+                   [d.high - d.mean if d.n > 1 else 0 for _, d in entries]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method,
+                        **{**_line_style(f"{method}@1s"), "lw": 1.8})
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        budgets = sorted({b for k, v in curve.items() if k[:3] == (mode, protocol, level) for b, _ in v})
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("pre-training budget (CPU s)")
+        ax.set_ylabel(f"Δ {({**METRICS, **MAP_METRICS})[metric]} vs scratch")
+        ax.set_title(f"{MODE_NAMES[mode]}, {short_level(protocol, level)}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> None:
-    """Rebuild ``downstream.md``, ``downstream_figure4.png`` (mIoU) and ``downstream_figure4_objects.png``
-    (without wall and floor) in ``out`` from its ``downstream.csv``, ``downstream_pretrain_cost.json`` and
-    ``downstream_grid.json``."""
+    """Rebuild ``downstream.md``, ``downstream_figure4.png`` (mIoU), ``downstream_figure4_objects.png``
+    (without wall and floor) and, once a method has rows at two pre-training budgets,
+    ``downstream_budget_curve.png`` (:func:`plot_budget_curve`) in ``out`` from its ``downstream.csv``,
+    ``downstream_pretrain_cost.json`` and ``downstream_grid.json``."""
     out = Path(out)
     rows = read_results(out / "downstream.csv")
     cost_file, spec_file = out / "downstream_pretrain_cost.json", out / "downstream_grid.json"
@@ -685,5 +737,7 @@ def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> 
     text = markdown_report(rows, costs, spec, preset, preset_name)
     atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
     plot_figure4(rows, out / "downstream_figure4.png", "miou")
+    plot_budget_curve(rows, out / "downstream_budget_curve.png",
+                      (spec or {}).get("preset", {}).get("pretrain_budget_s"))
     if rows and "miou_objects" in rows[0]:
         plot_figure4(rows, out / "downstream_figure4_objects.png", "miou_objects")

@@ -22,20 +22,21 @@
 # %%
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 import fourdcontrast as fc
 import fourdviz as fv
 from fourdcontrast.downstream.benchmark import METHODS as BENCHMARK_METHODS
 from fourdcontrast.downstream.benchmark import LPFT_POINTS, PRESETS, random_backbone_state
-from fourdcontrast.downstream.report import budget_curve_lines, cell_values, compare, primary_comparisons, \
-    primary_sentence, read_results, sanity_checks, summarise
+from fourdcontrast.downstream.report import budget_curve_lines, cell_values, compare, plot_budget_curve, \
+    primary_comparisons, primary_sentence, read_results, sanity_checks, summarise
 from fourdcontrast.downstream.config import load_finetune_config
 from fourdcontrast.downstream.data import load_dataset
 from fourdcontrast.downstream.loading import read_state_dict
@@ -353,8 +354,11 @@ if rows:
     plt.show()
     show_tables(rows, label)
     curve = budget_curve_lines(rows, spec)
-    if curve:
+    if curve:  # the gain over scratch against the pre-training budget: table, then plot
         display(Markdown("\n".join(curve)))
+        png = Path(tempfile.mkdtemp()) / "budget_curve.png"
+        plot_budget_curve(rows, png, (spec or {}).get("preset", {}).get("pretrain_budget_s"))
+        display(Image(filename=str(png)))
 else:
     print("no committed benchmark results at build time: `fourdcontrast benchmark downstream --preset cpu-scannet "
           "--jobs 2 --out benchmarks/results/scannet-size` makes them (~25 CPU-hours; it resumes)")

@@ -111,6 +111,17 @@ def test_the_report_uses_the_grids_declared_primaries_and_draws_the_budget_curve
     assert "+2.0 [" in line and "+5.0 [" in line
 
 
+def test_the_budget_curve_is_drawn_once_a_method_has_two_budgets(tmp_path):
+    from fourdcontrast.downstream.report import plot_budget_curve
+
+    one_budget = _rows({"4dcontrast": [1.0, 2.0, 3.0], "pointcontrast@3600s": [1.0, 1.0, 1.0]})
+    assert not plot_budget_curve(one_budget, tmp_path / "none.png", 300.0)
+    assert not (tmp_path / "none.png").exists()
+    two = _rows({"4dcontrast": [1.0, 2.0, 3.0], "4dcontrast@3600s": [4.0, 5.0, 6.0]})
+    assert plot_budget_curve(two, tmp_path / "curve.png", 300.0)
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.slow
 def test_a_long_budget_continues_the_short_runs_checkpoint(tmp_path):
     from fourdcontrast.train.pretrain import read_log
