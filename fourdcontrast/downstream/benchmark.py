@@ -897,7 +897,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                   room_cache: str | None = None, fresh: bool = False, progress: bool = True,
                   jobs: int = 1, split: str = "test", preset_name: str = "custom",
                   first_stage_only: bool = False, pretrain_only: bool = False,
-                  primary_only: bool = False) -> list[dict]:
+                  primary_only: bool = False,
+                  levels: tuple[tuple[str, float], ...] | None = None) -> list[dict]:
     """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
     its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
     second of pre-training does less work under load, see ``docs/downstream.md``); with ``pretrain_only``,
@@ -906,7 +907,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     idle machine, the cells afterwards on a shared one); with ``primary_only``, only the cells that the
     pre-declared primary comparisons read (:meth:`BenchmarkPreset.primary_cells`) and the pre-trainings they
     need, so that a grid too long for one sitting answers its primary questions first (a later run without
-    it adds the rest to the same CSV).
+    it adds the rest to the same CSV); with ``levels`` (``(protocol, level)`` pairs), only the probes and
+    fine-tunings at those levels (the pre-trainings of every initialisation still run).
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -926,8 +928,14 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                          "nothing to run")
     wanted = preset.primary_cells() if primary_only else None
 
+    only = None if levels is None else {(p, float(lv)) for p, lv in levels}
+    if only is not None and not only <= {(p, float(lv)) for p, lv in
+                                         (*preset.probe_levels, *preset.finetune_levels)}:
+        raise ValueError(f"levels {sorted(only)} are not all levels of preset {preset_name!r}")
+
     def needed(label: str, mode: str, protocol: str, level: float) -> bool:
-        return wanted is None or (label, mode, protocol, float(level)) in wanted
+        return (wanted is None or (label, mode, protocol, float(level)) in wanted) and (
+            only is None or (protocol, float(level)) in only)
 
     out, cache = Path(out), Path(cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -1025,6 +1033,21 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
 
 
 # --- command line ---------------------------------------------------------------------------------
+def _parse_levels(text: str) -> tuple[tuple[str, float], ...]:
+    """``"scenes:0.1,points:20"`` → ``(("scenes", 0.1), ("points", 20.0))``."""
+    out = []
+    for item in text.split(","):
+        protocol, _, level = item.strip().partition(":")
+        try:
+            out.append((protocol, float(level)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"level {item!r} is not protocol:level, e.g. scenes:0.1") \
+                from None
+        if protocol not in ("scenes", "points"):
+            raise argparse.ArgumentTypeError(f"level {item!r}: the protocol is 'scenes' or 'points'")
+    return tuple(out)
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="sizes (default cpu)")
     parser.add_argument("--out", default="benchmarks/results", help="where the CSV / markdown / plots go")
@@ -1049,6 +1072,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the cells of the preset's pre-declared primary comparisons (both arms, "
                              "every seed) and the pre-trainings they need; a later run without it adds the "
                              "rest")
+    parser.add_argument("--levels", default=None, type=_parse_levels,
+                        help="only these levels, e.g. 'scenes:0.1,points:20' (the pre-trainings still run)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -1067,7 +1092,7 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
                              args.jobs, args.split, args.preset, args.first_stage_only,
-                             args.pretrain_only, args.primary_only)
+                             args.pretrain_only, args.primary_only, args.levels)
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

@@ -7,6 +7,7 @@ the spec's ``primary``; the new preset fields kept in the grid spec at their def
 then no longer resumes).
 """
 
+import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -260,6 +261,21 @@ def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else
     bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
     assert ("finetune", "scratch", 0, ("scenes", 0.5)) not in calls
     assert ("finetune", "4dcontrast", 0, ("scenes", 0.25)) in calls
+    calls.clear()  # --levels: only the cells at those levels (with --primary-only: their intersection)
+    bm.run_benchmark(p, tmp_path / "o3", tmp_path / "cache", split="val", progress=False,
+                     levels=(("scenes", 0.25),))
+    assert {c[3] for c in calls if c[0] == "finetune"} == {("scenes", 0.25)}
+    assert not any(c[0] == "probe" for c in calls)  # the probe level (100 %) is not among them
+    calls.clear()
+    bm.run_benchmark(p, tmp_path / "o4", tmp_path / "cache", split="val", progress=False, primary_only=True,
+                     levels=(("scenes", 0.25),))
+    assert not any(c[0] == "finetune" for c in calls)
+    with pytest.raises(ValueError, match="not all levels"):
+        bm.run_benchmark(p, tmp_path / "o5", tmp_path / "cache", split="val", progress=False,
+                         levels=(("scenes", 0.3),))
+    assert bm._parse_levels("scenes:0.1, points:20") == (("scenes", 0.1), ("points", 20.0))
+    with pytest.raises(argparse.ArgumentTypeError):
+        bm._parse_levels("scene:0.1")
     with pytest.raises(ValueError, match="no primary comparisons"):
         bm.run_benchmark(replace(p, primary=()), tmp_path / "o2", tmp_path / "cache", split="val",
                          progress=False, primary_only=True)
