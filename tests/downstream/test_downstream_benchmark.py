@@ -180,7 +180,7 @@ def test_primary_sentences_say_which_way_and_whether_the_paper_agrees():
     assert "behind" in behind and "contradicts" in behind
     unclear = primary_sentence(c, paired_t_interval([-1.0, 0.5, 2.0]))
     assert "no difference could be detected" in unclear
-    assert "not run" in primary_sentence(c, paired_t_interval([]))
+    assert "no paired runs" in primary_sentence(c, paired_t_interval([]))
     values = {("finetune", "scenes", 0.01, "4dcontrast"): {0: 30.0, 1: 33.0},
               ("finetune", "scenes", 0.01, "scratch"): {1: 31.0, 2: 20.0}}
     assert compare(values, c).n == 1  # only seed 1 is paired
