@@ -967,9 +967,15 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     primary = {(p, lv) for *_, p, lv in preset.primary} or {("scenes", 0.01), ("points", 20)}
     ordered = sorted(preset.finetune_levels, key=lambda lv: (lv not in primary, lv[0], lv[1]))
 
+    # the cost rows of earlier runs of this grid stay (a run with --seeds, --primary-only or --levels loads
+    # only some backbones); this run's backbones replace theirs
+    earlier_costs = {} if fresh or not cost_path.is_file() else json.loads(cost_path.read_text())
+    if not all(isinstance(v, dict) and "method" in v for v in earlier_costs.values()):
+        earlier_costs = {}  # the earlier format of the cost file: replaced
+
     def keep_backbone(i: int, b: Backbone) -> None:
         backbones[(b.method, b.seed)] = b
-        costs = {f"{k[0]}/seed{k[1]}": v.cost for k, v in sorted(backbones.items())}
+        costs = {**earlier_costs, **{f"{k[0]}/seed{k[1]}": v.cost for k, v in backbones.items()}}
         atomic_write_bytes(cost_path, json.dumps(costs, indent=2).encode())
 
     def todo(mode, protocol, level, seed, method):

@@ -228,7 +228,7 @@ def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else
 
     def pretrain(label, seed, preset, cache):
         calls.append(("pretrain", label, seed, None))
-        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}")
+        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}", {"method": label, "steps": 1})
 
     def finetune(backbone, protocol, level, *args):
         calls.append(("finetune", backbone.method, backbone.seed, (protocol, float(level))))
@@ -257,10 +257,18 @@ def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else
         ("finetune", "scratch", s, ("scenes", 0.5)) for s in (0, 1)]
     assert {c[1] for c in calls if c[0] == "pretrain"} == {"scratch", "4dcontrast@2s"}
     assert not any(c[0] == "probe" for c in calls) and len(rows) == 4
+    costs = tmp_path / "out" / "downstream_val_pretrain_cost.json"
+    assert set(json.loads(costs.read_text())) == {f"{m}/seed{s}" for m in ("scratch", "4dcontrast@2s")
+                                                  for s in (0, 1)}
+    calls.clear()  # a run of one seed keeps the cost rows of the others
+    bm.run_benchmark(replace(p, seeds=(0,)), tmp_path / "out", tmp_path / "cache", split="val",
+                     progress=False)
+    assert "4dcontrast@2s/seed1" in json.loads(costs.read_text())
+    assert "4dcontrast/seed0" in json.loads(costs.read_text())
     calls.clear()  # the full run afterwards adds the rest and re-runs none of them
     bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
     assert ("finetune", "scratch", 0, ("scenes", 0.5)) not in calls
-    assert ("finetune", "4dcontrast", 0, ("scenes", 0.25)) in calls
+    assert ("finetune", "4dcontrast", 1, ("scenes", 0.25)) in calls
     calls.clear()  # --levels: only the cells at those levels (with --primary-only: their intersection)
     bm.run_benchmark(p, tmp_path / "o3", tmp_path / "cache", split="val", progress=False,
                      levels=(("scenes", 0.25),))
