@@ -661,10 +661,12 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
     plt.close(fig)
 
 
-def _line_style(label: str) -> dict:
+def _line_style(label: str, long: bool | None = None) -> dict:
     """Matplotlib style of a grid label: a colour per method (4DContrast red, PointContrast blue, scratch
-    black dashed), solid and thick at the long budget (``<method>@<budget>s``), dotted at the grid's own."""
+    black dashed), solid and thick at the long budget (``<method>@<budget>s``, or ``long=True``), dotted at
+    the grid's own."""
     method, _, budget = label.partition("@")
+    budget = bool(budget) if long is None else long
     colour = {"4dcontrast": "#d62728", "pointcontrast": "#1f77b4", "4dcontrast-paper-literal": "#9467bd"}
     if method == "scratch":
         return {"lw": 1.8, "color": "k", "ls": "--"}
@@ -697,7 +699,7 @@ def plot_budget_curve(rows: list[dict], path: str | os.PathLike, default_budget_
             err = [[d.mean - d.low if d.n > 1 else 0 for _, d in entries],
                    [d.high - d.mean if d.n > 1 else 0 for _, d in entries]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method,
-                        **{**_line_style(f"{method}@1s"), "lw": 1.8})
+                        **{**_line_style(method, long=True), "lw": 1.8})
         ax.axhline(0, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
         budgets = sorted({b for k, v in curve.items() if k[:3] == (mode, protocol, level) for b, _ in v})
