@@ -39,6 +39,18 @@ rising. The ``cpu-instance`` and ``cpu-detection`` grids then fine-tune for the 
 The ``cpu-views`` grid is **not** re-run (its first-stage test cells ran at 3000 steps before this check
 existed): its check only says how far from converged its numbers are.
 
+**The 10 % diagnosis of the long backbones** (``--diagnose-long``; issue 27, declared 2026-12-07 after the
+grid's test cells at 10 % of the scenes — 4DContrast@3600s − scratch −2.2 [−8.6, +4.3] mIoU — and before
+any of its runs): on the validation rooms, seed 0, 10 % of the scenes (:data:`DIAGNOSIS`):
+(a) the grid's recipe (LP-FT) for the 3600-s 4DContrast backbone at 1000, 2000, 4000 and 8000 steps (scratch's
+rungs are the check's rows above); (b) the paper's recipe (fresh head, one learning rate for every layer) at
+the grid's 8000 steps for scratch and the 3600-s 4DContrast backbone. The reading, fixed before the runs
+(:func:`diagnosis_verdicts`): (a) the long backbone's lead over scratch at each step count; "**overtaken**"
+when it leads by ≥ :data:`TOLERANCE` at 1000 or 2000 steps and by less at 8000 (pre-training buys speed, not
+the end point, at this level), "no lead at any step count" when it never leads by ≥ :data:`TOLERANCE`, else
+"keeps its lead"; (b) the recipe is named part of the cause when the paper recipe's 4DContrast − scratch at
+8000 steps exceeds LP-FT's by ≥ :data:`TOLERANCE`, otherwise not. The grid is not re-run either way.
+
 Runs single-threaded; each finished run is appended to ``steps_check.csv`` (``steps_check_<task>.csv``)
 in the task's grid folder (:data:`TASKS`) at once (an interrupted check resumes); writes the ``.md`` beside
 it::
@@ -75,6 +87,15 @@ CHECKS: dict[tuple[str, float], tuple[int, ...]] = {("scenes", 0.1): (1000, 2000
 """Level → step counts run (the grid's, then twice it; at 10 % of the scenes also 4000 and 8000, the
 amendment in the module docstring)."""
 INITS: tuple[str, ...] = ("scratch", "4dcontrast")
+LONG: str = "4dcontrast@3600s"
+"""The long-budget backbone of the 10 % diagnosis."""
+PAPER_RECIPE: tuple[str, ...] = ("optim.recipe=paper",)
+DIAGNOSIS: tuple[tuple[str, str, int, tuple[str, ...] | None], ...] = (
+    *((f"steps={n}", LONG, n, None) for n in (1000, 2000, 4000, 8000)),
+    ("recipe=paper,steps=8000", LONG, 8000, PAPER_RECIPE),
+    ("recipe=paper,steps=8000", "scratch", 8000, PAPER_RECIPE))
+"""The 10 % diagnosis, in the order it runs: (variant, backbone label, steps, the level's recipe overrides —
+None: the grid's own)."""
 SEED: int = 0
 TOLERANCE: float = 1.0
 """mIoU points, or mAP@0.5 points for the map tasks (the rules in the module docstring)."""
@@ -117,6 +138,80 @@ def run(out: Path, cache: Path, task: str = "segmentation") -> list[dict]:
                 logging.info("%s %s %s=%s: validation %s %.1f (%.0f CPU-s)", variant, init, protocol, level,
                              metric, 100 * float(row[metric]), float(row["cpu_seconds"]))
     return rows
+
+
+def run_diagnosis(out: Path, cache: Path) -> list[dict]:
+    """The 10 % diagnosis (:data:`DIAGNOSIS`): its rows join the check's CSV (resumable per run)."""
+    import torch
+
+    from fourdcontrast.downstream import benchmark as bm
+
+    torch.set_num_threads(1)
+    preset = bm.PRESETS[TASKS["segmentation"][0]]
+    datasets = bm.load_rooms(preset, "val")
+    fields = ("variant",) + bm.csv_fields(datasets[1].class_names, preset.task)
+    path = csv_path("segmentation", out)
+    rows = bm.read_rows(path)
+    done = {(r["variant"], r["method"], r["protocol"], f"{float(r['level']):g}") for r in rows}
+    protocol, level = "scenes", 0.1
+    for variant, label, n, overrides in DIAGNOSIS:
+        if (variant, label, protocol, f"{level:g}") in done:
+            continue
+        p = replace(preset, finetune_steps_at=((protocol, level, n),))
+        if overrides is not None:
+            p = replace(p, finetune_overrides_at=((protocol, level, overrides),))
+        backbone = bm.cached_backbone(label, SEED, preset, cache)
+        row = bm.finetune_cell(backbone, protocol, level, SEED, p, "val", datasets)
+        rows.append({**row, "variant": variant})
+        bm._write_rows(path, rows, fields)
+        logging.info("diagnosis %s %s: validation mIoU %.1f (%.0f CPU-s)", variant, label,
+                     100 * float(row["miou"]), float(row["cpu_seconds"]))
+    return rows
+
+
+def _val(rows: list[dict], variant: str, label: str) -> float | None:
+    got = [100 * float(r["miou"]) for r in rows if r["variant"] == variant and r["method"] == label
+           and r["protocol"] == "scenes" and float(r["level"]) == 0.1]
+    return got[-1] if got else None
+
+
+def diagnosis_verdicts(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """The diagnosis' table lines and its verdicts by the rules of the module docstring (a verdict only
+    once the runs it reads are in)."""
+    lines = ["| steps | recipe | scratch | 4DContrast@3600s | 4DContrast@3600s − scratch |",
+             "|---|---|---|---|---|"]
+    lead: dict[int, float] = {}
+    for n in (1000, 2000, 4000, 8000):
+        a, b = _val(rows, f"steps={n}", "scratch"), _val(rows, f"steps={n}", LONG)
+        if a is not None and b is not None:
+            lead[n] = b - a
+        lines.append(f"| {n} | LP-FT (the grid's) | {'–' if a is None else f'{a:.1f}'} | "
+                     f"{'–' if b is None else f'{b:.1f}'} | {f'{lead[n]:+.1f}' if n in lead else '–'} |")
+    pa, pb = _val(rows, "recipe=paper,steps=8000", "scratch"), _val(rows, "recipe=paper,steps=8000", LONG)
+    paper = None if pa is None or pb is None else pb - pa
+    lines.append(f"| 8000 | paper (fresh head, one lr) | {'–' if pa is None else f'{pa:.1f}'} | "
+                 f"{'–' if pb is None else f'{pb:.1f}'} | {'–' if paper is None else f'{paper:+.1f}'} |")
+    verdicts = []
+    if len(lead) == 4:
+        early = max(lead[1000], lead[2000])
+        if early >= TOLERANCE and lead[8000] < TOLERANCE:
+            word = "**overtaken**: it leads early and scratch catches up by 8000 steps"
+        elif max(lead.values()) < TOLERANCE:
+            word = "**no lead at any step count**"
+        else:
+            word = "**keeps its lead**"
+        verdicts.append("- (a) the 3600-s 4DContrast backbone at 10 % of the scenes, LP-FT: "
+                        + ", ".join(f"{lead[n]:+.1f} at {n}" for n in sorted(lead)) + f" steps — {word}.")
+    else:
+        verdicts.append("- (a) the step-ladder runs are not all done yet.")
+    if paper is not None and 8000 in lead:
+        named = paper - lead[8000] >= TOLERANCE
+        verdicts.append(f"- (b) at 8000 steps 4DContrast@3600s − scratch is {paper:+.1f} with the paper's "
+                        f"recipe vs {lead[8000]:+.1f} with LP-FT: the recipe is "
+                        + ("**named part of the cause**." if named else "**not** the cause."))
+    else:
+        verdicts.append("- (b) the recipe runs are not all done yet.")
+    return lines, verdicts
 
 
 def mean_miou(rows: list[dict], protocol: str, level: float, steps: int,
@@ -183,7 +278,13 @@ def report(rows: list[dict]) -> str:
     picked = pick_steps(rows)
     verdicts.append(f"- the amended rule picks **{picked} steps** for the grid's scene levels." if picked else
                     "- the amended rule's runs are not all done yet.")
-    return "\n".join(lines + ["", "## Verdict", "", *verdicts]) + "\n"
+    text = "\n".join(lines + ["", "## Verdict", "", *verdicts]) + "\n"
+    if any(r["method"] == LONG or r["variant"].startswith("recipe=") for r in rows):
+        table, found = diagnosis_verdicts(rows)
+        text += "\n".join(["", "## The 10 % diagnosis of the long backbone", "",
+                           "Declared in the script's docstring before its runs (validation rooms, seed 0, "
+                           "10 % of the scenes; the grid is not re-run).", "", *table, "", *found]) + "\n"
+    return text
 
 
 def ladder_report(rows: list[dict], task: str) -> str:
@@ -231,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="default: the task's grid folder (TASKS)")
     p.add_argument("--cache", type=Path, default=ROOT / "outputs" / "downstream")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--diagnose-long", action="store_true",
+                   help="run the 10 %% diagnosis of the long backbone (segmentation only; DIAGNOSIS)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads spin
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -238,7 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     from fourdcontrast.io.atomic import atomic_write_bytes
 
     path = csv_path(args.task, args.out)
-    rows = read_rows(path) if args.report_only else run(path.parent, args.cache, args.task)
+    if args.diagnose_long and args.task != "segmentation":
+        p.error("--diagnose-long is a check of the segmentation grid (--task segmentation)")
+    if args.report_only:
+        rows = read_rows(path)
+    elif args.diagnose_long:
+        rows = run_diagnosis(path.parent, args.cache)
+    else:
+        rows = run(path.parent, args.cache, args.task)
     text = report(rows) if args.task == "segmentation" else ladder_report(rows, args.task)
     atomic_write_bytes(path.with_suffix(".md"), text.encode())
     print(text)

@@ -99,3 +99,68 @@ def test_the_ladder_runs_no_count_after_the_rule_has_decided(monkeypatch, tmp_pa
     assert [n for n, _ in ran] == [1000, 1000, 2000, 2000]  # +0.5 after one doubling: 4000 never runs
     assert m.ladder_pick(rows, "detection") == (1000, True)
     assert (tmp_path / "steps_check_detection.csv").is_file()
+
+
+def _diag_rows(m, scratch, long, paper=None):
+    """Validation rows of the 10 % diagnosis: ``scratch`` / ``long`` map a step count to mIoU (%); ``paper``
+    is (scratch, long) with the paper's recipe at 8000 steps."""
+    def row(variant, label, v):
+        return {"variant": variant, "method": label, "protocol": "scenes", "level": "0.1",
+                "miou": str(v / 100), "cpu_seconds": "1"}
+
+    rows = [row(f"steps={n}", "scratch", v) for n, v in scratch.items()]
+    rows += [row(f"steps={n}", m.LONG, v) for n, v in long.items()]
+    if paper:
+        rows += [row("recipe=paper,steps=8000", label, v) for label, v in zip(("scratch", m.LONG), paper,
+                                                                               strict=True)]
+    return rows
+
+
+def test_the_diagnosis_reads_an_early_lead_that_scratch_catches_up_as_overtaken():
+    m = _module()
+    scratch = {1000: 44.1, 2000: 63.8, 4000: 78.7, 8000: 86.2}
+    _, v = m.diagnosis_verdicts(_diag_rows(m, scratch, {1000: 52.0, 2000: 65.0, 4000: 79.0, 8000: 86.0},
+                                           paper=(80.0, 79.5)))
+    assert "**overtaken**" in v[0] and "+7.9 at 1000" in v[0]
+    assert "**not** the cause" in v[1] and "-0.5 with the paper" in v[1]
+    _, v = m.diagnosis_verdicts(_diag_rows(m, scratch, {n: x + 0.5 for n, x in scratch.items()},
+                                           paper=(80.0, 82.0)))
+    assert "**no lead at any step count**" in v[0] and "**named part of the cause**" in v[1]
+    _, v = m.diagnosis_verdicts(_diag_rows(m, scratch, {n: x + 2 for n, x in scratch.items()}))
+    assert "**keeps its lead**" in v[0] and "not all done" in v[1]
+    # the paper recipe's +2.5 is within a point of LP-FT's +2.0: the recipe is not the cause
+    _, v = m.diagnosis_verdicts(_diag_rows(m, scratch, {n: x + 2 for n, x in scratch.items()},
+                                           paper=(80.0, 82.5)))
+    assert "**not** the cause" in v[1]
+    _, v = m.diagnosis_verdicts(_diag_rows(m, scratch, {1000: 52.0}))
+    assert "not all done" in v[0]
+    text = m.report(_diag_rows(m, scratch, {1000: 52.0}))
+    assert "## The 10 % diagnosis" in text and "| 1000 | LP-FT (the grid's) | 44.1 | 52.0 | +7.9 |" in text
+    assert "## The 10 % diagnosis" not in m.report(_diag_rows(m, scratch, {}))
+
+
+def test_the_diagnosis_runs_the_paper_recipe_where_declared_and_resumes(monkeypatch, tmp_path):
+    from fourdcontrast.downstream import benchmark as bm
+
+    m = _module()
+    ran = []
+
+    def cell(backbone, protocol, level, seed, preset, split, datasets):
+        ran.append((backbone, preset.steps_for(protocol, level), preset.overrides_at(protocol, level)))
+        return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
+                "method": backbone, "miou": "0.5", "cpu_seconds": "1"}
+
+    class Val:
+        class_names = ("wall", "floor", "chair")
+
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
+    monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
+    monkeypatch.setattr(bm, "finetune_cell", cell)
+    m.run_diagnosis(tmp_path, tmp_path)
+    grid = bm.PRESETS["cpu-scannet"].overrides_at("scenes", 0.1)
+    assert ran == [(m.LONG, 1000, grid), (m.LONG, 2000, grid), (m.LONG, 4000, grid), (m.LONG, 8000, grid),
+                   (m.LONG, 8000, m.PAPER_RECIPE), ("scratch", 8000, m.PAPER_RECIPE)]
+    assert grid != m.PAPER_RECIPE
+    ran.clear()
+    rows = m.run_diagnosis(tmp_path, tmp_path)  # every run is in the CSV: nothing runs again
+    assert ran == [] and len(rows) == len(m.DIAGNOSIS)
