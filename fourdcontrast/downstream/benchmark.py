@@ -567,11 +567,10 @@ def _pretrain_into(out: Path, config, method: str, seed: int, preset: BenchmarkP
     from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain, read_log
 
     cost_file, path = out / "cost.json", out / "backbone.pth"
-    shorter, _ = _pretrain_folder(method, seed, preset, cache)
-    if (budget_s is not None and not (out / CHECKPOINT).is_file() and (shorter / CHECKPOINT).is_file()
-            and (shorter / "cost.json").is_file()):
-        logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed,
-                    preset.pretrain_budget_s, shorter)
+    shorter = _longest_shorter_run(method, seed, preset, cache, budget_s)
+    if budget_s is not None and not (out / CHECKPOINT).is_file() and shorter is not None:
+        shorter, shorter_budget = shorter
+        logger.info("continuing %s seed %d from its run at %s s (%s)", method, seed, shorter_budget, shorter)
         for name in (CHECKPOINT, "log.csv"):
             if (shorter / name).is_file():
                 with atomic_path(out / name) as tmp:
@@ -596,6 +595,27 @@ def _pretrain_into(out: Path, config, method: str, seed: int, preset: BenchmarkP
             "budget_used_s": budget_used, "step_cap": preset.pretrain_steps,
             "wall_s": wall, "cpu_s": cpu, "resumed": resume}
     atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
+
+
+def _longest_shorter_run(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
+                         budget_s: float | None) -> tuple[Path, float | None] | None:
+    """``(folder, budget)`` of the longest finished pre-training of ``method`` and ``seed`` in ``cache`` at a
+    budget of the preset (its own, or :attr:`~BenchmarkPreset.long_budget_s` for a long-budget method) below
+    ``budget_s``: the run a longer one continues (e.g. 10800 s from the 3600-s run, not the 300-s one); None
+    when there is none."""
+    from fourdcontrast.train.pretrain import CHECKPOINT
+
+    if budget_s is None or preset.pretrain_budget_s is None:
+        return None
+    budgets = [None]
+    if method in preset.long_budget_methods and preset.long_budget_s is not None and \
+            preset.long_budget_s < budget_s:
+        budgets.append(preset.long_budget_s)
+    for b in reversed(budgets):  # the longest first
+        folder, _ = _pretrain_folder(method, seed, preset, cache, b)
+        if (folder / CHECKPOINT).is_file() and (folder / "cost.json").is_file():
+            return folder, preset.pretrain_budget_s if b is None else b
+    return None
 
 
 def _backbone(label: str, seed: int, preset: BenchmarkPreset, cache: Path,
@@ -898,7 +918,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                   jobs: int = 1, split: str = "test", preset_name: str = "custom",
                   first_stage_only: bool = False, pretrain_only: bool = False,
                   primary_only: bool = False,
-                  levels: tuple[tuple[str, float], ...] | None = None) -> list[dict]:
+                  levels: tuple[tuple[str, float], ...] | None = None,
+                  extra_labels: tuple[str, ...] = ()) -> list[dict]:
     """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
     its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
     second of pre-training does less work under load, see ``docs/downstream.md``); with ``pretrain_only``,
@@ -908,7 +929,12 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     pre-declared primary comparisons read (:meth:`BenchmarkPreset.primary_cells`) and the pre-trainings they
     need, so that a grid too long for one sitting answers its primary questions first (a later run without
     it adds the rest to the same CSV); with ``levels`` (``(protocol, level)`` pairs), only the probes and
-    fine-tunings at those levels (the pre-trainings of every initialisation still run).
+    fine-tunings at those levels (the pre-trainings of every initialisation still run); with
+    ``extra_labels`` (e.g. ``("4dcontrast@10800s",)``: a long-budget method at a budget above the preset's
+    long one), **only** those: each is pre-trained by continuing the method's longest cached run
+    (:func:`_longest_shorter_run`), probed at the probe levels and fine-tuned where the method's long-budget
+    label is, into the same CSV — a further point of the budget curve (combine with ``seeds`` / ``levels``
+    to keep it cheap).
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -927,6 +953,18 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         raise ValueError(f"preset {preset_name!r} declares no primary comparisons: --primary-only has "
                          "nothing to run")
     wanted = preset.primary_cells() if primary_only else None
+    for label in extra_labels:
+        try:
+            method, budget = split_label(label)
+        except ValueError:
+            method, budget = label, None
+        if method not in preset.long_budget_methods or budget is None or \
+                budget <= (preset.long_budget_s or 0):
+            raise ValueError(f"extra label {label!r} must be '<method>@<budget>s' with a method of the "
+                             f"preset's long budget {preset.long_budget_methods} and a budget above its "
+                             f"{preset.long_budget_s} s")
+    if extra_labels and primary_only:
+        raise ValueError("extra labels are not primary comparisons: run them without --primary-only")
 
     only = None if levels is None else {(p, float(lv)) for p, lv in levels}
     if only is not None and not only <= {(p, float(lv)) for p, lv in
@@ -994,7 +1032,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                         r["seed"], scores)
 
     long_labels = preset.labels()[len(preset.methods):]
-    for stage, labels in enumerate((preset.methods, long_labels)):
+    stages = ((), (), tuple(extra_labels)) if extra_labels else (preset.methods, long_labels)
+    for stage, labels in enumerate(stages):
         if not labels:
             continue
         if stage and first_stage_only:
@@ -1022,8 +1061,11 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                     tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
                                                 datasets, features)))
         for protocol, level in ordered:
+            finetuned = preset.finetuned_methods(protocol, level)
+            finetuned += tuple(m for m in extra_labels  # where the method's long-budget label is
+                               if long_label(split_label(m)[0], preset.long_budget_s) in finetuned)
             for s in preset.seeds:
-                for m in preset.finetuned_methods(protocol, level):
+                for m in finetuned:
                     if m in labels and todo("finetune", protocol, level, s, m) and needed(
                             m, "finetune", protocol, level):
                         tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
@@ -1080,6 +1122,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "rest")
     parser.add_argument("--levels", default=None, type=_parse_levels,
                         help="only these levels, e.g. 'scenes:0.1,points:20' (the pre-trainings still run)")
+    parser.add_argument("--extra-label", action="append", default=[], metavar="METHOD@BUDGETs",
+                        help="only this further budget of a long-budget method (e.g. 4dcontrast@10800s; "
+                             "repeatable): pre-trained on from its longest cached run, probed and fine-tuned "
+                             "where the long label is — a further point of the budget curve")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -1098,7 +1144,7 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
                              args.jobs, args.split, args.preset, args.first_stage_only,
-                             args.pretrain_only, args.primary_only, args.levels)
+                             args.pretrain_only, args.primary_only, args.levels, tuple(args.extra_label))
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

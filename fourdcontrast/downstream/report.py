@@ -383,9 +383,17 @@ def _table(rows: list[dict], mode: str, metric: str, methods: list[str]) -> list
     return lines
 
 
-def _method_order(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
-    present = {r["method"] for r in rows}
-    return [m for m in preferred if m in present] + sorted(present - set(preferred))
+def method_order(rows: list[dict], preferred: tuple[str, ...] = METHODS) -> list[str]:
+    """The grid labels present in ``rows`` (dicts with a ``method`` key) in display order: by base method in
+    the order of ``preferred`` (others after them, by name), each method's budgets ascending
+    (``4dcontrast`` — the grid's own budget — then ``4dcontrast@3600s``)."""
+    rank = {m: i for i, m in enumerate(preferred)}
+
+    def key(label: str) -> tuple:
+        method, _, budget = label.partition("@")
+        return rank.get(method, len(rank)), method, float(budget.rstrip("s")) if budget else 0.0
+
+    return sorted({r["method"] for r in rows}, key=key)
 
 
 def _cost_lines(costs: dict, rows: list[dict], preset) -> list[str]:
@@ -438,7 +446,7 @@ def _steps_text(p: dict) -> str:
 def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | None = None,
                     preset=None, preset_name: str = "") -> str:
     """The results markdown (see the module docstring); ``rows`` are :func:`read_results` rows."""
-    methods = _method_order(rows, METHODS)
+    methods = method_order(rows)
     lines = ["# Downstream benchmark: semantic segmentation on the embedded rooms", ""]
     if spec:
         p = spec["preset"]
@@ -547,7 +555,7 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
     """The results markdown of an instance or detection grid: setup, the pre-declared primary comparisons
     (mAP@0.5, paired 95 % t intervals), sanity checks, tables of every metric (mean ± std over seeds, Δ to
     scratch with its interval), the other cells Holm-corrected, per-class AP@0.5 and the costs."""
-    methods = _method_order(rows, METHODS)
+    methods = method_order(rows)
     dataset = (spec or {}).get("preset", {}).get("dataset", "embedded")
     title, unit = DATASET_TITLES[dataset]
     lines = [f"# Downstream benchmark: {TASK_TITLES[task]} on {title}", ""]
@@ -622,7 +630,7 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
     modes = [m for m in ("finetune", "linear") if any(k[0] == m for k in s)]
     if not modes:
         return
-    order = _method_order(rows, methods or METHODS)
+    order = method_order(rows, methods or METHODS)
     protocols = [p for p in ("scenes", "points") if any(k[1] == p for k in s)]
     fig, axes = plt.subplots(len(modes), len(protocols), figsize=(5.5 * len(protocols), 3.8 * len(modes)),
                              squeeze=False)
@@ -636,7 +644,7 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
                        if (mode, protocol, lv, m) in s]
                 if not pts:
                     continue
-                style = _line_style(m)
+                style = line_style(m)
                 y = [e["mean"] for _, e in pts]
                 err = [0 if math.isnan(e["std"]) else e["std"] for _, e in pts]
                 ax.errorbar([x for x, _ in pts], y, yerr=err, marker="o", capsize=3, label=m, **style)
@@ -661,7 +669,7 @@ def plot_figure4(rows: list[dict], path: str | os.PathLike, metric: str = "miou"
     plt.close(fig)
 
 
-def _line_style(label: str, long: bool | None = None) -> dict:
+def line_style(label: str, long: bool | None = None) -> dict:
     """Matplotlib style of a grid label: a colour per method (4DContrast red, PointContrast blue, scratch
     black dashed), solid and thick at the long budget (``<method>@<budget>s``, or ``long=True``), dotted at
     the grid's own."""
@@ -699,7 +707,7 @@ def plot_budget_curve(rows: list[dict], path: str | os.PathLike, default_budget_
             err = [[d.mean - d.low if d.n > 1 else 0 for _, d in entries],
                    [d.high - d.mean if d.n > 1 else 0 for _, d in entries]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method,
-                        **{**_line_style(method, long=True), "lw": 1.8})
+                        **{**line_style(method, long=True), "lw": 1.8})
         ax.axhline(0, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
         budgets = sorted({b for k, v in curve.items() if k[:3] == (mode, protocol, level) for b, _ in v})

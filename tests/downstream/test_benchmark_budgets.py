@@ -287,3 +287,69 @@ def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else
     with pytest.raises(ValueError, match="no primary comparisons"):
         bm.run_benchmark(replace(p, primary=()), tmp_path / "o2", tmp_path / "cache", split="val",
                          progress=False, primary_only=True)
+
+
+def test_a_third_budget_continues_the_long_run_not_the_short_one(tmp_path):
+    """The budget curve's further point (``4dcontrast@10800s`` after ``@3600s``): its pre-training goes on
+    from the longest cached run of the method and seed, so it costs only the extra seconds."""
+    from fourdcontrast.downstream.benchmark import _longest_shorter_run
+    from fourdcontrast.train.pretrain import read_log
+
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), pretrain_budget_s=0.5,
+                pretrain_steps=1000, long_budget_s=1.0, long_budget_methods=("4dcontrast",))
+    assert _longest_shorter_run("4dcontrast", 0, p, tmp_path, 2.0) is None  # nothing cached yet
+    short = pretrained_backbone("4dcontrast", 0, p, tmp_path)
+    assert _longest_shorter_run("4dcontrast", 0, p, tmp_path, 2.0)[1] == 0.5
+    long = pretrained_backbone("4dcontrast", 0, p, tmp_path, budget_s=1.0)
+    folder, budget = _longest_shorter_run("4dcontrast", 0, p, tmp_path, 2.0)
+    assert budget == 1.0 and folder == long.path.parent
+    assert _longest_shorter_run("4dcontrast", 0, p, tmp_path, 1.0)[1] == 0.5  # the long run itself: short
+    third = pretrained_backbone("4dcontrast", 0, p, tmp_path, budget_s=2.0)
+    assert third.method == "4dcontrast@2s" and third.cost["resumed"]
+    long_losses = [r["loss"] for r in read_log(long.path.parent / "log.csv") if r.get("loss") is not None]
+    third_losses = [r["loss"] for r in read_log(third.path.parent / "log.csv") if r.get("loss") is not None]
+    assert third_losses[: len(long_losses)] == long_losses  # the long run's log, continued
+    assert third.cost["steps"] > long.cost["steps"] > short.cost["steps"]
+
+
+def test_an_extra_label_runs_only_its_own_pretraining_and_cells(tmp_path, monkeypatch):
+    """--extra-label 4dcontrast@<budget>s: only that label — pre-trained, probed, and fine-tuned at the levels
+    where the method's long label is — into the grid's CSV; nothing of the other stages runs."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = []
+
+    def pretrain(label, seed, preset, cache):
+        calls.append(("pretrain", label, seed, None))
+        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}", {"method": label, "steps": 1})
+
+    def finetune(backbone, protocol, level, *args):
+        calls.append(("finetune", backbone.method, backbone.seed, (protocol, float(level))))
+        return [{"split": "val", "mode": "finetune", "protocol": protocol, "level": f"{float(level):g}",
+                 "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1"}]
+
+    def probe(backbone, levels, *args):
+        calls.append(("probe", backbone.method, backbone.seed, tuple(levels)))
+        return []
+
+    monkeypatch.setattr(bm, "_pretrain_task", pretrain)
+    monkeypatch.setattr(bm, "_probe_task", probe)
+    monkeypatch.setattr(bm, "_finetune_task", finetune)
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, None))
+    p = replace(PRESETS["tiny"], methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1),
+                pretrain_budget_s=1.0, long_budget_s=2.0, long_budget_methods=("pointcontrast", "4dcontrast"),
+                probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.25), ("scenes", 0.5)),
+                finetune_steps_at=(), finetune_methods_at=(("scenes", 0.25, ("scratch",)),))
+    bm.run_benchmark(replace(p, seeds=(0,)), tmp_path / "out", tmp_path / "cache", split="val",
+                     progress=False, extra_labels=("4dcontrast@6s",))
+    assert calls == [("pretrain", "4dcontrast@6s", 0, None),
+                     ("probe", "4dcontrast@6s", 0, (("scenes", 1.0),)),
+                     ("finetune", "4dcontrast@6s", 0, ("scenes", 0.5))]  # 25 %: the long label is not there
+    for bad in ("4dcontrast@2s", "4dcontrast@1.5s", "scratch@6s", "4dcontrast", "4dcontrast@xs"):
+        with pytest.raises(ValueError, match="extra label"):
+            bm.run_benchmark(p, tmp_path / "o2", tmp_path / "cache", split="val", progress=False,
+                             extra_labels=(bad,))
+    with pytest.raises(ValueError, match="primary"):
+        bm.run_benchmark(replace(p, primary=(("4dcontrast@2s", "scratch", "finetune", "scenes", 0.5),)),
+                         tmp_path / "o3", tmp_path / "cache", split="val", progress=False, primary_only=True,
+                         extra_labels=("4dcontrast@6s",))

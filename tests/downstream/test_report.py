@@ -83,3 +83,25 @@ def test_the_markdown_counts_the_cells_significant_after_holm():
     assert f"{holm_sig} of {len(others)} cells differ at α = 0.05 after Holm's correction." in text
     first = others[0]
     assert f"| {first['interval'].p:.3f} | {first['p_holm']:.3f} |" in text
+
+
+def test_method_order_puts_each_methods_budgets_after_it_and_unknown_labels_last():
+    from fourdcontrast.downstream.report import method_order
+
+    labels = ["zzz", "4dcontrast@3600s", "pointcontrast@10800s", "4dcontrast", "pointcontrast@3600s",
+              "scratch", "pointcontrast", "4dcontrast@600s"]
+    assert method_order([{"method": m} for m in labels]) == [
+        "scratch", "pointcontrast", "pointcontrast@3600s", "pointcontrast@10800s", "4dcontrast",
+        "4dcontrast@600s", "4dcontrast@3600s", "zzz"]
+    assert method_order([{"method": "shipped"}, {"method": "scratch"}], ("scratch", "shipped")) == \
+        ["scratch", "shipped"]
+
+
+def test_line_style_draws_long_budgets_solid_and_the_grids_own_dotted():
+    from fourdcontrast.downstream.report import line_style
+
+    assert line_style("4dcontrast@3600s")["ls"] == "-"
+    assert line_style("4dcontrast")["ls"] == ":"
+    assert line_style("4dcontrast", long=True) == line_style("4dcontrast@3600s")
+    assert line_style("pointcontrast")["color"] != line_style("4dcontrast")["color"]
+    assert line_style("scratch@3600s")["ls"] == "--"
