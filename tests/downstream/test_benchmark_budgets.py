@@ -219,9 +219,9 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
                                                           ("pointcontrast@2s", 1), ("4dcontrast@2s", 1)]
 
 
-def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else(tmp_path, monkeypatch):
-    """--primary-only: both arms of every pre-declared comparison, every seed, and only the pre-trainings
-    they need (here not the short-budget 4DContrast, whose cells no primary comparison reads)."""
+def _record_grid_tasks(monkeypatch, tmp_path) -> list[tuple]:
+    """Replace the grid's pre-training, probe and fine-tuning tasks by recorders: returns the list they append
+    ``(kind, label, seed, levels)`` to (each fine-tuning yields one row, a probe none)."""
     from fourdcontrast.downstream import benchmark as bm
 
     calls = []
@@ -243,6 +243,15 @@ def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else
     monkeypatch.setattr(bm, "_probe_task", probe)
     monkeypatch.setattr(bm, "_finetune_task", finetune)
     monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, None))
+    return calls
+
+
+def test_primary_only_runs_the_cells_of_the_primary_comparisons_and_nothing_else(tmp_path, monkeypatch):
+    """--primary-only: both arms of every pre-declared comparison, every seed, and only the pre-trainings
+    they need (here not the short-budget 4DContrast, whose cells no primary comparison reads)."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = _record_grid_tasks(monkeypatch, tmp_path)
     p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=1.0,
                 long_budget_s=2.0, long_budget_methods=("4dcontrast",),
                 probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.25), ("scenes", 0.5)),
@@ -317,25 +326,7 @@ def test_an_extra_label_runs_only_its_own_pretraining_and_cells(tmp_path, monkey
     where the method's long label is — into the grid's CSV; nothing of the other stages runs."""
     from fourdcontrast.downstream import benchmark as bm
 
-    calls = []
-
-    def pretrain(label, seed, preset, cache):
-        calls.append(("pretrain", label, seed, None))
-        return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}", {"method": label, "steps": 1})
-
-    def finetune(backbone, protocol, level, *args):
-        calls.append(("finetune", backbone.method, backbone.seed, (protocol, float(level))))
-        return [{"split": "val", "mode": "finetune", "protocol": protocol, "level": f"{float(level):g}",
-                 "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1"}]
-
-    def probe(backbone, levels, *args):
-        calls.append(("probe", backbone.method, backbone.seed, tuple(levels)))
-        return []
-
-    monkeypatch.setattr(bm, "_pretrain_task", pretrain)
-    monkeypatch.setattr(bm, "_probe_task", probe)
-    monkeypatch.setattr(bm, "_finetune_task", finetune)
-    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, None))
+    calls = _record_grid_tasks(monkeypatch, tmp_path)
     p = replace(PRESETS["tiny"], methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0, 1),
                 pretrain_budget_s=1.0, long_budget_s=2.0, long_budget_methods=("pointcontrast", "4dcontrast"),
                 probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.25), ("scenes", 0.5)),
