@@ -332,7 +332,7 @@ def sanity_checks(rows: list[dict], metric: str = "miou") -> list[SanityCheck]:
     checks.append(SanityCheck(
         "full-data ceiling reported", True if ceiling is not None else None,
         "scratch fine-tuned on 100 % of the scenes: " + (
-            f"{ceiling['mean']:.1f} ± {ceiling['std']:.1f} (n={ceiling['n']})" if ceiling else "not run")))
+            _mean_sd(ceiling) if ceiling else "not run")))
     return checks
 
 
@@ -359,10 +359,15 @@ def holm_lines(others: list[dict], metric_name: str) -> list[str]:
     return lines + [""]
 
 
+def _mean_sd(e: dict) -> str:
+    """``mean ± sd (n=…)`` of a :func:`summarise` entry; no sd for one seed."""
+    return f"{e['mean']:.1f}" + (f" ± {e['std']:.1f}" if not math.isnan(e["std"]) else "") + f" (n={e['n']})"
+
+
 def _cell(e: dict | None, method: str) -> str:
     if e is None:
         return "–"
-    text = f"{e['mean']:.1f}" + (f" ± {e['std']:.1f}" if not math.isnan(e["std"]) else "") + f" (n={e['n']})"
+    text = _mean_sd(e)
     if method != "scratch" and e["delta_n"] >= 2:
         text += f"<br>Δ {e['delta']:+.1f} [{e['low']:+.1f}, {e['high']:+.1f}]"
     elif method != "scratch" and e["delta_n"] == 1:
@@ -483,8 +488,9 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   f"- Fine-tuning: every method {_steps_text(p)} of `configs/finetune/"
                   f"{p['finetune_config']}.yaml` ({', '.join(p['finetune_overrides']) or 'no overrides'}); "
                   "the step count was picked on the validation rooms (`downstream_convergence.md`)"
-                  + "".join(f"; at {short_level(pr, lv)} only {', '.join(ms)} (the full-data ceiling of the "
-                            "sanity checks, not a comparison)"
+                  + "".join(f"; at {short_level(pr, lv)} only {', '.join(ms)}"
+                            + (" (the full-data ceiling of the sanity checks, not a comparison)"
+                               if pr == "scenes" and float(lv) == 1.0 else "")
                             for pr, lv, ms in p.get("finetune_methods_at", ()))
                   + ".",
                   "- Linear probe: the same full-batch probe for every method (`optim.probe_*` of the "
@@ -546,7 +552,7 @@ def map_sanity_checks(rows: list[dict], chance_floor: float = 50.0) -> list[Sani
     checks.append(SanityCheck(
         f"scratch on 100 % of the scenes: mAP@0.25 ≥ {chance_floor:g}",
         None if ceiling is None else ceiling["mean"] >= chance_floor,
-        "not run" if ceiling is None else f"{ceiling['mean']:.1f} ± {ceiling['std']:.1f} (n={ceiling['n']})"))
+        "not run" if ceiling is None else _mean_sd(ceiling)))
     return checks
 
 

@@ -110,6 +110,13 @@ def test_the_report_uses_the_grids_declared_primaries_and_draws_the_budget_curve
     assert "4dcontrast@3600s − pointcontrast@3600s, fine-tuned, 10 % of scenes: +4.0" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| fine-tuned | 10 % | 4dcontrast |"))
     assert "+2.0 [" in line and "+5.0 [" in line
+    # the ceiling (scratch at 100 %) of one seed: no "± nan"; only 100 % is called the ceiling in the budgets
+    ceiling = {**rows[0], "level": "1", "miou": "0.874"}
+    text = markdown_report([*rows, ceiling], None, spec)
+    assert "scratch fine-tuned on 100 % of the scenes: 87.4 (n=1)" in text and "nan" not in text
+    budgets = next(ln for ln in text.splitlines() if ln.startswith("- Fine-tuning: every method"))
+    assert budgets.count("the full-data ceiling") == 1
+    assert "at 100 % only scratch (the full-data ceiling" in budgets
 
 
 def test_the_budget_curve_is_drawn_once_a_method_has_two_budgets(tmp_path):
