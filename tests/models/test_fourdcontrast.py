@@ -67,7 +67,7 @@ def test_forward_returns_terms_and_diagnostics():
     out = model_for(small_config())(batch)
     for key in ("loss", "loss_3d", "loss_3d4d", "loss_4d"):
         assert out[key].ndim == 0 and torch.isfinite(out[key])
-        assert -1.0 <= float(out[key]) <= 1.0 or key == "loss"
+        assert -1.0 <= float(out[key].detach()) <= 1.0 or key == "loss"
     assert out["pairs_3d"] == len(batch.pairs_3d) > 0
     assert out["pairs_3d4d"] == len(batch.pairs_3d4d) > 0 and out["pairs_4d"] == len(batch.pairs_4d) > 0
     assert float(out["loss"]) == pytest.approx(float(out["loss_3d"] + out["loss_3d4d"] + out["loss_4d"]),
