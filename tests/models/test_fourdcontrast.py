@@ -70,8 +70,8 @@ def test_forward_returns_terms_and_diagnostics():
         assert -1.0 <= float(out[key].detach()) <= 1.0 or key == "loss"
     assert out["pairs_3d"] == len(batch.pairs_3d) > 0
     assert out["pairs_3d4d"] == len(batch.pairs_3d4d) > 0 and out["pairs_4d"] == len(batch.pairs_4d) > 0
-    assert float(out["loss"]) == pytest.approx(float(out["loss_3d"] + out["loss_3d4d"] + out["loss_4d"]),
-                                               rel=1e-5)
+    total = (out["loss_3d"] + out["loss_3d4d"] + out["loss_4d"]).detach()
+    assert float(out["loss"].detach()) == pytest.approx(float(total), rel=1e-5)
     assert out["std_healthy"] == pytest.approx(1 / math.sqrt(16))
     assert 0.02 < float(out["std_z3d"]) <= 1.0 and 0.02 < float(out["std_z4d"]) <= 1.0
     out["loss"].backward()
