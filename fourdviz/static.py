@@ -651,7 +651,7 @@ def plot_semantic_comparison(points, truth, predictions: dict, class_names=None,
                              title: str | None = None, rng=0):
     """Semantic segmentation of one scene seen from above (the paper's Fig. 5): the ground truth and each
     prediction in the label colours (:func:`~fourdviz.colors.label_colors`), and under each prediction its
-    wrong points in red; a legend of the classes present.
+    wrong points in red; a legend of the classes in the ground truth or any prediction.
 
     Args:
         points: (N, 3) metres.
@@ -692,7 +692,7 @@ def plot_semantic_comparison(points, truth, predictions: dict, class_names=None,
         axes[1, k].scatter(*pts[keep, :2].T, s=point_size, linewidths=0,
                            c=np.where(wrong[keep, None], [[0.85, 0.1, 0.1]], [[0.8, 0.8, 0.8]]))
         axes[1, k].set_title(f"{name}: wrong points in red", fontsize=9)
-    present = np.unique(truth[labelled])
+    present = np.unique(np.concatenate([truth[labelled], *(lab[lab >= 0] for lab in preds.values())]))
     from matplotlib.lines import Line2D
 
     axes[1, 0].legend(handles=[Line2D([], [], marker="s", ls="", color=C.label_colors(np.array([c]))[0],

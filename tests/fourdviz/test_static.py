@@ -141,14 +141,14 @@ def test_plot_semantic_comparison_counts_right_points_and_marks_the_wrong_ones()
     pts = np.stack([np.arange(10.0), np.zeros(10), np.zeros(10)], 1)
     truth = np.array([0, 0, 1, 1, 2, 2, -1, -1, 0, 1])
     good, bad = truth.copy(), truth.copy()
-    bad[[0, 2, 6]] = 5  # two labelled points wrong, one unlabelled (never counted)
-    fig = plot_semantic_comparison(pts, truth, {"good": good, "bad": bad}, ("a", "b", "c"), title="t")
+    bad[[0, 2, 6]] = 3  # two labelled points wrong, one unlabelled (never counted)
+    fig = plot_semantic_comparison(pts, truth, {"good": good, "bad": bad}, ("a", "b", "c", "d"), title="t")
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["ground truth", "good: 100% of points right", "bad: 75% of points right"]
     wrong = fig.axes[5].collections[0]  # the bad prediction's wrong points: red where labelled and wrong
     red = np.isclose(wrong.get_facecolors()[:, 0], 0.85)
     assert red.sum() == 2
     labels = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
-    assert labels == ["a", "b", "c"]
+    assert labels == ["a", "b", "c", "d"]  # "d" is only predicted: its colour is in the legend too
     with pytest.raises(ValueError, match="truth: 3 labels for 10 points"):
         plot_semantic_comparison(pts, truth[:3], {})
