@@ -164,3 +164,13 @@ def test_the_diagnosis_runs_the_paper_recipe_where_declared_and_resumes(monkeypa
     ran.clear()
     rows = m.run_diagnosis(tmp_path, tmp_path)  # every run is in the CSV: nothing runs again
     assert ran == [] and len(rows) == len(m.DIAGNOSIS)
+
+
+def test_the_instance_grid_fine_tunes_for_what_its_committed_ladder_picked():
+    from fourdcontrast.downstream.benchmark import PRESETS, read_rows
+
+    m = _module()
+    picked = m.ladder_pick(read_rows(m.csv_path("instance")), "instance")  # the committed check
+    assert picked is not None
+    p = PRESETS["cpu-instance"]
+    assert all(p.steps_for(protocol, lv) == picked[0] for protocol, lv in p.finetune_levels)
