@@ -64,6 +64,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,56 +108,34 @@ def csv_path(task: str, out: Path | None = None) -> Path:
     return folder / ("steps_check.csv" if task == "segmentation" else f"steps_check_{task}.csv")
 
 
-def run(out: Path, cache: Path, task: str = "segmentation") -> list[dict]:
+Cell = tuple[str, str, str, float, int, tuple[str, ...] | None]
+"""One run of a check: (variant, backbone label, protocol, level, fine-tuning steps, the level's recipe
+overrides — None: the grid's own)."""
+
+
+def _run_cells(task: str, out: Path, cache: Path, cells: list[Cell],
+               decided: Callable[[list[dict]], bool] | None = None) -> list[dict]:
+    """Run the ``cells`` of a check in order on the validation split, single-threaded, each finished run
+    appended to the task's CSV at once; a cell already in the CSV is skipped (an interrupted check resumes);
+    nothing more runs once ``decided(rows)`` is true."""
     import torch
 
     from fourdcontrast.downstream import benchmark as bm
 
     torch.set_num_threads(1)
     preset = bm.PRESETS[TASKS[task][0]]
+    metric = TASKS[task][2]
     datasets = bm.load_rooms(preset, "val")
     fields = ("variant",) + bm.csv_fields(datasets[1].class_names, preset.task)
     path = csv_path(task, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = bm.read_rows(path)
     done = {(r["variant"], r["method"], r["protocol"], f"{float(r['level']):g}") for r in rows}
-    checks = CHECKS if task == "segmentation" else dict([LADDERS[task]])
-    for (protocol, level), steps in checks.items():
-        for n in steps:
-            if task != "segmentation" and ladder_pick(rows, task) is not None:
-                break  # the ladder's rule has decided: no longer count is run
-            for init in INITS:
-                variant = f"steps={n}"
-                if (variant, init, protocol, f"{level:g}") in done:
-                    continue
-                p = replace(preset, finetune_steps_at=((protocol, level, n),))
-                backbone = bm.cached_backbone(init, SEED, preset, cache)
-                row = bm.finetune_cell(backbone, protocol, level, SEED, p, "val", datasets)
-                rows.append({**row, "variant": variant})
-                bm._write_rows(path, rows, fields)
-                metric = TASKS[task][2]
-                logging.info("%s %s %s=%s: validation %s %.1f (%.0f CPU-s)", variant, init, protocol, level,
-                             metric, 100 * float(row[metric]), float(row["cpu_seconds"]))
-    return rows
-
-
-def run_diagnosis(out: Path, cache: Path) -> list[dict]:
-    """The 10 % diagnosis (:data:`DIAGNOSIS`): its rows join the check's CSV (resumable per run)."""
-    import torch
-
-    from fourdcontrast.downstream import benchmark as bm
-
-    torch.set_num_threads(1)
-    preset = bm.PRESETS[TASKS["segmentation"][0]]
-    datasets = bm.load_rooms(preset, "val")
-    fields = ("variant",) + bm.csv_fields(datasets[1].class_names, preset.task)
-    path = csv_path("segmentation", out)
-    rows = bm.read_rows(path)
-    done = {(r["variant"], r["method"], r["protocol"], f"{float(r['level']):g}") for r in rows}
-    protocol, level = "scenes", 0.1
-    for variant, label, n, overrides in DIAGNOSIS:
+    for variant, label, protocol, level, n, overrides in cells:
         if (variant, label, protocol, f"{level:g}") in done:
             continue
+        if decided is not None and decided(rows):
+            break
         p = replace(preset, finetune_steps_at=((protocol, level, n),))
         if overrides is not None:
             p = replace(p, finetune_overrides_at=((protocol, level, overrides),))
@@ -164,9 +143,25 @@ def run_diagnosis(out: Path, cache: Path) -> list[dict]:
         row = bm.finetune_cell(backbone, protocol, level, SEED, p, "val", datasets)
         rows.append({**row, "variant": variant})
         bm._write_rows(path, rows, fields)
-        logging.info("diagnosis %s %s: validation mIoU %.1f (%.0f CPU-s)", variant, label,
-                     100 * float(row["miou"]), float(row["cpu_seconds"]))
+        logging.info("%s %s %s=%s: validation %s %.1f (%.0f CPU-s)", variant, label, protocol, level,
+                     metric, 100 * float(row[metric]), float(row["cpu_seconds"]))
     return rows
+
+
+def run(out: Path, cache: Path, task: str = "segmentation") -> list[dict]:
+    """The step check of ``task`` (:data:`CHECKS`, or the task's ladder of :data:`LADDERS`, which stops as
+    soon as :func:`ladder_pick` decides)."""
+    checks = CHECKS if task == "segmentation" else dict([LADDERS[task]])
+    cells = [(f"steps={n}", init, protocol, level, n, None)
+             for (protocol, level), steps in checks.items() for n in steps for init in INITS]
+    decided = None if task == "segmentation" else (lambda rows: ladder_pick(rows, task) is not None)
+    return _run_cells(task, out, cache, cells, decided)
+
+
+def run_diagnosis(out: Path, cache: Path) -> list[dict]:
+    """The 10 % diagnosis (:data:`DIAGNOSIS`): its rows join the check's CSV (resumable per run)."""
+    cells = [(variant, label, "scenes", 0.1, n, overrides) for variant, label, n, overrides in DIAGNOSIS]
+    return _run_cells("segmentation", out, cache, cells)
 
 
 def _val(rows: list[dict], variant: str, label: str) -> float | None:
