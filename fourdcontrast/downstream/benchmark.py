@@ -135,6 +135,8 @@ class BenchmarkPreset:
             the report's default, :data:`fourdcontrast.downstream.report.PRIMARY_COMPARISONS`).
         task: ``segmentation``, ``instance`` or ``detection``.
         primary_metric: the metric of the primary comparisons (empty: the task's first).
+        steps_source: the results file (under ``benchmarks/results/``) whose validation-split check picked the
+            fine-tuning step counts; the report cites it.
         dataset: ``embedded`` (the labelled rooms) or ``embedded-views`` (one single-view partial scan of
             each, :mod:`~fourdcontrast.downstream.views`: the SUN RGB-D stand-in of Table 5).
     """
@@ -157,6 +159,7 @@ class BenchmarkPreset:
     finetune_methods_at: tuple[tuple[str, float, tuple[str, ...]], ...] = (("scenes", 1.0, ("scratch",)),)
     finetune_overrides: tuple[str, ...] = ("optim.bn_recalibration=8", "optim.probe_max_voxels=100000")
     threads: int = 1
+    steps_source: str = "downstream_convergence.md"
     store_voxel: float | None = None
     finetune_overrides_at: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
     long_budget_s: float | None = None
@@ -299,6 +302,7 @@ PRESETS["cpu-scannet"] = BenchmarkPreset(
                          *(("scenes", lv, ("scratch", "pointcontrast@3600s", "4dcontrast@3600s"))
                            for lv in (0.01, 0.05))),
     long_budget_s=3600.0, long_budget_methods=("pointcontrast", "4dcontrast"),
+    steps_source="scannet-size/steps_check.md",
     finetune_overrides_at=tuple((p, lv, LPFT_POINTS if p == "points" else LPFT_SCENES)
                                 for p, lv in _SCANNET_LEVELS),
     primary=tuple(("4dcontrast@3600s", b, "finetune", p, lv) for b in ("scratch", "pointcontrast@3600s")
@@ -343,6 +347,7 @@ def _map_task_preset(task: str, primary_metric: str, finetune_steps: int) -> Ben
         finetune_steps=finetune_steps, finetune_steps_at=(), finetune_overrides=("optim.bn_recalibration=8",),
         finetune_methods_at=tuple(("scenes", lv, ("scratch", "4dcontrast")) for lv in (0.40, 0.80, 1.0)),
         long_budget_s=scannet.long_budget_s, long_budget_methods=scannet.long_budget_methods,
+        steps_source=f"{task}/steps_check_{task}.md",
         primary=tuple(("4dcontrast@3600s", b, "finetune", "scenes", lv)
                       for b in ("scratch", "pointcontrast@3600s") for lv in (0.10, 0.20)))
 
@@ -364,7 +369,7 @@ PointContrast at 10 % and 20 % of the scenes, long budget; metric mAP@0.5 (the p
 PRESETS["cpu-views"] = replace(
     PRESETS["cpu-detection"], dataset="embedded-views", finetune_config="cpu-detection-views",
     rooms={"train": 1200, "val": 100, "test": 200}, finetune_levels=(("scenes", 1.0),), finetune_steps=3000,
-    finetune_methods_at=(),
+    finetune_methods_at=(), steps_source="task_setups.md",
     primary=tuple(("4dcontrast@3600s", b, "finetune", "scenes", 1.0)
                   for b in ("scratch", "pointcontrast@3600s")))
 """``cpu-views``: the out-of-domain detection grid of issue 28 (the paper's Table 5, SUN RGB-D) — detection
@@ -911,9 +916,9 @@ PRESET_NEW_FIELDS: tuple[str, ...] = ("store_voxel", "finetune_overrides_at", "l
 the grid spec while at their default, so the committed grids stay resumable."""
 
 
-_SPEC_FREE = ("seeds", "threads")
-"""Preset fields a resumed grid may change: more (or fewer) seeds add (or skip) rows, threads change no
-result."""
+_SPEC_FREE = ("seeds", "threads", "steps_source")
+"""Preset fields a resumed grid may change: more (or fewer) seeds add (or skip) rows, threads and the cited
+source of the step counts change no result."""
 
 
 def _same_grid(old: dict, new: dict) -> bool:

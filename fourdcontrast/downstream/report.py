@@ -448,6 +448,13 @@ def _steps_text(p: dict) -> str:
     return ", ".join(at) + f", {p['finetune_steps']} steps elsewhere"
 
 
+def _steps_source(p: dict, preset=None) -> str:
+    """The results file that picked a grid's step counts: the spec's ``steps_source``, else (a spec written
+    before that field) the preset's, else the 100-room convergence study's."""
+    source = p.get("steps_source") or getattr(preset, "steps_source", None) or "downstream_convergence.md"
+    return f"`benchmarks/results/{source}`"
+
+
 def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | None = None,
                     preset=None, preset_name: str = "") -> str:
     """The results markdown (see the module docstring); ``rows`` are :func:`read_results` rows."""
@@ -487,7 +494,7 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   "each method saw in it.",
                   f"- Fine-tuning: every method {_steps_text(p)} of `configs/finetune/"
                   f"{p['finetune_config']}.yaml` ({', '.join(p['finetune_overrides']) or 'no overrides'}); "
-                  "the step count was picked on the validation rooms (`downstream_convergence.md`)"
+                  f"the step counts were picked on the validation rooms ({_steps_source(p, preset)})"
                   + "".join(f"; at {short_level(pr, lv)} only {', '.join(ms)}"
                             + (" (the full-data ceiling of the sanity checks, not a comparison)"
                                if pr == "scenes" and float(lv) == 1.0 else "")
@@ -557,7 +564,7 @@ def map_sanity_checks(rows: list[dict], chance_floor: float = 50.0) -> list[Sani
 
 
 def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, spec: dict | None = None,
-                        preset_name: str = "") -> str:
+                        preset_name: str = "", preset=None) -> str:
     """The results markdown of an instance or detection grid: setup, the pre-declared primary comparisons
     (mAP@0.5, paired 95 % t intervals), sanity checks, tables of every metric (mean ± std over seeds, Δ to
     scratch with its interval), the other cells Holm-corrected, per-class AP@0.5 and the costs."""
@@ -574,7 +581,8 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
                   f"{p['seeds']} (seed s pre-trains every method with seed s, draws the scene subset and "
                   "fine-tunes with it). "
                   f"Fine-tuning: {_steps_text(p)} of `configs/finetune/{p['finetune_config']}.yaml` "
-                  f"({', '.join(p['finetune_overrides']) or 'no overrides'}); pre-training as in the "
+                  f"({', '.join(p['finetune_overrides']) or 'no overrides'}; the step count was picked on "
+                  f"the validation {unit}: {_steps_source(p, preset)}); pre-training as in the "
                   "semantic grid (the same configs and budgets, the same cached backbones).", ""]
     primary = primary_comparisons(spec)
     lines += ["## Pre-declared primary comparisons", "",
@@ -745,7 +753,7 @@ def write_report(out: str | os.PathLike, preset=None, preset_name: str = "") -> 
     spec = json.loads(spec_file.read_text()) if spec_file.is_file() else None
     task = (spec or {}).get("preset", {}).get("task") or getattr(preset, "task", "segmentation")
     if task != "segmentation":
-        text = map_markdown_report(rows, task, costs, spec, preset_name)
+        text = map_markdown_report(rows, task, costs, spec, preset_name, preset)
         atomic_write_bytes(out / "downstream.md", (text + "\n").encode())
         metric = (spec or {}).get("preset", {}).get("primary_metric") or "map50"
         plot_figure4(rows, out / "downstream_figure4.png", metric)

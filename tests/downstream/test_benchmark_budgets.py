@@ -117,6 +117,26 @@ def test_the_report_uses_the_grids_declared_primaries_and_draws_the_budget_curve
     budgets = next(ln for ln in text.splitlines() if ln.startswith("- Fine-tuning: every method"))
     assert budgets.count("the full-data ceiling") == 1
     assert "at 100 % only scratch (the full-data ceiling" in budgets
+    assert "(`benchmarks/results/scannet-size/steps_check.md`)" in budgets  # the check that picked 8000
+
+
+def test_every_grid_cites_an_existing_file_for_its_step_counts_and_a_spec_without_it_still_resumes():
+    from fourdcontrast.downstream.report import map_markdown_report
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    for name, preset in PRESETS.items():
+        if name != "tiny":
+            assert (results / preset.steps_source).is_file(), name
+    assert PRESETS["cpu-instance"].steps_source == "instance/steps_check_instance.md"
+    spec = json.loads(json.dumps(grid_spec(PRESETS["cpu-detection"], "test")))
+    assert "`benchmarks/results/detection/steps_check_detection.md`" in map_markdown_report([], "detection",
+                                                                                            None, spec)
+    # a spec written before the field existed: the same grid (it resumes), and the report asks the preset
+    old = json.loads(json.dumps(grid_spec(PRESETS["cpu-scannet"], "test")))
+    del old["preset"]["steps_source"]
+    assert _same_grid(old, grid_spec(PRESETS["cpu-scannet"], "test"))
+    text = markdown_report([], None, old, PRESETS["cpu-scannet"])
+    assert "scannet-size/steps_check.md" in text
 
 
 def test_the_budget_curve_is_drawn_once_a_method_has_two_budgets(tmp_path):
