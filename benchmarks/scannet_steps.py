@@ -51,6 +51,24 @@ the end point, at this level), "no lead at any step count" when it never leads b
 "keeps its lead"; (b) the recipe is named part of the cause when the paper recipe's 4DContrast − scratch at
 8000 steps exceeds LP-FT's by ≥ :data:`TOLERANCE`, otherwise not. The grid is not re-run either way.
 
+**The long-budget recipe re-screen** (``--rescreen-long``; issue 27, declared 2026-12-07 at 07:40 UTC, after
+the diagnosis above — whose four recipe rows at 8000 steps it reuses: scratch and 4DContrast@3600s under LP-FT
+and under the paper's recipe — and before any of its other runs): the first screen
+(``benchmarks/downstream_recipes.py``) picked the scene levels' recipe with the 300-s backbones at 500 steps;
+the grid then fine-tuned the 3600-s backbones for 8000 steps. This re-screen repeats that screen's arms and
+rule where the grid actually runs: validation rooms, seed 0, 10 % of the scenes, 8000 steps, initialisations
+scratch, PointContrast@3600s and 4DContrast@3600s (:data:`RESCREEN_INITS`), arms in the first screen's order
+of simplicity (:data:`RESCREEN_ARMS`): ``paper`` (fresh head, one lr), ``paper-bb0.1`` (backbone at 0.1× the
+head's lr), ``lp-ft`` (the grid's), ``lp-ft-bb0.1``. **The rule** (the first screen's,
+:func:`rescreen_pick`): the arm with the highest mean validation mIoU over the three initialisations, except
+that an arm within :data:`TOLERANCE` of it which comes earlier in that order wins. **What follows**: if the
+rule picks ``lp-ft`` the committed grid stands as it is; otherwise a second test grid at 10 % and 20 % of the
+scenes, with the picked recipe and the grid's 8000 steps, for scratch, PointContrast@3600s and
+4DContrast@3600s (the primary comparisons' arms), 3 seeds, is reported *beside* the first
+(``benchmarks/results/scannet-size-rescreened/``), never replacing it; the 20-point level keeps its recipe
+(there fine-tuned ≥ probe holds and the primary comparisons already exclude 0). The 20-point level, other
+step counts and other seeds are not screened (cost: 8 new runs, ~1.5 CPU-h).
+
 Runs single-threaded; each finished run is appended to ``steps_check.csv`` (``steps_check_<task>.csv``)
 in the task's grid folder (:data:`TASKS`) at once (an interrupted check resumes); writes the ``.md`` beside
 it::
@@ -97,6 +115,21 @@ DIAGNOSIS: tuple[tuple[str, str, int, tuple[str, ...] | None], ...] = (
     ("recipe=paper,steps=8000", "scratch", 8000, PAPER_RECIPE))
 """The 10 % diagnosis, in the order it runs: (variant, backbone label, steps, the level's recipe overrides —
 None: the grid's own)."""
+RESCREEN_INITS: tuple[str, ...] = ("scratch", "pointcontrast@3600s", LONG)
+RESCREEN_ARMS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "paper": ("recipe=paper,steps=8000", PAPER_RECIPE),
+    "paper-bb0.1": ("recipe=paper-bb0.1,steps=8000", ("optim.recipe=paper", "optim.backbone_lr_scale=0.1")),
+    "lp-ft": ("steps=8000", None),
+    "lp-ft-bb0.1": ("recipe=lp-ft-bb0.1,steps=8000", ("optim.recipe=lp-ft", "optim.backbone_lr_scale=0.1")),
+}
+"""The re-screen's arms in the rule's order of simplicity: arm → (the check's variant, the 10 % level's recipe
+overrides — None: the grid's own, LP-FT). ``paper`` and ``lp-ft`` share their variants with the diagnosis, so
+its rows count here."""
+RESCREEN_ORDER: tuple[tuple[str, str], ...] = (
+    ("paper", "pointcontrast@3600s"), ("lp-ft", "pointcontrast@3600s"),
+    *((arm, init) for arm in ("paper-bb0.1", "lp-ft-bb0.1") for init in (LONG, "pointcontrast@3600s",
+                                                                          "scratch")))
+"""The order the re-screen's new runs take (the two main arms completed first)."""
 SEED: int = 0
 TOLERANCE: float = 1.0
 """mIoU points, or mAP@0.5 points for the map tasks (the rules in the module docstring)."""
@@ -162,6 +195,47 @@ def run_diagnosis(out: Path, cache: Path) -> list[dict]:
     """The 10 % diagnosis (:data:`DIAGNOSIS`): its rows join the check's CSV (resumable per run)."""
     cells = [(variant, label, "scenes", 0.1, n, overrides) for variant, label, n, overrides in DIAGNOSIS]
     return _run_cells("segmentation", out, cache, cells)
+
+
+def run_rescreen(out: Path, cache: Path) -> list[dict]:
+    """The long-budget recipe re-screen (module docstring): its runs not yet in the check's CSV, in
+    :data:`RESCREEN_ORDER` (the diagnosis' rows of ``paper`` and ``lp-ft`` count; resumable per run)."""
+    cells = [(RESCREEN_ARMS[arm][0], init, "scenes", 0.1, 8000, RESCREEN_ARMS[arm][1])
+             for arm, init in RESCREEN_ORDER]
+    return _run_cells("segmentation", out, cache, cells)
+
+
+def rescreen_pick(rows: list[dict]) -> tuple[str, dict[str, float]] | None:
+    """The re-screen's rule: (the picked arm, each arm's mean validation mIoU over :data:`RESCREEN_INITS`);
+    None until every arm × initialisation has run."""
+    means = {}
+    for arm, (variant, _) in RESCREEN_ARMS.items():
+        got = [_val(rows, variant, init) for init in RESCREEN_INITS]
+        if None in got:
+            return None
+        means[arm] = sum(got) / len(got)
+    best = max(means.values())
+    return next(arm for arm, v in means.items() if v >= best - TOLERANCE), means
+
+
+def rescreen_section(rows: list[dict]) -> list[str]:
+    """The re-screen's table (validation mIoU of each arm × initialisation) and the rule's verdict."""
+    lines = ["| arm | " + " | ".join(RESCREEN_INITS) + " | mean |", "|---" * (len(RESCREEN_INITS) + 2) + "|"]
+    for arm, (variant, _) in RESCREEN_ARMS.items():
+        got = [_val(rows, variant, init) for init in RESCREEN_INITS]
+        mean = "–" if None in got else f"{sum(got) / len(got):.1f}"
+        lines.append(f"| {arm} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in got)
+                     + f" | {mean} |")
+    picked = rescreen_pick(rows)
+    if picked is None:
+        verdict = "- the re-screen's runs are not all done yet."
+    elif picked[0] == "lp-ft":
+        verdict = "- the rule picks **lp-ft**, the grid's recipe: the committed grid stands."
+    else:
+        verdict = (f"- the rule picks **{picked[0]}** (the grid used lp-ft): a second test grid at 10 % and "
+                   "20 % of the scenes with it is reported beside the first "
+                   "(`benchmarks/results/scannet-size-rescreened/`).")
+    return [*lines, "", verdict]
 
 
 def _val(rows: list[dict], variant: str, label: str) -> float | None:
@@ -279,6 +353,11 @@ def report(rows: list[dict]) -> str:
         text += "\n".join(["", "## The 10 % diagnosis of the long backbone", "",
                            "Declared in the script's docstring before its runs (validation rooms, seed 0, "
                            "10 % of the scenes; the grid is not re-run).", "", *table, "", *found]) + "\n"
+    if any(r["method"] == "pointcontrast@3600s" or "bb0.1" in r["variant"] for r in rows):
+        text += "\n".join(["", "## The long-budget recipe re-screen", "",
+                           "Declared in the script's docstring before its new runs (validation rooms, "
+                           "seed 0, 10 % of the scenes, 8000 steps; mIoU %).", "",
+                           *rescreen_section(rows)]) + "\n"
     return text
 
 
@@ -329,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--diagnose-long", action="store_true",
                    help="run the 10 %% diagnosis of the long backbone (segmentation only; DIAGNOSIS)")
+    p.add_argument("--rescreen-long", action="store_true",
+                   help="run the long-budget recipe re-screen (segmentation only; RESCREEN_ARMS)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads spin
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -336,12 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     from fourdcontrast.io.atomic import atomic_write_bytes
 
     path = csv_path(args.task, args.out)
-    if args.diagnose_long and args.task != "segmentation":
-        p.error("--diagnose-long is a check of the segmentation grid (--task segmentation)")
+    if (args.diagnose_long or args.rescreen_long) and args.task != "segmentation":
+        p.error("--diagnose-long and --rescreen-long check the segmentation grid (--task segmentation)")
     if args.report_only:
         rows = read_rows(path)
     elif args.diagnose_long:
         rows = run_diagnosis(path.parent, args.cache)
+    elif args.rescreen_long:
+        rows = run_rescreen(path.parent, args.cache)
     else:
         rows = run(path.parent, args.cache, args.task)
     text = report(rows) if args.task == "segmentation" else ladder_report(rows, args.task)

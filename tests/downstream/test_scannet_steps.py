@@ -1,7 +1,9 @@
 """benchmarks/scannet_steps.py: the rule that says whether the cpu-scannet grid's step counts are enough.
 (Mutants tried: the verdict on one initialisation's gain instead of the mean; the ladder running on after its
-rule decided; the ladder's tolerance at 0.5 → red.)"""
+rule decided; the ladder's tolerance at 0.5 → red; the re-screen's rule taking the best arm without the
+simpler-within-a-point exception; the re-screen running its arms without their overrides.)"""
 
+import pytest
 from script_loader import load_script  # tests/script_loader.py
 
 
@@ -174,3 +176,60 @@ def test_the_instance_grid_fine_tunes_for_what_its_committed_ladder_picked():
     assert picked is not None
     p = PRESETS["cpu-instance"]
     assert all(p.steps_for(protocol, lv) == picked[0] for protocol, lv in p.finetune_levels)
+
+
+def _rescreen_rows(m, values):
+    """Validation rows of the re-screen: ``values`` maps arm → (scratch, PointContrast, 4DContrast) mIoU (%)."""
+    return [{"variant": m.RESCREEN_ARMS[arm][0], "method": init, "protocol": "scenes", "level": "0.1",
+             "miou": str(v / 100), "cpu_seconds": "1"}
+            for arm, vals in values.items() for init, v in zip(m.RESCREEN_INITS, vals, strict=True)]
+
+
+def test_the_rescreen_picks_the_best_mean_arm_unless_a_simpler_one_is_within_a_point():
+    m = _module()
+    rows = _rescreen_rows(m, {"paper": (86.3, 86.0, 87.2), "paper-bb0.1": (70.0, 84.0, 85.0),
+                              "lp-ft": (86.2, 83.0, 81.0), "lp-ft-bb0.1": (72.0, 85.0, 86.0)})
+    arm, means = m.rescreen_pick(rows)
+    assert arm == "paper" and means["paper"] == pytest.approx((86.3 + 86.0 + 87.2) / 3)
+    # lp-ft 1.5 points ahead of paper: lp-ft; 0.9 ahead: paper (simpler, within a point)
+    ahead = _rescreen_rows(m, {"paper": (80.0, 80.0, 80.0), "paper-bb0.1": (70.0, 70.0, 70.0),
+                               "lp-ft": (81.5, 81.5, 81.5), "lp-ft-bb0.1": (70.0, 70.0, 70.0)})
+    assert m.rescreen_pick(ahead)[0] == "lp-ft"
+    near = _rescreen_rows(m, {"paper": (80.0, 80.0, 80.0), "paper-bb0.1": (70.0, 70.0, 70.0),
+                              "lp-ft": (80.9, 80.9, 80.9), "lp-ft-bb0.1": (70.0, 70.0, 70.0)})
+    assert m.rescreen_pick(near)[0] == "paper"
+    assert m.rescreen_pick(rows[:-1]) is None  # one arm × initialisation missing: no verdict
+    text = m.report(rows)
+    assert "## The long-budget recipe re-screen" in text and "the rule picks **paper**" in text
+    assert "| lp-ft | 86.2 | 83.0 | 81.0 | 83.4 |" in text
+    assert "committed grid stands" in m.report(ahead)
+
+
+def test_the_rescreen_reuses_the_diagnosis_rows_and_runs_only_the_rest_in_its_order(monkeypatch, tmp_path):
+    from fourdcontrast.downstream import benchmark as bm
+
+    m = _module()
+    ran = []
+
+    def cell(backbone, protocol, level, seed, preset, split, datasets):
+        ran.append((backbone, preset.steps_for(protocol, level), preset.overrides_at(protocol, level)))
+        return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
+                "method": backbone, "miou": "0.5", "cpu_seconds": "1"}
+
+    class Val:
+        class_names = ("wall", "floor", "chair")
+
+    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
+    monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
+    monkeypatch.setattr(bm, "finetune_cell", cell)
+    m.run_diagnosis(tmp_path, tmp_path)
+    m.run(tmp_path, tmp_path)  # the step check: scratch's LP-FT rung at 8000 steps among its rows
+    ran.clear()
+    rows = m.run_rescreen(tmp_path, tmp_path)
+    grid = bm.PRESETS["cpu-scannet"].overrides_at("scenes", 0.1)
+    pc = "pointcontrast@3600s"
+    assert ran[:2] == [(pc, 8000, m.PAPER_RECIPE), (pc, 8000, grid)]
+    assert len(ran) == 8 and all(steps == 8000 for _, steps, _ in ran)
+    assert ran[2] == (m.LONG, 8000, ("optim.recipe=paper", "optim.backbone_lr_scale=0.1"))
+    assert {b for b, _, o in ran if "optim.recipe=lp-ft" in o and len(o) == 2} == set(m.RESCREEN_INITS)
+    assert m.rescreen_pick(rows) is not None  # the diagnosis' four rows completed the paper and lp-ft arms
