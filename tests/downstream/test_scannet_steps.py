@@ -76,20 +76,19 @@ def test_the_ladder_stops_at_the_first_doubling_that_gains_less_than_a_point_of_
     assert "picks **3000 steps**" in views and "not re-run" in views
 
 
-def test_the_ladder_runs_no_count_after_the_rule_has_decided(monkeypatch, tmp_path):
-    """``run`` fine-tunes the ladder in order and stops once :func:`ladder_pick` decides (a 4000-step
-    detection cell costs ~1 CPU-h)."""
+def _fake_finetuning(monkeypatch, map50=None) -> list[tuple]:
+    """Replace the grid's fine-tuning by a recorder: returns the list that gets (backbone, steps, the level's
+    overrides) of every cell run; a cell scores mIoU 0.5 and mAP@0.5 ``map50[steps]`` (0.5 without it)."""
     from fourdcontrast.downstream import benchmark as bm
 
-    m = _module()
     ran = []
-    score = {1000: 0.100, 2000: 0.105, 4000: 0.30}
 
     def cell(backbone, protocol, level, seed, preset, split, datasets):
         n = preset.steps_for(protocol, level)
-        ran.append((n, backbone))
+        ran.append((backbone, n, preset.overrides_at(protocol, level)))
         return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
-                "method": backbone, "map50": str(score[n]), "map25": "0.5", "cpu_seconds": "1"}
+                "method": backbone, "miou": "0.5", "map50": str((map50 or {}).get(n, 0.5)), "map25": "0.5",
+                "cpu_seconds": "1"}
 
     class Val:
         class_names = ("wall", "floor", "chair")
@@ -97,8 +96,16 @@ def test_the_ladder_runs_no_count_after_the_rule_has_decided(monkeypatch, tmp_pa
     monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
     monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
     monkeypatch.setattr(bm, "finetune_cell", cell)
+    return ran
+
+
+def test_the_ladder_runs_no_count_after_the_rule_has_decided(monkeypatch, tmp_path):
+    """``run`` fine-tunes the ladder in order and stops once :func:`ladder_pick` decides (a 4000-step
+    detection cell costs ~1 CPU-h)."""
+    m = _module()
+    ran = _fake_finetuning(monkeypatch, map50={1000: 0.100, 2000: 0.105, 4000: 0.30})
     rows = m.run(tmp_path, tmp_path, "detection")
-    assert [n for n, _ in ran] == [1000, 1000, 2000, 2000]  # +0.5 after one doubling: 4000 never runs
+    assert [n for _, n, _ in ran] == [1000, 1000, 2000, 2000]  # +0.5 after one doubling: 4000 never runs
     assert m.ladder_pick(rows, "detection") == (1000, True)
     assert (tmp_path / "steps_check_detection.csv").is_file()
 
@@ -145,19 +152,7 @@ def test_the_diagnosis_runs_the_paper_recipe_where_declared_and_resumes(monkeypa
     from fourdcontrast.downstream import benchmark as bm
 
     m = _module()
-    ran = []
-
-    def cell(backbone, protocol, level, seed, preset, split, datasets):
-        ran.append((backbone, preset.steps_for(protocol, level), preset.overrides_at(protocol, level)))
-        return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
-                "method": backbone, "miou": "0.5", "cpu_seconds": "1"}
-
-    class Val:
-        class_names = ("wall", "floor", "chair")
-
-    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
-    monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
-    monkeypatch.setattr(bm, "finetune_cell", cell)
+    ran = _fake_finetuning(monkeypatch)
     m.run_diagnosis(tmp_path, tmp_path)
     grid = bm.PRESETS["cpu-scannet"].overrides_at("scenes", 0.1)
     assert ran == [(m.LONG, 1000, grid), (m.LONG, 2000, grid), (m.LONG, 4000, grid), (m.LONG, 8000, grid),
@@ -179,7 +174,8 @@ def test_the_instance_grid_fine_tunes_for_what_its_committed_ladder_picked():
 
 
 def _rescreen_rows(m, values):
-    """Validation rows of the re-screen: ``values`` maps arm → (scratch, PointContrast, 4DContrast) mIoU (%)."""
+    """Validation rows of the re-screen: ``values`` maps arm → mIoU (%) of (scratch, PointContrast,
+    4DContrast)."""
     return [{"variant": m.RESCREEN_ARMS[arm][0], "method": init, "protocol": "scenes", "level": "0.1",
              "miou": str(v / 100), "cpu_seconds": "1"}
             for arm, vals in values.items() for init, v in zip(m.RESCREEN_INITS, vals, strict=True)]
@@ -209,19 +205,7 @@ def test_the_rescreen_reuses_the_diagnosis_rows_and_runs_only_the_rest_in_its_or
     from fourdcontrast.downstream import benchmark as bm
 
     m = _module()
-    ran = []
-
-    def cell(backbone, protocol, level, seed, preset, split, datasets):
-        ran.append((backbone, preset.steps_for(protocol, level), preset.overrides_at(protocol, level)))
-        return {"split": split, "mode": "finetune", "protocol": protocol, "level": f"{level:g}", "seed": seed,
-                "method": backbone, "miou": "0.5", "cpu_seconds": "1"}
-
-    class Val:
-        class_names = ("wall", "floor", "chair")
-
-    monkeypatch.setattr(bm, "load_rooms", lambda *a, **k: (None, Val()))
-    monkeypatch.setattr(bm, "cached_backbone", lambda label, *a: label)
-    monkeypatch.setattr(bm, "finetune_cell", cell)
+    ran = _fake_finetuning(monkeypatch)
     m.run_diagnosis(tmp_path, tmp_path)
     m.run(tmp_path, tmp_path)  # the step check: scratch's LP-FT rung at 8000 steps among its rows
     ran.clear()
