@@ -217,3 +217,22 @@ def test_the_rescreen_reuses_the_diagnosis_rows_and_runs_only_the_rest_in_its_or
     assert ran[2] == (m.LONG, 8000, ("optim.recipe=paper", "optim.backbone_lr_scale=0.1"))
     assert {b for b, _, o in ran if "optim.recipe=lp-ft" in o and len(o) == 2} == set(m.RESCREEN_INITS)
     assert m.rescreen_pick(rows) is not None  # the diagnosis' four rows completed the paper and lp-ft arms
+
+
+def test_the_rescreened_grid_fine_tunes_with_what_the_committed_rescreen_picked():
+    from fourdcontrast.downstream.benchmark import PRESETS, grid_spec, read_rows
+
+    m = _module()
+    picked = m.rescreen_pick(read_rows(m.csv_path("segmentation")))  # the committed re-screen
+    assert picked is not None and picked[0] != "lp-ft"  # else the declaration calls for no second grid
+    first, second = PRESETS["cpu-scannet"], PRESETS["cpu-scannet-rescreened"]
+    assert second.finetune_levels == (("scenes", 0.10), ("scenes", 0.20))
+    for level in (0.10, 0.20):
+        assert second.overrides_at("scenes", level) == m.RESCREEN_ARMS[picked[0]][1]
+        assert second.steps_for("scenes", level) == first.steps_for("scenes", level) == 8000
+        assert set(second.finetuned_methods("scenes", level)) == set(m.RESCREEN_INITS)
+    assert set(second.primary) <= set(first.primary) and len(second.primary) == 4
+    assert second.rooms == first.rooms and second.store_voxel == first.store_voxel
+    digests = grid_spec(first, "test")["pretrain_config_digests"]
+    assert grid_spec(second, "test")["pretrain_config_digests"] == {  # the same cached backbones
+        k: v for k, v in digests.items() if k != "4dcontrast-paper-literal"}
