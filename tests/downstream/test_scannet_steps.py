@@ -163,13 +163,14 @@ def test_the_diagnosis_runs_the_paper_recipe_where_declared_and_resumes(monkeypa
     assert ran == [] and len(rows) == len(m.DIAGNOSIS)
 
 
-def test_the_instance_grid_fine_tunes_for_what_its_committed_ladder_picked():
+@pytest.mark.parametrize("task", ["instance", "detection"])
+def test_the_map_grids_fine_tune_for_what_their_committed_ladders_picked(task):
     from fourdcontrast.downstream.benchmark import PRESETS, read_rows
 
     m = _module()
-    picked = m.ladder_pick(read_rows(m.csv_path("instance")), "instance")  # the committed check
+    picked = m.ladder_pick(read_rows(m.csv_path(task)), task)  # the committed check
     assert picked is not None
-    p = PRESETS["cpu-instance"]
+    p = PRESETS[f"cpu-{task}"]
     assert all(p.steps_for(protocol, lv) == picked[0] for protocol, lv in p.finetune_levels)
 
 
