@@ -205,15 +205,22 @@ def run_rescreen(out: Path, cache: Path) -> list[dict]:
     return _run_cells("segmentation", out, cache, cells)
 
 
+def _rescreen_scores(rows: list[dict]) -> dict[str, tuple[list[float | None], float | None]]:
+    """Each re-screen arm's validation mIoU per :data:`RESCREEN_INITS` (None: not run) and their mean (None
+    until all have run)."""
+    scores = {}
+    for arm, (variant, _) in RESCREEN_ARMS.items():
+        got = [_val(rows, variant, init) for init in RESCREEN_INITS]
+        scores[arm] = got, None if None in got else sum(got) / len(got)
+    return scores
+
+
 def rescreen_pick(rows: list[dict]) -> tuple[str, dict[str, float]] | None:
     """The re-screen's rule: (the picked arm, each arm's mean validation mIoU over :data:`RESCREEN_INITS`);
     None until every arm × initialisation has run."""
-    means = {}
-    for arm, (variant, _) in RESCREEN_ARMS.items():
-        got = [_val(rows, variant, init) for init in RESCREEN_INITS]
-        if None in got:
-            return None
-        means[arm] = sum(got) / len(got)
+    means = {arm: mean for arm, (_, mean) in _rescreen_scores(rows).items()}
+    if None in means.values():
+        return None
     best = max(means.values())
     return next(arm for arm, v in means.items() if v >= best - TOLERANCE), means
 
@@ -221,11 +228,9 @@ def rescreen_pick(rows: list[dict]) -> tuple[str, dict[str, float]] | None:
 def rescreen_section(rows: list[dict]) -> list[str]:
     """The re-screen's table (validation mIoU of each arm × initialisation) and the rule's verdict."""
     lines = ["| arm | " + " | ".join(RESCREEN_INITS) + " | mean |", "|---" * (len(RESCREEN_INITS) + 2) + "|"]
-    for arm, (variant, _) in RESCREEN_ARMS.items():
-        got = [_val(rows, variant, init) for init in RESCREEN_INITS]
-        mean = "–" if None in got else f"{sum(got) / len(got):.1f}"
-        lines.append(f"| {arm} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in got)
-                     + f" | {mean} |")
+    for arm, (got, mean) in _rescreen_scores(rows).items():
+        cells = ("–" if v is None else f"{v:.1f}" for v in (*got, mean))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     picked = rescreen_pick(rows)
     if picked is None:
         verdict = "- the re-screen's runs are not all done yet."
