@@ -291,6 +291,9 @@ SCANNET_SCENE_STEPS: int = 8000
 cell ran (``scannet-size/steps_check.md``: validation mIoU of scratch / 4DContrast at 1000, 2000, 4000, 8000
 steps). It replaced 1000 (the 100-room convergence study's), which left both far from converged."""
 
+_LONG_ARMS: tuple[str, ...] = ("scratch", "pointcontrast@3600s", "4dcontrast@3600s")
+"""The arms of the ScanNet-sized grids' primary comparisons: scratch and the long-budget backbones."""
+
 PRESETS["cpu-scannet"] = BenchmarkPreset(
     methods=("scratch", "pointcontrast", "4dcontrast", "4dcontrast-paper-literal"),
     rooms={"train": 1200, "val": 60, "test": 60}, store_voxel=0.05,
@@ -299,8 +302,7 @@ PRESETS["cpu-scannet"] = BenchmarkPreset(
     finetune_steps_at=(("points", 20, 500), ("points", 200, 500),
                        ("scenes", 1.0, max(4000, SCANNET_SCENE_STEPS))),
     finetune_methods_at=(("scenes", 1.0, ("scratch",)),
-                         *(("scenes", lv, ("scratch", "pointcontrast@3600s", "4dcontrast@3600s"))
-                           for lv in (0.01, 0.05))),
+                         *(("scenes", lv, _LONG_ARMS) for lv in (0.01, 0.05))),
     long_budget_s=3600.0, long_budget_methods=("pointcontrast", "4dcontrast"),
     steps_source="scannet-size/steps_check.md",
     finetune_overrides_at=tuple((p, lv, LPFT_POINTS if p == "points" else LPFT_SCENES)
@@ -328,13 +330,13 @@ the 3600-s backbones) picked: the paper's recipe (fresh head, one learning rate 
 validation mIoU over scratch, PointContrast@3600s and 4DContrast@3600s 84.7 vs 83.4 for LP-FT, the first
 grid's (``scannet-size/steps_check.md``)."""
 
+_RESCREENED_LEVELS: tuple[tuple[str, float], ...] = (("scenes", 0.10), ("scenes", 0.20))
 PRESETS["cpu-scannet-rescreened"] = replace(
     PRESETS["cpu-scannet"], methods=("scratch", "pointcontrast", "4dcontrast"), probe_levels=(),
-    finetune_levels=(("scenes", 0.10), ("scenes", 0.20)), finetune_steps_at=(),
-    finetune_methods_at=tuple(("scenes", lv, ("scratch", "pointcontrast@3600s", "4dcontrast@3600s"))
-                              for lv in (0.10, 0.20)),
-    finetune_overrides_at=tuple(("scenes", lv, RESCREENED_SCENES) for lv in (0.10, 0.20)),
-    primary=tuple(c for c in PRESETS["cpu-scannet"].primary if c[3] == "scenes"))
+    finetune_levels=_RESCREENED_LEVELS, finetune_steps_at=(),
+    finetune_methods_at=tuple((p, lv, _LONG_ARMS) for p, lv in _RESCREENED_LEVELS),
+    finetune_overrides_at=tuple((p, lv, RESCREENED_SCENES) for p, lv in _RESCREENED_LEVELS),
+    primary=tuple(c for c in PRESETS["cpu-scannet"].primary if c[3:] in _RESCREENED_LEVELS))
 """``cpu-scannet-rescreened``: the second test grid that the long-budget re-screen's rule called for (declared
 in ``benchmarks/scannet_steps.py`` before the re-screen ran) — the ``cpu-scannet`` grid's rooms, cached
 3600-s backbones, 8000 steps and primary comparisons at 10 % and 20 % of the scenes, fine-tuned with
