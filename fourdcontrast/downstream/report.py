@@ -455,6 +455,12 @@ def _steps_source(p: dict, preset=None) -> str:
     return f"`benchmarks/results/{source}`"
 
 
+def _row_seeds(rows: list[dict]) -> list[int]:
+    """The seeds the rows hold: what the report is about. Not the grid spec's ``seeds``, which is the
+    last invocation's (a resumed run with ``--seeds 1`` records ``[0]`` for a grid of seeds 0-2)."""
+    return sorted({int(r["seed"]) for r in rows})
+
+
 def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | None = None,
                     preset=None, preset_name: str = "") -> str:
     """The results markdown (see the module docstring); ``rows`` are :func:`read_results` rows."""
@@ -466,8 +472,9 @@ def markdown_report(rows: list[dict], costs: dict | None = None, spec: dict | No
                   "on "
                   f"{spec.get('machine', 'an unrecorded machine')}. Evaluated once per configuration on the "
                   f"{p['rooms']['test']} **test** rooms (every tuning decision used the {p['rooms']['val']} "
-                  f"validation rooms); {p['rooms']['train']} training rooms; seeds {p['seeds']} (seed s "
-                  "pre-trains every method with seed s, draws the data subsets and fine-tunes with it).", ""]
+                  f"validation rooms); {p['rooms']['train']} training rooms; seeds {_row_seeds(rows)} "
+                  "(seed s pre-trains every method with seed s, draws the data subsets and fine-tunes "
+                  "with it).", ""]
     primary = primary_comparisons(spec)
     where = ("the grid's preset (`primary` in `fourdcontrast/downstream/benchmark.py`)" if primary is not
              PRIMARY_COMPARISONS else "`fourdcontrast/downstream/report.py` (`PRIMARY_COMPARISONS`)")
@@ -578,8 +585,8 @@ def map_markdown_report(rows: list[dict], task: str, costs: dict | None = None, 
                   f"on {spec.get('machine', 'an unrecorded machine')}. Evaluated once per configuration on "
                   f"the {p['rooms']['test']} **test** {unit} (every tuning decision used the "
                   f"{p['rooms']['val']} validation {unit}); {p['rooms']['train']} training {unit}; seeds "
-                  f"{p['seeds']} (seed s pre-trains every method with seed s, draws the scene subset and "
-                  "fine-tunes with it). "
+                  f"{_row_seeds(rows)} (seed s pre-trains every method with seed s, draws the scene "
+                  "subset and fine-tunes with it). "
                   f"Fine-tuning: {_steps_text(p)} of `configs/finetune/{p['finetune_config']}.yaml` "
                   f"({', '.join(p['finetune_overrides']) or 'no overrides'}; the step count was picked on "
                   f"the validation {unit}: {_steps_source(p, preset)}); pre-training as in the "

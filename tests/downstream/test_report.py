@@ -6,7 +6,9 @@ Mutants tried (issue 30), each killed by the test named:
 - ``adjusted = holm(...)`` → ``adjusted = [d.p for _, d in results]`` (raw p-values reported as Holm's) in
   ``other_comparisons``: ``test_other_cells_are_holm_adjusted_over_the_family``;
 - ``o["p_holm"] <= 0.05`` → ``o["interval"].p <= 0.05`` in the markdown's count of significant cells:
-  ``test_the_markdown_counts_the_cells_significant_after_holm``.
+  ``test_the_markdown_counts_the_cells_significant_after_holm``;
+- the header's seeds read from the spec (``p['seeds']``) instead of the rows, in the map report:
+  ``test_the_header_names_the_seeds_the_rows_hold_not_the_last_invocations``.
 """
 
 import numpy as np
@@ -105,3 +107,25 @@ def test_line_style_draws_long_budgets_solid_and_the_grids_own_dotted():
     assert line_style("4dcontrast", long=True) == line_style("4dcontrast@3600s")
     assert line_style("pointcontrast")["color"] != line_style("4dcontrast")["color"]
     assert line_style("scratch@3600s")["ls"] == "--"
+
+
+def test_the_header_names_the_seeds_the_rows_hold_not_the_last_invocations():
+    """A grid resumed with ``--seeds 1`` records ``seeds: [0]`` in its spec although its CSV holds seeds
+    0-3 (the defect of the committed scannet-size and instance reports): the header reads the rows."""
+    import json
+
+    from fourdcontrast.downstream import benchmark as bm
+    from fourdcontrast.downstream.report import map_markdown_report
+
+    rows = _rows(_cells())
+    for preset, task, report in (("cpu-scannet", "segmentation", markdown_report),
+                                 ("cpu-instance", "instance", map_markdown_report)):
+        spec = json.loads(json.dumps({**bm.grid_spec(bm.PRESETS[preset], "test"), "preset_name": preset}))
+        spec["preset"]["seeds"] = [0]
+        if task == "segmentation":
+            text = report(rows, None, spec)
+        else:
+            map_rows = [{**r, "map50": r["miou"], "map25": r["miou"]} for r in rows]
+            text = report(map_rows, task, None, spec)
+        assert f"seeds {list(range(SEEDS))} (seed s pre-trains" in text
+        assert "seeds [0] (" not in text
