@@ -640,6 +640,77 @@ def _pretrain_into(out: Path, config, method: str, seed: int, preset: BenchmarkP
     atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
 
 
+def restore_pretraining(label: str, seed: int, preset: BenchmarkPreset, cache: str | os.PathLike,
+                        record: dict, digest: str | None = None, progress: bool = False) -> Backbone:
+    """Re-create, exactly, a pre-training that a grid ran and recorded, into the cache folder the grid
+    looks in (a fresh machine has lost the cache; the committed rows and cost records have not).
+
+    A budgeted pre-training stops when its clock runs out, at a step count that depends on the machine and
+    its load, so running it again gives another network. But with the ``"step"`` schedule nothing else
+    depends on the budget (the learning rate follows the step, the data stream and the random state follow
+    the seed and the step), so pre-training the same config with no budget to the recorded step count gives
+    the recorded network, bit for bit (``run.deterministic``, one thread). ``digest`` (the ``backbone``
+    column of the grid's rows) checks it.
+
+    Args:
+        label: a pre-trained grid label, e.g. ``"4dcontrast"`` or ``"4dcontrast@3600s"``.
+        seed: pre-training seed.
+        preset: the grid's preset.
+        cache: the grid's backbone cache (``--cache``).
+        record: the label's entry of the grid's ``downstream_pretrain_cost.json`` (its ``steps`` and
+            ``config_digest`` are used; the entry becomes the restored run's ``cost.json``, with a
+            ``restored`` field holding the restoring run's own cost).
+        digest: expected :func:`file_digest` of the backbone (None: not checked).
+        progress: show a progress bar.
+
+    Returns:
+        the backbone, as the grid would load it.
+
+    Raises:
+        ValueError: the record is not this config's (other digest), the schedule is not ``"step"``, or the
+            restored backbone's digest differs from ``digest`` (it is then kept as
+            ``backbone.mismatch.pth`` and nothing is installed).
+    """
+    from fourdcontrast.train.pretrain import CHECKPOINT, export_backbone, pretrain
+
+    method, budget = split_label(label)
+    out, config = _pretrain_folder(method, seed, preset, Path(cache), budget)
+    config_digest = pretraining_digest(config)
+    if record.get("config_digest") != config_digest:
+        raise ValueError(f"the cost record of {label} seed {seed} names config {record.get('config_digest')}"
+                         f", but this preset's config is {config_digest}: not the same pre-training")
+    if config.optim.schedule != "step":
+        raise ValueError(f"{label} seed {seed}: schedule {config.optim.schedule!r} depends on the time "
+                         "budget; only the 'step' schedule can be restored from a step count")
+    cost_file, path = out / "cost.json", out / "backbone.pth"
+    if not (path.is_file() and cost_file.is_file()):
+        steps = int(record["steps"])
+        config.run.time_budget_s = None
+        config.optim.steps = steps
+        with claim_folder(out):
+            logger.info("restoring %s seed %d: pre-training to step %d into %s", label, seed, steps, out)
+            wall, cpu = time.perf_counter(), time.process_time()
+            pretrain(config, out, resume=(out / CHECKPOINT).is_file(), progress=progress,
+                     overwrite=not (out / CHECKPOINT).is_file())
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            export_backbone(out / CHECKPOINT, path)
+            got = file_digest(path)
+            if digest is not None and got != digest:
+                path.replace(out / "backbone.mismatch.pth")
+                raise ValueError(f"restoring {label} seed {seed} to step {steps} gave backbone {got}, "
+                                 f"not the recorded {digest} (kept as {out / 'backbone.mismatch.pth'}): the "
+                                 "run is not reproducible here (other torch build or thread count?)")
+            cost = {**record, "restored": {"steps": steps, "wall_s": wall, "cpu_s": cpu,
+                                           "machine": machine_description()}}
+            atomic_write_bytes(cost_file, json.dumps(cost, indent=2).encode())
+    backbone = Backbone(label, seed, path, file_digest(path), json.loads(cost_file.read_text()),
+                        preset.pretrain_budget_s if budget is None else budget)
+    if digest is not None and backbone.digest != digest:
+        raise ValueError(f"{path} (digest {backbone.digest}) is not the recorded backbone of {label} seed "
+                         f"{seed} ({digest}); remove its folder {out} to restore it")
+    return backbone
+
+
 def _longest_shorter_run(method: str, seed: int, preset: BenchmarkPreset, cache: Path,
                          budget_s: float | None) -> tuple[Path, float | None] | None:
     """``(folder, budget)`` of the longest finished pre-training of ``method`` and ``seed`` in ``cache`` at a
@@ -845,8 +916,11 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
-def _pretrain_task(method: str, seed: int, preset: BenchmarkPreset, cache: str) -> Backbone:
+def _pretrain_task(method: str, seed: int, preset: BenchmarkPreset, cache: str,
+                   restore_from: tuple[dict, str] | None = None) -> Backbone:
     _set_threads(preset.threads)
+    if restore_from is not None:
+        return restore_pretraining(method, seed, preset, cache, *restore_from)
     return _backbone(method, seed, preset, Path(cache))
 
 
@@ -962,7 +1036,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                   first_stage_only: bool = False, pretrain_only: bool = False,
                   primary_only: bool = False,
                   levels: tuple[tuple[str, float], ...] | None = None,
-                  extra_labels: tuple[str, ...] = ()) -> list[dict]:
+                  extra_labels: tuple[str, ...] = (), labels: tuple[str, ...] | None = None,
+                  restore: bool = False) -> list[dict]:
     """Run (or resume) the grid and write its report; with ``first_stage_only``, only the preset's budget:
     its pre-trainings and their cells, not the long-budget ones (which want an otherwise idle machine: a CPU
     second of pre-training does less work under load, see ``docs/downstream.md``); with ``pretrain_only``,
@@ -977,7 +1052,12 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     long one), **only** those: each is pre-trained by continuing the method's longest cached run
     (:func:`_longest_shorter_run`), probed at the probe levels and fine-tuned where the method's long-budget
     label is, into the same CSV — a further point of the budget curve (combine with ``seeds`` / ``levels``
-    to keep it cheap).
+    to keep it cheap); with ``labels`` (e.g. ``("scratch", "4dcontrast@3600s")``), only those
+    initialisations: their pre-trainings and cells, nobody else's; with ``restore``, every pre-training that
+    this grid's rows already used (a cost record in ``downstream_pretrain_cost.json`` and one ``backbone``
+    digest in the CSV) and that is missing from ``cache`` (a fresh machine) is re-created exactly by
+    :func:`restore_pretraining` instead of pre-trained anew under the budget (which would stop at another
+    step and give another network than the rows'), so that new cells pair with the old ones.
 
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
@@ -1008,6 +1088,9 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                              f"{preset.long_budget_s} s")
     if extra_labels and primary_only:
         raise ValueError("extra labels are not primary comparisons: run them without --primary-only")
+    if labels is not None and not set(labels) <= set(preset.labels()) | set(extra_labels):
+        raise ValueError(f"labels {sorted(set(labels) - set(preset.labels()) - set(extra_labels))} are not "
+                         f"initialisations of preset {preset_name!r}: {preset.labels()}")
 
     only = None if levels is None else {(p, float(lv)) for p, lv in levels}
     if only is not None and not only <= {(p, float(lv)) for p, lv in
@@ -1076,7 +1159,11 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
 
     long_labels = preset.labels()[len(preset.methods):]
     stages = ((), (), tuple(extra_labels)) if extra_labels else (preset.methods, long_labels)
+    chosen = labels
+    records = _restorable(rows, earlier_costs, split) if restore else {}
     for stage, labels in enumerate(stages):
+        if chosen is not None:
+            labels = tuple(m for m in labels if m in chosen)
         if not labels:
             continue
         if stage and first_stage_only:
@@ -1088,7 +1175,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
             labels = tuple(m for m in labels if any(c[0] == m for c in wanted))
             if not labels:
                 continue
-        tasks = [(_pretrain_task, (m, s, preset, str(cache))) for s in preset.seeds for m in labels]
+        tasks = [(_pretrain_task, (m, s, preset, str(cache), records.get((m, s))))
+                 for s in preset.seeds for m in labels]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
             logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "
@@ -1121,6 +1209,22 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
 
         write_report(out, preset, preset_name)
     return rows
+
+
+def _restorable(rows: list[dict], costs: dict, split: str) -> dict[tuple[str, int], tuple[dict, str]]:
+    """``{(label, seed): (cost record, backbone digest)}`` of the pre-trainings the grid's rows of ``split``
+    used: those with a cost record and exactly one backbone digest in the rows (scratch needs none: its
+    random network is re-made from its seed)."""
+    digests: dict[tuple[str, int], set[str]] = {}
+    for r in rows:
+        if r.get("split") == split and r["method"] != "scratch" and r.get("backbone"):
+            digests.setdefault((r["method"], int(r["seed"])), set()).add(r["backbone"])
+    out = {}
+    for (label, seed), found in digests.items():
+        record = costs.get(f"{label}/seed{seed}")
+        if record is not None and len(found) == 1 and record.get("steps"):
+            out[(label, seed)] = (record, next(iter(found)))
+    return out
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -1169,6 +1273,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this further budget of a long-budget method (e.g. 4dcontrast@10800s; "
                              "repeatable): pre-trained on from its longest cached run, probed and fine-tuned "
                              "where the long label is — a further point of the budget curve")
+    parser.add_argument("--labels", default=None, type=lambda t: tuple(x.strip() for x in t.split(",")),
+                        help="only these initialisations, e.g. 'scratch,4dcontrast@3600s': their "
+                             "pre-trainings and cells (default: all of the preset's)")
+    parser.add_argument("--restore", action="store_true",
+                        help="re-create the pre-trainings the CSV's rows used, exactly (to their recorded "
+                             "step counts, checked against the rows' backbone digests), where the cache "
+                             "lacks them (a fresh machine), instead of pre-training anew under the budget")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -1187,7 +1298,8 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         rows = run_benchmark(preset, out, args.cache, args.room_cache, args.fresh, not args.no_progress,
                              args.jobs, args.split, args.preset, args.first_stage_only,
-                             args.pretrain_only, args.primary_only, args.levels, tuple(args.extra_label))
+                             args.pretrain_only, args.primary_only, args.levels, tuple(args.extra_label),
+                             args.labels, args.restore)
     if args.split == "test":
         print((out / "downstream.md").read_text())
         print(f"{len(rows)} runs in {out / 'downstream.csv'}; plots in {out / 'downstream_figure4.png'}")

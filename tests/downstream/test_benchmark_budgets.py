@@ -199,7 +199,7 @@ def test_the_grid_finishes_the_short_budget_before_it_starts_the_long_pre_traini
 
     order = []
 
-    def pretrain(label, seed, preset, cache):
+    def pretrain(label, seed, preset, cache, restore_from=None):
         calls.append(("pretrain", label))
         order.append((label, seed))
         return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}")
@@ -253,14 +253,15 @@ def _record_grid_tasks(monkeypatch, tmp_path) -> list[tuple]:
 
     calls = []
 
-    def pretrain(label, seed, preset, cache):
-        calls.append(("pretrain", label, seed, None))
+    def pretrain(label, seed, preset, cache, restore_from=None):
+        calls.append(("pretrain" if restore_from is None else ("restore", restore_from), label, seed, None))
         return Backbone(label, seed, tmp_path / "b.pth", f"{label}-{seed}", {"method": label, "steps": 1})
 
     def finetune(backbone, protocol, level, *args):
         calls.append(("finetune", backbone.method, backbone.seed, (protocol, float(level))))
         return [{"split": "val", "mode": "finetune", "protocol": protocol, "level": f"{float(level):g}",
-                 "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1"}]
+                 "seed": backbone.seed, "method": backbone.method, "miou": "0.1", "miou_objects": "0.1",
+                 "backbone": backbone.digest}]
 
     def probe(backbone, levels, *args):
         calls.append(("probe", backbone.method, backbone.seed, tuple(levels)))
@@ -371,3 +372,86 @@ def test_an_extra_label_runs_only_its_own_pretraining_and_cells(tmp_path, monkey
         bm.run_benchmark(replace(p, primary=(("4dcontrast@2s", "scratch", "finetune", "scenes", 0.5),)),
                          tmp_path / "o3", tmp_path / "cache", split="val", progress=False, primary_only=True,
                          extra_labels=("4dcontrast@6s",))
+
+
+def test_labels_run_only_those_initialisations(tmp_path, monkeypatch):
+    """--labels scratch,4dcontrast@2s: those two initialisations' pre-trainings and cells, nobody else's (not
+    the short-budget 4DContrast the long one would otherwise follow); an unknown label is refused."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = _record_grid_tasks(monkeypatch, tmp_path)
+    p = replace(PRESETS["tiny"], methods=("scratch", "pointcontrast", "4dcontrast"), seeds=(0,),
+                pretrain_budget_s=1.0, long_budget_s=2.0, long_budget_methods=("pointcontrast", "4dcontrast"),
+                probe_levels=(("scenes", 1.0),), finetune_levels=(("scenes", 0.5),), finetune_steps_at=(),
+                finetune_methods_at=())
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False,
+                     labels=("scratch", "4dcontrast@2s"))
+    assert {c[1] for c in calls} == {"scratch", "4dcontrast@2s"}
+    assert [c[0] for c in calls if c[1] == "4dcontrast@2s"] == ["pretrain", "probe", "finetune"]
+    with pytest.raises(ValueError, match="not initialisations"):
+        bm.run_benchmark(p, tmp_path / "o2", tmp_path / "cache", split="val", progress=False,
+                         labels=("scratch", "4dcontrast@9s"))
+
+
+def test_restore_hands_each_pretraining_its_record_and_the_rows_digest(tmp_path, monkeypatch):
+    """--restore on a grid that has rows: every pre-trained label of the rows gets its cost record and the
+    backbone digest its rows name (scratch none); without --restore, nobody does."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = _record_grid_tasks(monkeypatch, tmp_path)
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=1.0,
+                long_budget_s=None, long_budget_methods=(), probe_levels=(("scenes", 1.0),),
+                finetune_levels=(("scenes", 0.5),), finetune_steps_at=(), finetune_methods_at=())
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
+    assert all(c[0] in ("pretrain", "probe", "finetune") for c in calls)
+    calls.clear()
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False, restore=True)
+    pretrains = {(c[1], c[2]): c[0] for c in calls if c[0] != "probe"}
+    assert pretrains[("scratch", 0)] == "pretrain" and pretrains[("scratch", 1)] == "pretrain"
+    for seed in (0, 1):
+        kind, (record, digest) = pretrains[("4dcontrast", seed)]
+        assert kind == "restore" and digest == f"4dcontrast-{seed}" and record["steps"] == 1
+
+
+def test_restorable_needs_a_record_and_one_digest():
+    from fourdcontrast.downstream.benchmark import _restorable
+
+    rows = [dict(split="test", method="4dcontrast", seed="0", backbone="a"),
+            dict(split="test", method="4dcontrast", seed="0", backbone="a"),
+            dict(split="test", method="pointcontrast", seed="0", backbone="b"),
+            dict(split="test", method="pointcontrast", seed="0", backbone="c"),  # two networks: ambiguous
+            dict(split="test", method="4dcontrast", seed="1", backbone="d"),  # no record
+            dict(split="val", method="4dcontrast@3600s", seed="0", backbone="e"),  # another split
+            dict(split="test", method="scratch", seed="0", backbone="f")]
+    costs = {f"{m}/seed0": {"steps": 5} for m in ("4dcontrast", "pointcontrast", "4dcontrast@3600s",
+                                                   "scratch")}
+    assert _restorable(rows, costs, "test") == {("4dcontrast", 0): ({"steps": 5}, "a")}
+
+
+@pytest.mark.slow
+def test_a_restored_pretraining_is_the_recorded_network_bit_for_bit(tmp_path):
+    """A budgeted run stops at a step count the machine decides; pre-training the same config with no budget
+    to that step gives the same backbone file (its digest), in the folder the grid looks in. A wrong
+    expected digest installs nothing; a record of another config is refused."""
+    import shutil
+
+    from fourdcontrast.downstream.benchmark import cached_backbone, restore_pretraining
+
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), pretrain_budget_s=0.5,
+                pretrain_steps=1000, long_budget_s=1.5, long_budget_methods=("4dcontrast",))
+    pretrained_backbone("4dcontrast", 0, p, tmp_path / "a")  # 0.5 s, then resumed to 1.5 s as the grid does
+    long = pretrained_backbone("4dcontrast", 0, p, tmp_path / "a", budget_s=1.5)
+    assert long.cost["resumed"] and long.cost["steps"] >= 2
+    record, digest = dict(long.cost), long.digest
+    restored = restore_pretraining("4dcontrast@1.5s", 0, p, tmp_path / "b", record, digest)
+    assert restored.digest == digest and restored.path.parent.name == long.path.parent.name
+    assert restored.cost["restored"]["steps"] == record["steps"] and restored.cost["steps"] == record["steps"]
+    assert cached_backbone("4dcontrast@1.5s", 0, p, tmp_path / "b").digest == digest  # where the grid looks
+    with pytest.raises(ValueError, match="not the recorded"):
+        restore_pretraining("4dcontrast@1.5s", 0, p, tmp_path / "c", record, "0" * 16)
+    folder = tmp_path / "c" / "pretrain" / long.path.parent.name
+    assert (folder / "backbone.mismatch.pth").is_file() and not (folder / "backbone.pth").exists()
+    assert not (folder / "cost.json").exists()
+    shutil.rmtree(tmp_path / "c")
+    with pytest.raises(ValueError, match="not the same pre-training"):
+        restore_pretraining("4dcontrast@1.5s", 1, p, tmp_path / "c", record, digest)  # seed 1's config
