@@ -1157,6 +1157,18 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
             logger.info("%s %s %s=%s seed %s: %s", r["mode"], r["method"], r["protocol"], r["level"],
                         r["seed"], scores)
 
+    def finetuned_at(protocol: str, level: float) -> tuple[str, ...]:
+        finetuned = preset.finetuned_methods(protocol, level)
+        return finetuned + tuple(m for m in extra_labels  # where the method's long-budget label is
+                                 if long_label(split_label(m)[0], preset.long_budget_s) in finetuned)
+
+    def has_work(m: str, s: int, labels: tuple[str, ...]) -> bool:
+        """Whether ``m`` with seed ``s`` has a probe or a fine-tuning cell of this run left to do."""
+        return m in labels and (
+            any(todo("linear", *lv, s, m) and needed(m, "linear", *lv) for lv in preset.probe_levels)
+            or any(m in finetuned_at(p, lv) and todo("finetune", p, lv, s, m) and needed(m, "finetune", p, lv)
+                   for p, lv in ordered))
+
     long_labels = preset.labels()[len(preset.methods):]
     stages = ((), (), tuple(extra_labels)) if extra_labels else (preset.methods, long_labels)
     chosen = labels
@@ -1175,8 +1187,10 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
             labels = tuple(m for m in labels if any(c[0] == m for c in wanted))
             if not labels:
                 continue
+        # with restore, a recorded pre-training none of whose cells is left is not re-made (an hour each)
         tasks = [(_pretrain_task, (m, s, preset, str(cache), records.get((m, s))))
-                 for s in preset.seeds for m in labels]
+                 for s in preset.seeds for m in labels
+                 if pretrain_only or (m, s) not in records or has_work(m, s, labels)]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
             logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "
@@ -1192,11 +1206,8 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
                     tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
                                                 datasets, features)))
         for protocol, level in ordered:
-            finetuned = preset.finetuned_methods(protocol, level)
-            finetuned += tuple(m for m in extra_labels  # where the method's long-budget label is
-                               if long_label(split_label(m)[0], preset.long_budget_s) in finetuned)
             for s in preset.seeds:
-                for m in finetuned:
+                for m in finetuned_at(protocol, level):
                     if m in labels and todo("finetune", protocol, level, s, m) and needed(
                             m, "finetune", protocol, level):
                         tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,

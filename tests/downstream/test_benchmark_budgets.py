@@ -394,23 +394,31 @@ def test_labels_run_only_those_initialisations(tmp_path, monkeypatch):
 
 
 def test_restore_hands_each_pretraining_its_record_and_the_rows_digest(tmp_path, monkeypatch):
-    """--restore on a grid that has rows: every pre-trained label of the rows gets its cost record and the
-    backbone digest its rows name (scratch none); without --restore, nobody does."""
+    """--restore on a grid that has rows: every pre-trained label of the rows with a cell left to do gets its
+    cost record and the backbone digest its rows name (scratch none); one with nothing left to do is not
+    re-made (it would cost its whole pre-training); without --restore, nobody is restored."""
     from fourdcontrast.downstream import benchmark as bm
 
     calls = _record_grid_tasks(monkeypatch, tmp_path)
     p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=1.0,
                 long_budget_s=None, long_budget_methods=(), probe_levels=(("scenes", 1.0),),
-                finetune_levels=(("scenes", 0.5),), finetune_steps_at=(), finetune_methods_at=())
-    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False)
+                finetune_levels=(("scenes", 0.5), ("scenes", 0.25)), finetune_steps_at=(),
+                finetune_methods_at=())
+    run = dict(split="val", progress=False)
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", levels=(("scenes", 1.0), ("scenes", 0.5)),
+                     **run)
     assert all(c[0] in ("pretrain", "probe", "finetune") for c in calls)
     calls.clear()
-    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", split="val", progress=False, restore=True)
-    pretrains = {(c[1], c[2]): c[0] for c in calls if c[0] != "probe"}
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", levels=(("scenes", 0.5),), restore=True, **run)
+    assert [c[:3] for c in calls] == [("pretrain", "scratch", 0), ("pretrain", "scratch", 1)]  # all done
+    calls.clear()
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", restore=True, **run)
+    pretrains = {(c[1], c[2]): c[0] for c in calls if c[0] not in ("probe", "finetune")}
     assert pretrains[("scratch", 0)] == "pretrain" and pretrains[("scratch", 1)] == "pretrain"
     for seed in (0, 1):
         kind, (record, digest) = pretrains[("4dcontrast", seed)]
         assert kind == "restore" and digest == f"4dcontrast-{seed}" and record["steps"] == 1
+    assert {c[3] for c in calls if c[0] == "finetune"} == {("scenes", 0.25)}
 
 
 def test_restorable_needs_a_record_and_one_digest():
