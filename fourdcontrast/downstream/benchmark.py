@@ -1162,20 +1162,23 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         return finetuned + tuple(m for m in extra_labels  # where the method's long-budget label is
                                  if long_label(split_label(m)[0], preset.long_budget_s) in finetuned)
 
-    def has_work(m: str, s: int, labels: tuple[str, ...]) -> bool:
+    def probe_levels_left(m: str, s: int) -> list:
+        return [lv for lv in preset.probe_levels if todo("linear", *lv, s, m) and needed(m, "linear", *lv)]
+
+    def finetune_left(m: str, s: int, protocol: str, level: float) -> bool:
+        return todo("finetune", protocol, level, s, m) and needed(m, "finetune", protocol, level)
+
+    def has_work(m: str, s: int) -> bool:
         """Whether ``m`` with seed ``s`` has a probe or a fine-tuning cell of this run left to do."""
-        return m in labels and (
-            any(todo("linear", *lv, s, m) and needed(m, "linear", *lv) for lv in preset.probe_levels)
-            or any(m in finetuned_at(p, lv) and todo("finetune", p, lv, s, m) and needed(m, "finetune", p, lv)
-                   for p, lv in ordered))
+        return bool(probe_levels_left(m, s)) or any(
+            m in finetuned_at(p, lv) and finetune_left(m, s, p, lv) for p, lv in ordered)
 
     long_labels = preset.labels()[len(preset.methods):]
     stages = ((), (), tuple(extra_labels)) if extra_labels else (preset.methods, long_labels)
-    chosen = labels
+    if labels is not None:
+        stages = tuple(tuple(m for m in stage if m in labels) for stage in stages)
     records = _restorable(rows, earlier_costs, split) if restore else {}
     for stage, labels in enumerate(stages):
-        if chosen is not None:
-            labels = tuple(m for m in labels if m in chosen)
         if not labels:
             continue
         if stage and first_stage_only:
@@ -1190,7 +1193,7 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         # with restore, a recorded pre-training none of whose cells is left is not re-made (an hour each)
         tasks = [(_pretrain_task, (m, s, preset, str(cache), records.get((m, s))))
                  for s in preset.seeds for m in labels
-                 if pretrain_only or (m, s) not in records or has_work(m, s, labels)]
+                 if pretrain_only or (m, s) not in records or has_work(m, s)]
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
             logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "
@@ -1200,16 +1203,14 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         tasks = []
         for s in preset.seeds:
             for m in labels:
-                levels = [lv for lv in preset.probe_levels
-                          if todo("linear", *lv, s, m) and needed(m, "linear", *lv)]
+                levels = probe_levels_left(m, s)
                 if levels:
                     tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
                                                 datasets, features)))
         for protocol, level in ordered:
             for s in preset.seeds:
                 for m in finetuned_at(protocol, level):
-                    if m in labels and todo("finetune", protocol, level, s, m) and needed(
-                            m, "finetune", protocol, level):
+                    if m in labels and finetune_left(m, s, protocol, level):
                         tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
                                                        room_cache, datasets)))
         logger.info("downstream grid (%s split), stage %d (%s): %d tasks to do, %d runs done", split,
