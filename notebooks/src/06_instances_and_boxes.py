@@ -308,10 +308,11 @@ print(f"{len(one_view.points):,} of {len(view_room.points):,} points seen; "
 # pre-training does. The comparison that counts is the grid of `fourdcontrast benchmark downstream` with the
 # presets `cpu-instance`, `cpu-detection` and `cpu-views` (issue 28): scratch, PointContrast, 4DContrast and the
 # paper-literal preset, 3 pre-training seeds, the data-efficient levels of the paper's Table 7 (10, 20 % of
-# the scenes for every method; 40, 80, 100 % for scratch and 4DContrast), 1000 fine-tuning steps, the test
+# the scenes for every method; 40, 80, 100 % for scratch and 4DContrast), 8000 fine-tuning steps (what a
+# doubling ladder on the validation rooms picked: `benchmarks/results/<task>/steps_check_<task>.md`), the test
 # rooms evaluated once, with pre-declared primary comparisons (4DContrast − scratch and − PointContrast at
 # 10 % and 20 %, mAP@0.5, paired 95 % intervals) and sanity checks; the single views at 100 % of 1200 training
-# views, every method and budget. Below, whatever was committed when this notebook was built (the full report
+# views (3000 steps), every method and budget. Below, whatever was committed when this notebook was built (the full report
 # is `downstream.md` beside each CSV).
 
 # %%
@@ -372,7 +373,7 @@ for name, (task, preset, csv) in GRIDS.items():
 # * The mAPs of section 3 come from a few hundred steps (a few in the quick preset) on 20 training rooms,
 #   one seed, and four test rooms with a few objects each: **they are not the benchmark** and cannot say
 #   whether pre-training helps. One run per arm has no spread to compare a difference with, and the
-#   fine-tuning budget is a fifth to a third of the presets' 1000 steps. The answer is the grid of section 6 — intervals over seeds, pre-declared
+#   fine-tuning budget is a fifth to a third of the configs' 1000 steps (the grids: 8000). The answer is the grid of section 6 — intervals over seeds, pre-declared
 #   comparisons, sanity checks — or, where it has not been committed yet, the command that makes it.
 # * The paper's gains (instance segmentation +4.2 mAP@0.5, detection +4.8, Table 1; detection at 10 % of
 #   the scenes 15.5 → 20.0, Table 7) come from PointGroup and VoteNet trained for hundreds of epochs on
