@@ -478,8 +478,8 @@ for mode, recipe in (("finetune", "the paper's recipe"), ("lp-ft", "LP-FT")):
 #   still the 3600-s 4DContrast fine-tunes level with it (73.6 / 55.8 / 70.4): +0.5 [−2.4, +3.3] over three
 #   seeds — after 8000 fine-tuning steps on fully labelled rooms its head start is gone, headroom or not.
 # * Where labels are few it is not gone: with 200 labelled points per room (500 steps) the 3600-s 4DContrast
-#   fine-tunes to 50.5 mIoU against scratch's 24.6, **+25.9 [+23.1, +28.7]** (3 seeds; the one comparison of
-#   the grid's non-primary cells that survives Holm's correction), and at 20 points +20.5 [+12.3, +28.8].
+#   fine-tunes to 50.5 mIoU against scratch's 24.6, **+25.9 [+23.1, +28.7]** (3 seeds; one of the 3 of the
+#   grid's 42 non-primary cells that survive Holm's correction), and at 20 points +20.5 [+12.3, +28.8].
 # * The linear probe isolates the features; fine-tuning can wash a weak initialisation out (or not have time
 #   to use a good one). The paper reports fine-tuning only.
 # * What the toolkit makes possible is to ask the question properly at any scale: the same protocol, rules
