@@ -740,6 +740,16 @@ def _backbone(label: str, seed: int, preset: BenchmarkPreset, cache: Path,
     return pretrained_backbone(method, seed, preset, cache, progress, budget)
 
 
+def backbone_is_cached(label: str, seed: int, preset: BenchmarkPreset, cache: str | os.PathLike) -> bool:
+    """Whether the backbone of ``label`` and ``seed`` loads from ``cache`` without computing a pre-training
+    (scratch: always; its random network costs milliseconds)."""
+    if label == "scratch":
+        return True
+    method, budget = split_label(label)
+    out, _ = _pretrain_folder(method, seed, preset, Path(cache), budget)
+    return (out / "backbone.pth").is_file() and (out / "cost.json").is_file()
+
+
 # --- cost estimate --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunCosts:
@@ -901,8 +911,8 @@ def cached_backbone(label: str, seed: int, preset: BenchmarkPreset, cache: str |
     if label == "scratch":
         return scratch_backbone(seed, preset, Path(cache))
     method, budget = split_label(label)
-    out, _ = _pretrain_folder(method, seed, preset, Path(cache), budget)
-    if not ((out / "backbone.pth").is_file() and (out / "cost.json").is_file()):
+    if not backbone_is_cached(label, seed, preset, cache):
+        out, _ = _pretrain_folder(method, seed, preset, Path(cache), budget)
         raise FileNotFoundError(f"{label} seed {seed} is not pre-trained in {out}: run the grid "
                                 "(fourdcontrast benchmark downstream) first")
     return pretrained_backbone(method, seed, preset, Path(cache), budget_s=budget)
@@ -1178,6 +1188,20 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     if labels is not None:
         stages = tuple(tuple(m for m in stage if m in labels) for stage in stages)
     records = _restorable(rows, earlier_costs, split) if restore else {}
+    # the downstream cells of stages whose backbones were all cached wait here and run together with the
+    # next stage's (``--jobs 2`` then keeps both cores busy when a stage has one cell left, e.g. scratch and
+    # 4dcontrast@3600s of one new seed); they run before any pre-training that has to compute, which wants an
+    # idle machine and must find the earlier stage's rows committed
+    pending: list[tuple[tuple, tuple[Callable, tuple]]] = []
+
+    def run_pending() -> None:
+        if pending:
+            pending.sort(key=lambda item: item[0])
+            logger.info("downstream grid (%s split): %d tasks to do (%s), %d runs done", split, len(pending),
+                        ", ".join(dict.fromkeys(t[1][0].method for _, t in pending)), len(rows))
+            _run_tasks([t for _, t in pending], jobs, keep_rows, progress, "downstream")
+            pending.clear()
+
     for stage, labels in enumerate(stages):
         if not labels:
             continue
@@ -1194,28 +1218,31 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
         tasks = [(_pretrain_task, (m, s, preset, str(cache), records.get((m, s))))
                  for s in preset.seeds for m in labels
                  if pretrain_only or (m, s) not in records or has_work(m, s)]
+        if not all(backbone_is_cached(a[0], a[1], preset, cache) for _, a in tasks):
+            run_pending()
         _run_tasks(tasks, jobs, keep_backbone, progress, "pre-training")
         if pretrain_only:
             logger.info("stage %d: %d backbones ready in %s; no downstream cells (pre-training only, as "
                         "asked)", stage + 1, len(tasks), cache)
             continue
         # 2. downstream cells: probes, then the pre-declared primary fine-tuning cells first, seed by seed
-        tasks = []
+        # (the sort key pairs the stages' cells of one seed: scratch and 4dcontrast@3600s of seed 1 first)
+        queued = len(pending)
         for s in preset.seeds:
-            for m in labels:
+            for i, m in enumerate(labels):
                 levels = probe_levels_left(m, s)
                 if levels:
-                    tasks.append((_probe_task, (backbones[(m, s)], levels, s, preset, split, room_cache,
-                                                datasets, features)))
-        for protocol, level in ordered:
+                    pending.append(((0, 0, s, stage, i), (_probe_task, (
+                        backbones[(m, s)], levels, s, preset, split, room_cache, datasets, features))))
+        for j, (protocol, level) in enumerate(ordered):
             for s in preset.seeds:
-                for m in finetuned_at(protocol, level):
+                for i, m in enumerate(finetuned_at(protocol, level)):
                     if m in labels and finetune_left(m, s, protocol, level):
-                        tasks.append((_finetune_task, (backbones[(m, s)], protocol, level, s, preset, split,
-                                                       room_cache, datasets)))
+                        pending.append(((1, j, s, stage, i), (_finetune_task, (
+                            backbones[(m, s)], protocol, level, s, preset, split, room_cache, datasets))))
         logger.info("downstream grid (%s split), stage %d (%s): %d tasks to do, %d runs done", split,
-                    stage + 1, ", ".join(labels), len(tasks), len(rows))
-        _run_tasks(tasks, jobs, keep_rows, progress, "downstream")
+                    stage + 1, ", ".join(labels), len(pending) - queued, len(rows))
+    run_pending()
     if split == "test":
         from fourdcontrast.downstream.report import write_report
 

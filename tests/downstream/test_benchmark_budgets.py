@@ -4,7 +4,8 @@ from the short one, the per-level recipe overrides, and the report's budget curv
 Mutants tried (each turned a test here red): the long-budget run starting afresh instead of from the short
 run's checkpoint; ``_row`` writing the preset's budget for every backbone; ``primary_comparisons`` ignoring
 the spec's ``primary``; the new preset fields kept in the grid spec at their defaults (the committed grid
-then no longer resumes).
+then no longer resumes); the cached long stage's cells run after, not with, the short stage's; no
+barrier before a long pre-training that computes; the joined queue unsorted (not paired by seed).
 """
 
 import argparse
@@ -463,3 +464,43 @@ def test_a_restored_pretraining_is_the_recorded_network_bit_for_bit(tmp_path):
     shutil.rmtree(tmp_path / "c")
     with pytest.raises(ValueError, match="not the same pre-training"):
         restore_pretraining("4dcontrast@1.5s", 1, p, tmp_path / "c", record, digest)  # seed 1's config
+
+
+def test_cells_of_stages_with_cached_backbones_run_in_one_pool_paired_by_seed(tmp_path, monkeypatch):
+    """With every backbone of the long stage cached, its cells join the short stage's in one ``_run_tasks``
+    call (two jobs keep two cores busy when each stage has one cell left), seed-paired: scratch and
+    4dcontrast@2s of seed 0 before seed 1. A long backbone to compute keeps the barrier (the earlier stage's
+    cells run first, then the pre-training)."""
+    from fourdcontrast.downstream import benchmark as bm
+
+    calls = _record_grid_tasks(monkeypatch, tmp_path)
+    pools = []
+    real = bm._run_tasks
+
+    def run_tasks(tasks, jobs, on_done, progress, desc):
+        pools.append((desc, [(fn.__name__, *(args[:2] if desc == "pre-training" else
+                                              (args[0].method, args[0].seed))) for fn, args in tasks]))
+        return real(tasks, 1, on_done, progress, desc)
+
+    monkeypatch.setattr(bm, "_run_tasks", run_tasks)
+    p = replace(PRESETS["tiny"], methods=("scratch", "4dcontrast"), seeds=(0, 1), pretrain_budget_s=1.0,
+                long_budget_s=2.0, long_budget_methods=("4dcontrast",), probe_levels=(),
+                finetune_levels=(("scenes", 0.5),), finetune_steps_at=(), finetune_methods_at=())
+    run = dict(split="val", progress=False, labels=("scratch", "4dcontrast@2s"), jobs=2)
+    bm.run_benchmark(p, tmp_path / "out", tmp_path / "cache", **run)  # nothing cached: the barrier holds
+    assert [d for d, _ in pools] == ["pre-training", "downstream", "pre-training", "downstream"]
+    assert calls.index(("pretrain", "4dcontrast@2s", 0, None)) > calls.index(
+        ("finetune", "scratch", 1, ("scenes", 0.5)))
+    for seed in (0, 1):  # now the long backbones are in the cache
+        folder, _ = bm._pretrain_folder("4dcontrast", seed, p, tmp_path / "cache", 2.0)
+        folder.mkdir(parents=True)
+        (folder / "backbone.pth").write_bytes(b"x")
+        (folder / "cost.json").write_text("{}")
+    assert bm.backbone_is_cached("4dcontrast@2s", 1, p, tmp_path / "cache")
+    assert not bm.backbone_is_cached("4dcontrast", 1, p, tmp_path / "cache")
+    assert bm.backbone_is_cached("scratch", 1, p, tmp_path / "cache")
+    pools.clear()
+    bm.run_benchmark(p, tmp_path / "out2", tmp_path / "cache", **run)
+    assert [d for d, _ in pools] == ["pre-training", "pre-training", "downstream"]
+    assert [(m, s) for _, m, s in pools[-1][1]] == [("scratch", 0), ("4dcontrast@2s", 0), ("scratch", 1),
+                                                    ("4dcontrast@2s", 1)]
