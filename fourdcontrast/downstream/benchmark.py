@@ -1069,6 +1069,10 @@ def run_benchmark(preset: BenchmarkPreset, out: str | os.PathLike, cache: str | 
     :func:`restore_pretraining` instead of pre-trained anew under the budget (which would stop at another
     step and give another network than the rows'), so that new cells pair with the old ones.
 
+    The stages run in order (the preset's budget, then the long one), and a stage's cells run before any
+    later pre-training that has to compute; the cells of a stage whose backbones all load from ``cache``
+    instead join the earlier stage's in one queue, seed-paired, so that ``jobs`` workers stay busy.
+
     Writes into ``out``: ``downstream.csv`` (``downstream_val.csv`` for ``split="val"``), the grid spec
     (``downstream_grid.json``), the pre-training costs (``downstream_pretrain_cost.json``) and, for the
     test split, the report (:func:`fourdcontrast.downstream.report.write_report`). Returns the CSV rows.
