@@ -479,7 +479,7 @@ for mode, recipe in (("finetune", "the paper's recipe"), ("lp-ft", "LP-FT")):
 #   seeds — after 8000 fine-tuning steps on fully labelled rooms its head start is gone, headroom or not.
 # * Where labels are few it is not gone: with 200 labelled points per room (500 steps) the 3600-s 4DContrast
 #   fine-tunes to 50.5 mIoU against scratch's 24.6, **+25.9 [+23.1, +28.7]** (3 seeds; one of the 3 of the
-#   grid's 46 non-primary cells that survive Holm's correction), and at 20 points +20.5 [+12.3, +28.8]. How
+#   grid's 47 non-primary cells that survive Holm's correction), and at 20 points +20.5 [+12.3, +28.8]. How
 #   much survives depends on the pre-training budget: the 300-s backbones give +7.1 [+3.6, +10.6] at 200
 #   points (the budget curve above). At 10 % of the scenes the curve runs the other way: +0.5 [−0.4, +1.3]
 #   at 300 CPU-s, −2.2 [−8.6, +4.3] at 3600, −5.6 at 10800 (one seed) — with whole labelled rooms a longer
